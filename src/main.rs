@@ -1,0 +1,206 @@
+//! The `sluice` command: run the gateway, check a config, inspect the queue.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use sluice::Runtime;
+use sluice::config::Config;
+use sluice::queue::inspect;
+use sluice::record::UpstreamRecord;
+use sluice_event::Event;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Sluice: an edge gateway runtime.
+#[derive(Parser)]
+#[command(version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway until SIGTERM or SIGINT.
+    Run {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a config file: every problem as file:line:column, non-zero exit if any.
+    Check {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Inspect the queue of a config offline.
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueAction {
+    /// Records, bytes, age and losses per stream.
+    Stats {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// The next records to be sent, as upstream JSON records, one per line.
+    Peek {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// How many records.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { config } => return check(&config),
+        Command::Run { config } => run(&config),
+        Command::Queue {
+            action: QueueAction::Stats { config },
+        } => queue_stats(&config),
+        Command::Queue {
+            action: QueueAction::Peek { config, limit },
+        } => queue_peek(&config, limit),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<Config> {
+    Config::load(path).map_err(|e| anyhow::anyhow!("invalid config\n{e}"))
+}
+
+fn check(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            print!("{}: ok\n{}", path.display(), config.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            let n = e.lines().len();
+            eprintln!("{n} problem{} found", if n == 1 { "" } else { "s" });
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(path: &Path) -> Result<()> {
+    let config = load(path)?;
+    init_logging();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let runtime = Runtime::start(config).context("cannot start the gateway")?;
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %path.display(), "Sluice running");
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        let watchdog = watchdog();
+        wait_for_signal().await?;
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        tracing::info!("Stopping: intake closed, committing what is pending");
+        if let Some(w) = watchdog {
+            w.abort();
+        }
+        runtime.shutdown().await;
+        tracing::info!("Stopped cleanly");
+        Ok(())
+    })
+}
+
+/// Pings systemd's watchdog at half its interval, if it asked for one.
+fn watchdog() -> Option<tokio::task::JoinHandle<()>> {
+    let interval = sd_notify::watchdog_enabled()? / 2;
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            tick.tick().await;
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+        }
+    }))
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "Signal received"),
+        _ = int.recv() => tracing::info!(signal = "SIGINT", "Signal received"),
+    }
+    Ok(())
+}
+
+fn queue_stats(path: &Path) -> Result<()> {
+    let config = load(path)?;
+    let db = config.queue_path();
+    let stats =
+        inspect::stats(&db).with_context(|| format!("cannot read queue {}", db.display()))?;
+    let now = sluice::clock::now_ms();
+    println!("queue {}", db.display());
+    println!(
+        "{:<16} {:>10} {:>12} {:>12} {:>10} {:>10} {:>10}",
+        "stream", "records", "bytes", "oldest", "dropped", "rejected", "expired"
+    );
+    for s in stats {
+        let age = s.oldest_ms.map_or("-".to_string(), |t| {
+            format!("{} s", (now - t).max(0) / 1000)
+        });
+        println!(
+            "{:<16} {:>10} {:>12} {:>12} {:>10} {:>10} {:>10}",
+            s.name, s.records, s.bytes, age, s.dropped, s.rejected, s.expired
+        );
+    }
+    Ok(())
+}
+
+fn queue_peek(path: &Path, limit: usize) -> Result<()> {
+    let config = load(path)?;
+    let db = config.queue_path();
+    let rows =
+        inspect::peek(&db, limit).with_context(|| format!("cannot read queue {}", db.display()))?;
+    for row in rows {
+        match Event::decode(&row.event) {
+            Ok(event) => {
+                let record = UpstreamRecord {
+                    event: &event,
+                    stream: &row.stream,
+                    queued_ms: row.enqueued_ms,
+                };
+                println!(
+                    "{}",
+                    serde_json::to_string(&record).context("cannot encode record")?
+                );
+            }
+            Err(e) => println!(
+                "{}",
+                serde_json::json!({ "seq": row.seq, "error": e.to_string() })
+            ),
+        }
+    }
+    Ok(())
+}

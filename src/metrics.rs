@@ -1,0 +1,90 @@
+//! Process-wide counters of the pipeline, shared by value (an `Arc`) between
+//! the parts that move them; no global statics.
+
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters every part of the core updates; read by health messages and tests.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Events committed to the queue.
+    pub queue_accepted: AtomicU64,
+    /// Events refused because their stream was full (`reject_new`).
+    pub queue_rejected: AtomicU64,
+    /// Records deleted to make room (`drop_oldest`).
+    pub queue_dropped: AtomicU64,
+    /// Records deleted because their TTL passed.
+    pub queue_expired: AtomicU64,
+    /// Group-commit transactions.
+    pub queue_commits: AtomicU64,
+    /// Transactions that failed (storage errors); their submissions were refused.
+    pub queue_storage_errors: AtomicU64,
+    /// Records currently queued.
+    pub queue_records: AtomicU64,
+    /// Bytes of encoded events currently queued.
+    pub queue_bytes: AtomicU64,
+    /// Batches handed to the MQTT client.
+    pub uplink_batches_sent: AtomicU64,
+    /// Batches the broker acknowledged.
+    pub uplink_batches_acked: AtomicU64,
+    /// Records deleted after their batch was acknowledged.
+    pub uplink_records_acked: AtomicU64,
+    /// Batches lost by the connection and sent again.
+    pub uplink_batches_resent: AtomicU64,
+    /// Successful connections (CONNACK).
+    pub uplink_connects: AtomicU64,
+    /// Failed connection attempts and dropped connections.
+    pub uplink_connection_errors: AtomicU64,
+    /// Records that could not be decoded and were dead-lettered by the uplink.
+    pub uplink_undecodable: AtomicU64,
+}
+
+/// A point-in-time copy of [`Metrics`], as published in health messages.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[allow(missing_docs)]
+pub struct MetricsSnapshot {
+    pub queue_accepted: u64,
+    pub queue_rejected: u64,
+    pub queue_dropped: u64,
+    pub queue_expired: u64,
+    pub queue_commits: u64,
+    pub queue_storage_errors: u64,
+    pub queue_records: u64,
+    pub queue_bytes: u64,
+    pub uplink_batches_sent: u64,
+    pub uplink_batches_acked: u64,
+    pub uplink_records_acked: u64,
+    pub uplink_batches_resent: u64,
+    pub uplink_connects: u64,
+    pub uplink_connection_errors: u64,
+    pub uplink_undecodable: u64,
+}
+
+impl Metrics {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Copies every counter.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            queue_accepted: get(&self.queue_accepted),
+            queue_rejected: get(&self.queue_rejected),
+            queue_dropped: get(&self.queue_dropped),
+            queue_expired: get(&self.queue_expired),
+            queue_commits: get(&self.queue_commits),
+            queue_storage_errors: get(&self.queue_storage_errors),
+            queue_records: get(&self.queue_records),
+            queue_bytes: get(&self.queue_bytes),
+            uplink_batches_sent: get(&self.uplink_batches_sent),
+            uplink_batches_acked: get(&self.uplink_batches_acked),
+            uplink_records_acked: get(&self.uplink_records_acked),
+            uplink_batches_resent: get(&self.uplink_batches_resent),
+            uplink_connects: get(&self.uplink_connects),
+            uplink_connection_errors: get(&self.uplink_connection_errors),
+            uplink_undecodable: get(&self.uplink_undecodable),
+        }
+    }
+}

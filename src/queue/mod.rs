@@ -1,0 +1,126 @@
+//! The store-and-forward queue: SQLite in WAL mode, written by one thread
+//! with group commit ([`writer`]), drained by the uplink ([`reader`]),
+//! bounded per stream ([`streams`]), inspectable offline ([`inspect`]).
+//! Only this module knows SQL.
+
+pub mod inspect;
+pub mod reader;
+mod schema;
+mod streams;
+pub(crate) mod writer;
+
+pub use reader::{QueueReader, QueuedRecord};
+
+use crate::config::Config;
+use crate::ingest::{IdMint, Ingest};
+use crate::metrics::Metrics;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::{Notify, mpsc, oneshot};
+use writer::{Command, Writer};
+
+/// Why the queue could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open queue {path}: {source}")]
+pub struct OpenError {
+    path: PathBuf,
+    #[source]
+    source: rusqlite::Error,
+}
+
+/// The open queue: its writer thread and the handles to reach it.
+pub struct Queue {
+    tx: mpsc::Sender<Command>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    ids: Arc<IdMint>,
+    added: Arc<Notify>,
+    path: PathBuf,
+    priorities: Vec<u8>,
+}
+
+impl Queue {
+    /// Opens (creating if needed) the queue database and starts its writer thread.
+    pub fn open(config: &Config, metrics: Arc<Metrics>) -> Result<Queue, OpenError> {
+        let path = config.queue_path();
+        let err = |source| OpenError {
+            path: path.clone(),
+            source,
+        };
+        let conn = schema::open_writer(&path, config.queue.durability).map_err(err)?;
+        let boot = schema::next_boot(&conn).map_err(err)?;
+        let added = Arc::new(Notify::new());
+        let writer = Writer::new(conn, &config.queue, metrics, added.clone()).map_err(err)?;
+        let (tx, rx) = mpsc::channel(config.queue.ingest_capacity);
+        let thread = std::thread::Builder::new()
+            .name("queue-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| {
+                err(rusqlite::Error::InvalidParameterName(format!(
+                    "cannot start writer thread: {e}"
+                )))
+            })?;
+        tracing::info!(path = %path.display(), boot, "Queue open");
+        Ok(Queue {
+            tx,
+            thread: Some(thread),
+            ids: Arc::new(IdMint::new(boot)),
+            added,
+            path,
+            priorities: config.queue.streams.iter().map(|s| s.priority).collect(),
+        })
+    }
+
+    /// A handle for producers.
+    pub fn ingest(&self) -> Ingest {
+        Ingest::new(self.tx.clone(), self.ids.clone())
+    }
+
+    /// A new reading connection, for draining.
+    pub fn reader(&self) -> Result<QueueReader, OpenError> {
+        QueueReader::open(&self.path, self.priorities.iter().copied()).map_err(|source| OpenError {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Deletes acknowledged records and removes expired ones; for the uplink.
+    pub fn acker(&self) -> Acker {
+        Acker {
+            tx: self.tx.clone(),
+        }
+    }
+
+    /// Woken after each commit that added records.
+    pub fn added(&self) -> Arc<Notify> {
+        self.added.clone()
+    }
+
+    /// Commits what is pending and stops the writer thread.
+    pub async fn close(mut self) {
+        let _ = self.tx.send(Command::Shutdown).await;
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+/// Sends deletions of acknowledged records to the writer.
+#[derive(Clone, Debug)]
+pub struct Acker {
+    tx: mpsc::Sender<Command>,
+}
+
+impl Acker {
+    /// Queues the deletion of `seqs`; the receiver yields how many existed once committed.
+    pub async fn delete(&self, seqs: Vec<i64>) -> oneshot::Receiver<u64> {
+        let (reply, rx) = oneshot::channel();
+        // If the writer is gone the receiver reports it; the rows stay and are sent again later.
+        let _ = self.tx.send(Command::Delete { seqs, reply }).await;
+        rx
+    }
+
+    /// Asks the writer to delete records whose TTL has passed.
+    pub async fn expire(&self) {
+        let _ = self.tx.send(Command::Expire).await;
+    }
+}

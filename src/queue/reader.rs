@@ -1,0 +1,131 @@
+//! The drain side of the queue: records oldest-first within priority, read
+//! through a connection of its own (WAL lets it read while the writer commits).
+//!
+//! One cursor per priority remembers the last record handed out, so a
+//! record is handed out once until [`QueueReader::rewind`] — called when the
+//! connection lost what was in flight — makes every unacknowledged record due
+//! again. Records are only ever deleted by acknowledgement, never by reading.
+
+use super::schema;
+use rusqlite::{Connection, params};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+/// One record as stored.
+#[derive(Clone, Debug)]
+pub struct QueuedRecord {
+    /// Queue sequence number (unique, increasing).
+    pub seq: i64,
+    /// Priority of its stream when it was queued.
+    pub priority: u8,
+    /// Name of its stream.
+    pub stream: Arc<str>,
+    /// When it was committed, ms since the Unix epoch.
+    pub enqueued_ms: i64,
+    /// The postcard-encoded event.
+    pub event: Vec<u8>,
+}
+
+/// Reads records in drain order.
+pub struct QueueReader {
+    conn: Connection,
+    /// Last sequence handed out, per priority present in the queue.
+    cursors: BTreeMap<u8, i64>,
+    names: HashMap<i64, Arc<str>>,
+}
+
+impl QueueReader {
+    /// Opens a reading connection to an existing queue; `priorities` are the
+    /// configured ones (those of older records are found in the table).
+    pub fn open(
+        path: &Path,
+        priorities: impl IntoIterator<Item = u8>,
+    ) -> rusqlite::Result<QueueReader> {
+        let conn = schema::open_reader(path)?;
+        let mut cursors: BTreeMap<u8, i64> = priorities.into_iter().map(|p| (p, 0)).collect();
+        {
+            let mut stmt = conn.prepare("SELECT DISTINCT priority FROM records")?;
+            for p in stmt.query_map([], |r| r.get::<_, u8>(0))? {
+                cursors.insert(p?, 0);
+            }
+        }
+        let mut reader = QueueReader {
+            conn,
+            cursors,
+            names: HashMap::new(),
+        };
+        reader.load_names()?;
+        Ok(reader)
+    }
+
+    fn load_names(&mut self) -> rusqlite::Result<()> {
+        let mut stmt = self.conn.prepare("SELECT id, name FROM streams")?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
+            let (id, name) = row?;
+            self.names.insert(id, name.into());
+        }
+        Ok(())
+    }
+
+    /// Up to `max` due records in drain order (priority, then age), skipping
+    /// expired ones; does not move the cursors.
+    pub fn fetch(&mut self, max: usize, now_ms: i64) -> rusqlite::Result<Vec<QueuedRecord>> {
+        let mut out = Vec::new();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, stream, enqueued_ms, event FROM records
+             WHERE priority = ?1 AND seq > ?2 AND (expires_ms IS NULL OR expires_ms > ?3)
+             ORDER BY seq LIMIT ?4",
+        )?;
+        let mut unknown_stream = false;
+        for (&priority, &cursor) in &self.cursors {
+            if out.len() >= max {
+                break;
+            }
+            let limit = (max - out.len()) as i64;
+            let rows = stmt.query_map(params![priority, cursor, now_ms, limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                ))
+            })?;
+            for row in rows {
+                let (seq, stream, enqueued_ms, event) = row?;
+                let stream = match self.names.get(&stream) {
+                    Some(name) => name.clone(),
+                    None => {
+                        unknown_stream = true;
+                        Arc::from(format!("stream-{stream}"))
+                    }
+                };
+                out.push(QueuedRecord {
+                    seq,
+                    priority,
+                    stream,
+                    enqueued_ms,
+                    event,
+                });
+            }
+        }
+        drop(stmt);
+        if unknown_stream {
+            self.load_names()?;
+        }
+        Ok(out)
+    }
+
+    /// Marks records as handed out, so `fetch` returns what follows them.
+    pub fn advance(&mut self, records: &[QueuedRecord]) {
+        for r in records {
+            let cursor = self.cursors.entry(r.priority).or_insert(0);
+            *cursor = (*cursor).max(r.seq);
+        }
+    }
+
+    /// Makes every record still in the queue due again.
+    pub fn rewind(&mut self) {
+        self.cursors.values_mut().for_each(|c| *c = 0);
+    }
+}

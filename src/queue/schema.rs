@@ -1,0 +1,93 @@
+//! The queue's SQLite schema and connection settings. Only `src/queue`
+//! knows SQL.
+
+use crate::config::Durability;
+use rusqlite::{Connection, OpenFlags};
+use std::path::Path;
+
+/// Schema version stored in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
+/// Tables and indexes. `records.seq` is AUTOINCREMENT so sequence numbers
+/// never repeat, even after the newest rows are deleted: the uplink's
+/// cursors rely on that.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS streams (
+    id       INTEGER PRIMARY KEY,
+    name     TEXT NOT NULL UNIQUE,
+    dropped  INTEGER NOT NULL DEFAULT 0,
+    rejected INTEGER NOT NULL DEFAULT 0,
+    expired  INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS records (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream      INTEGER NOT NULL,
+    priority    INTEGER NOT NULL,
+    enqueued_ms INTEGER NOT NULL,
+    expires_ms  INTEGER,
+    size        INTEGER NOT NULL,
+    event       BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_drain ON records (priority, seq);
+CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_ms) WHERE expires_ms IS NOT NULL;
+";
+
+/// Opens (creating if needed) the queue database for writing.
+pub(crate) fn open_writer(path: &Path, durability: Durability) -> rusqlite::Result<Connection> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // A missing folder shows up as a clear SQLite error on open below.
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "journal_mode is {mode}, WAL is required"
+        )));
+    }
+    let sync = match durability {
+        Durability::Process => "NORMAL",
+        Durability::Power => "FULL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous={sync}; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-2048;"
+    ))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "queue schema version {version} is newer than this build understands ({SCHEMA_VERSION})"
+        )));
+    }
+    conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))?;
+    Ok(conn)
+}
+
+/// Counts this start in `meta.boot` and returns the new boot number, the
+/// high part of every event id minted in this process.
+pub(crate) fn next_boot(conn: &Connection) -> rusqlite::Result<u32> {
+    let boot: i64 = conn.query_row(
+        "INSERT INTO meta (key, value) VALUES ('boot', 1)
+         ON CONFLICT (key) DO UPDATE SET value = value + 1 RETURNING value",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok((boot as u64 & 0xff_ffff) as u32)
+}
+
+/// Opens an existing queue database for the reading side (uplink and
+/// `sluice queue`). Read-write flags, because reading a WAL database needs
+/// its shared-memory file, but this connection never writes.
+pub(crate) fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}

@@ -1,0 +1,241 @@
+//! The queue writer: one thread owns the writing SQLite connection and
+//! commits everything that is pending in one transaction (group commit), so
+//! many producers share each commit and its fsync.
+
+use super::streams::{Losses, StreamLoad, Streams};
+use crate::clock::now_ms;
+use crate::config::QueueConfig;
+use crate::ingest::{IngestError, Rejected};
+use crate::metrics::Metrics;
+use rusqlite::Connection;
+use sluice_event::Event;
+use std::sync::Arc;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// Work for the writer thread.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Commit these events durably, then reply.
+    Insert {
+        events: Vec<Event>,
+        reply: oneshot::Sender<Result<(), Rejected>>,
+    },
+    /// Delete acknowledged records, then reply with how many existed.
+    Delete {
+        seqs: Vec<i64>,
+        reply: oneshot::Sender<u64>,
+    },
+    /// Delete records whose TTL has passed.
+    Expire,
+    /// Commit what is pending and stop.
+    Shutdown,
+}
+
+/// State of the writer thread.
+pub(crate) struct Writer {
+    conn: Connection,
+    streams: Streams,
+    metrics: Arc<Metrics>,
+    /// Woken after every commit that added records.
+    added: Arc<Notify>,
+    max_batch: usize,
+    last_loss_warning: Option<std::time::Instant>,
+}
+
+/// Least time between two warnings about shed records.
+const LOSS_WARNING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What one command came to inside the transaction; replies are sent
+/// only after the transaction commits.
+enum Outcome {
+    Inserted,
+    Refused(IngestError),
+    Deleted(u64),
+    Done,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        conn: Connection,
+        config: &QueueConfig,
+        metrics: Arc<Metrics>,
+        added: Arc<Notify>,
+    ) -> rusqlite::Result<Writer> {
+        let streams = Streams::load(&conn, &config.streams)?;
+        let writer = Writer {
+            conn,
+            streams,
+            metrics,
+            added,
+            max_batch: config.max_batch,
+            last_loss_warning: None,
+        };
+        writer.publish_load();
+        Ok(writer)
+    }
+
+    /// Runs until `Shutdown` arrives or every sender is gone.
+    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut stop = false;
+        while !stop {
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
+            let mut batch = vec![first];
+            let mut events = batch_events(&batch[0]);
+            while events < self.max_batch {
+                match rx.try_recv() {
+                    Ok(c) => {
+                        events += batch_events(&c);
+                        batch.push(c);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if batch.iter().any(|c| matches!(c, Command::Shutdown)) {
+                stop = true;
+            }
+            self.commit(batch);
+        }
+        rx.close();
+        // Submissions that raced with shutdown are refused, not dropped silently.
+        let mut late = Vec::new();
+        while let Ok(c) = rx.try_recv() {
+            late.push(c);
+        }
+        for c in late {
+            if let Command::Insert { events, reply } = c {
+                let _ = reply.send(Err(Rejected {
+                    error: IngestError::Closed,
+                    events,
+                }));
+            }
+        }
+        tracing::info!(
+            records = self.streams.total().records,
+            "Queue writer stopped; pending events committed"
+        );
+    }
+
+    /// One group commit for everything in `batch`.
+    fn commit(&mut self, batch: Vec<Command>) {
+        let before = self.streams.snapshot();
+        match self.apply(&batch) {
+            Ok((outcomes, losses)) => {
+                Metrics::add(&self.metrics.queue_commits, 1);
+                self.count_losses(losses);
+                self.publish_load();
+                let mut accepted = 0;
+                for (command, outcome) in batch.into_iter().zip(outcomes) {
+                    match (command, outcome) {
+                        (Command::Insert { events, reply }, Outcome::Inserted) => {
+                            accepted += events.len() as u64;
+                            for e in &events {
+                                tracing::debug!(event_id = %e.id, "Event queued");
+                            }
+                            let _ = reply.send(Ok(()));
+                        }
+                        (Command::Insert { events, reply }, Outcome::Refused(error)) => {
+                            tracing::debug!(error = %error, events = events.len(), "Submission refused");
+                            let _ = reply.send(Err(Rejected { error, events }));
+                        }
+                        (Command::Delete { reply, .. }, Outcome::Deleted(n)) => {
+                            let _ = reply.send(n);
+                        }
+                        _ => {}
+                    }
+                }
+                Metrics::add(&self.metrics.queue_accepted, accepted);
+                if accepted > 0 {
+                    self.added.notify_one();
+                }
+            }
+            Err(error) => {
+                self.streams.restore(before);
+                Metrics::add(&self.metrics.queue_storage_errors, 1);
+                tracing::error!(error = %error, "Queue transaction failed; its submissions are refused");
+                let reason = IngestError::Storage(error.to_string());
+                for command in batch {
+                    match command {
+                        Command::Insert { events, reply } => {
+                            let _ = reply.send(Err(Rejected {
+                                error: reason.clone(),
+                                events,
+                            }));
+                        }
+                        Command::Delete { reply, .. } => {
+                            let _ = reply.send(0);
+                        }
+                        Command::Expire | Command::Shutdown => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the batch in one transaction; on error nothing is committed.
+    fn apply(&mut self, batch: &[Command]) -> rusqlite::Result<(Vec<Outcome>, Losses)> {
+        let tx = self.conn.transaction()?;
+        let now = now_ms();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for command in batch {
+            outcomes.push(match command {
+                Command::Insert { events, .. } => match self.streams.insert(&tx, events, now)? {
+                    Ok(()) => Outcome::Inserted,
+                    Err(error) => Outcome::Refused(error),
+                },
+                Command::Delete { seqs, .. } => Outcome::Deleted(self.streams.delete(&tx, seqs)?),
+                Command::Expire => {
+                    self.streams.expire(&tx, now)?;
+                    Outcome::Done
+                }
+                Command::Shutdown => Outcome::Done,
+            });
+        }
+        let losses = self.streams.flush_losses(&tx)?;
+        tx.commit()?;
+        Ok((outcomes, losses))
+    }
+
+    /// Counts committed losses, warning at most every few seconds.
+    fn count_losses(&mut self, losses: Losses) {
+        let m = &self.metrics;
+        Metrics::add(&m.queue_dropped, losses.dropped);
+        Metrics::add(&m.queue_rejected, losses.rejected);
+        Metrics::add(&m.queue_expired, losses.expired);
+        if losses == Losses::default() {
+            return;
+        }
+        let due = self
+            .last_loss_warning
+            .is_none_or(|t| t.elapsed() >= LOSS_WARNING_INTERVAL);
+        if due {
+            self.last_loss_warning = Some(std::time::Instant::now());
+            let total = m.snapshot();
+            tracing::warn!(
+                dropped_total = total.queue_dropped,
+                rejected_total = total.queue_rejected,
+                expired_total = total.queue_expired,
+                "Queue is shedding records by its overflow and TTL policies"
+            );
+        }
+    }
+
+    /// Mirrors the queue's size into the metrics gauges.
+    fn publish_load(&self) {
+        let StreamLoad { records, bytes } = self.streams.total();
+        self.metrics
+            .queue_records
+            .store(records, std::sync::atomic::Ordering::Relaxed);
+        self.metrics
+            .queue_bytes
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn batch_events(c: &Command) -> usize {
+    match c {
+        Command::Insert { events, .. } => events.len().max(1),
+        _ => 1,
+    }
+}

@@ -1,0 +1,253 @@
+//! The upstream record: how one queued event looks to the cloud (JSON), and
+//! the batch that carries many of them. Schema version [`BATCH_SCHEMA_VERSION`];
+//! documented with examples in `docs/mqtt-api.md`.
+
+use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct};
+use serde::{Serialize, Serializer};
+use sluice_event::{Event, Meta, Reading, Value};
+
+/// The `v` field of every batch payload.
+pub const BATCH_SCHEMA_VERSION: u32 = 1;
+
+/// An event as an upstream record, tagged with its queue stream.
+pub struct UpstreamRecord<'a> {
+    /// The event.
+    pub event: &'a Event,
+    /// The stream it was queued in.
+    pub stream: &'a str,
+    /// When the queue committed it (ms since the Unix epoch).
+    pub queued_ms: i64,
+}
+
+impl Serialize for UpstreamRecord<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.event;
+        let mut r = s.serialize_struct("Record", 12)?;
+        r.serialize_field("id", &e.id.to_string())?;
+        r.serialize_field("stream", self.stream)?;
+        r.serialize_field("subject", &e.subject)?;
+        r.serialize_field("device", &e.device)?;
+        r.serialize_field("device_time_ms", &e.device_time_ms)?;
+        r.serialize_field("gateway_time_ms", &e.gateway_time_ms)?;
+        r.serialize_field("queued_ms", &self.queued_ms)?;
+        r.serialize_field("cause", &e.cause.map(|c| c.to_string()))?;
+        r.serialize_field("function", &e.function)?;
+        r.serialize_field("readings", &Readings(&e.readings))?;
+        r.serialize_field("meta", &Metas(&e.meta))?;
+        r.serialize_field("raw", &e.raw.as_deref().map(hex))?;
+        r.end()
+    }
+}
+
+struct Readings<'a>(&'a [Reading]);
+
+impl Serialize for Readings<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for r in self.0 {
+            seq.serialize_element(&ReadingJson(r))?;
+        }
+        seq.end()
+    }
+}
+
+struct ReadingJson<'a>(&'a Reading);
+
+impl Serialize for ReadingJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("name", &r.name)?;
+        m.serialize_entry("value", &ValueJson(&r.value))?;
+        if !r.unit.is_empty() {
+            m.serialize_entry("unit", &r.unit)?;
+        }
+        m.end()
+    }
+}
+
+struct Metas<'a>(&'a [Meta]);
+
+impl Serialize for Metas<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for meta in self.0 {
+            m.serialize_entry(&meta.key, &ValueJson(&meta.value))?;
+        }
+        m.end()
+    }
+}
+
+/// Numbers as JSON numbers (non-finite ones as `null`), bytes as lowercase hex.
+struct ValueJson<'a>(&'a Value);
+
+impl Serialize for ValueJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Number(n) if n.is_finite() => s.serialize_f64(*n),
+            Value::Number(_) => s.serialize_none(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Text(t) => s.serialize_str(t),
+            Value::Bytes(b) => s.serialize_str(&hex(b)),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Builds one batch payload, record by record, within a byte budget.
+pub struct BatchWriter {
+    buf: Vec<u8>,
+    records: usize,
+    max_bytes: usize,
+}
+
+/// Closing bytes of a batch payload.
+const BATCH_END: &[u8] = b"]}";
+
+impl BatchWriter {
+    /// Starts a batch for `gateway`, to be at most `max_bytes` long.
+    pub fn new(gateway: &str, sent_ms: i64, max_bytes: usize) -> BatchWriter {
+        let mut buf = Vec::with_capacity(max_bytes.min(1 << 20));
+        buf.extend_from_slice(format!("{{\"v\":{BATCH_SCHEMA_VERSION},\"gateway\":").as_bytes());
+        // A gateway id is validated to be plain ASCII, so this cannot fail.
+        let _ = serde_json::to_writer(&mut buf, gateway);
+        buf.extend_from_slice(format!(",\"sent_ms\":{sent_ms},\"records\":[").as_bytes());
+        BatchWriter {
+            buf,
+            records: 0,
+            max_bytes,
+        }
+    }
+
+    /// Appends a record if it fits; a first record always fits, so one
+    /// oversized record still travels alone rather than blocking the queue.
+    pub fn push(&mut self, record: &UpstreamRecord<'_>) -> bool {
+        let mark = self.buf.len();
+        if self.records > 0 {
+            self.buf.push(b',');
+        }
+        if serde_json::to_writer(&mut self.buf, record).is_err() {
+            self.buf.truncate(mark);
+            return false;
+        }
+        if self.records > 0 && self.buf.len() + BATCH_END.len() > self.max_bytes {
+            self.buf.truncate(mark);
+            return false;
+        }
+        self.records += 1;
+        true
+    }
+
+    /// Records in the batch so far.
+    pub fn len(&self) -> usize {
+        self.records
+    }
+
+    /// Whether no record was added.
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// The finished payload.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.buf.extend_from_slice(BATCH_END);
+        self.buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_event::EventId;
+
+    fn event(n: u64) -> Event {
+        let mut e = Event::new("coap/t1", "t1", 1_764_000_000_000)
+            .with_number("temperature", 21.5, "Cel")
+            .with_meta("rssi", Value::Number(-87.0))
+            .with_meta("devaddr", Value::Bytes(vec![0x26, 0x01]));
+        e.id = EventId::new(1, n);
+        e.readings.push(Reading {
+            name: "door".into(),
+            value: Value::Bool(true),
+            unit: String::new(),
+        });
+        e
+    }
+
+    #[test]
+    fn batch_is_valid_json_with_every_field() {
+        let e = event(7);
+        let mut w = BatchWriter::new("gw-1", 5, 10_000);
+        assert!(w.push(&UpstreamRecord {
+            event: &e,
+            stream: "telemetry",
+            queued_ms: 3
+        }));
+        let v: serde_json::Value = serde_json::from_slice(&w.finish()).expect("valid json");
+        assert_eq!(v["v"], 1);
+        assert_eq!(v["gateway"], "gw-1");
+        let r = &v["records"][0];
+        assert_eq!(r["id"], "0000010000000007");
+        assert_eq!(r["stream"], "telemetry");
+        assert_eq!(r["subject"], "coap/t1");
+        assert_eq!(
+            r["readings"][0],
+            serde_json::json!({"name": "temperature", "value": 21.5, "unit": "Cel"})
+        );
+        assert_eq!(
+            r["readings"][1],
+            serde_json::json!({"name": "door", "value": true})
+        );
+        assert_eq!(
+            r["meta"],
+            serde_json::json!({"rssi": -87.0, "devaddr": "2601"})
+        );
+        assert_eq!(r["cause"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn batch_stops_at_its_byte_budget() {
+        let events: Vec<Event> = (0..50).map(event).collect();
+        let mut w = BatchWriter::new("gw", 0, 2_000);
+        let taken = events
+            .iter()
+            .take_while(|e| {
+                w.push(&UpstreamRecord {
+                    event: e,
+                    stream: "s",
+                    queued_ms: 0,
+                })
+            })
+            .count();
+        assert!(taken > 1 && taken < 50, "took {taken}");
+        let payload = w.finish();
+        assert!(payload.len() <= 2_000);
+        let v: serde_json::Value = serde_json::from_slice(&payload).expect("valid json");
+        assert_eq!(v["records"].as_array().map(Vec::len), Some(taken));
+    }
+
+    #[test]
+    fn an_oversized_record_travels_alone() {
+        let e = event(1);
+        let mut w = BatchWriter::new("gw", 0, 10);
+        assert!(w.push(&UpstreamRecord {
+            event: &e,
+            stream: "s",
+            queued_ms: 0
+        }));
+        assert!(!w.push(&UpstreamRecord {
+            event: &e,
+            stream: "s",
+            queued_ms: 0
+        }));
+        assert_eq!(w.len(), 1);
+    }
+}

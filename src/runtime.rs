@@ -1,0 +1,88 @@
+//! The runtime as a value: `sluice run`, the tests and the benchmarks all
+//! build the same [`Runtime`] from a [`Config`] and get handles to it.
+
+use crate::config::Config;
+use crate::ingest::Ingest;
+use crate::metrics::Metrics;
+use crate::queue::{OpenError, Queue};
+use crate::uplink::Uplink;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A running gateway core: queue writer, uplink and housekeeping.
+pub struct Runtime {
+    queue: Queue,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Runtime {
+    /// Opens the queue and starts the uplink. Must be called inside a tokio runtime.
+    pub fn start(config: Config) -> Result<Runtime, OpenError> {
+        let metrics = Arc::new(Metrics::default());
+        let queue = Queue::open(&config, metrics.clone())?;
+        let (shutdown, stop) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let uplink = Uplink::new(
+            config.clone(),
+            metrics.clone(),
+            queue.reader()?,
+            queue.acker(),
+            queue.added(),
+        );
+        tasks.push(tokio::spawn(uplink.run(stop.clone())));
+        if let Some(every) = expiry_interval(&config) {
+            let acker = queue.acker();
+            let mut stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => acker.expire().await,
+                        _ = stop.changed() => return,
+                    }
+                }
+            }));
+        }
+        Ok(Runtime {
+            queue,
+            metrics,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// A handle for producers (adapters, tests).
+    pub fn ingest(&self) -> Ingest {
+        self.queue.ingest()
+    }
+
+    /// The pipeline's counters.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Stops intake and the uplink, commits what is pending and closes the queue.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.queue.close().await;
+    }
+}
+
+/// How often to sweep expired records: a quarter of the shortest TTL, within [1 s, 60 s].
+fn expiry_interval(config: &Config) -> Option<Duration> {
+    let shortest = config
+        .queue
+        .streams
+        .iter()
+        .filter_map(|s| s.ttl)
+        .map(|t| t.get())
+        .min()?;
+    Some((shortest / 4).clamp(Duration::from_secs(1), Duration::from_secs(60)))
+}

@@ -1,0 +1,105 @@
+//! Subject patterns in the MQTT style: `coap/+` matches one level,
+//! `lorawan/#` matches the rest of the subject (including nothing).
+
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+use std::str::FromStr;
+
+/// A validated subject pattern such as `coap/+` or `lorawan/#`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubjectPattern {
+    text: String,
+}
+
+impl SubjectPattern {
+    /// Whether `subject` matches this pattern.
+    pub fn matches(&self, subject: &str) -> bool {
+        let mut levels = subject.split('/');
+        for part in self.text.split('/') {
+            match part {
+                "#" => return true,
+                "+" => {
+                    if levels.next().is_none() {
+                        return false;
+                    }
+                }
+                literal => {
+                    if levels.next() != Some(literal) {
+                        return false;
+                    }
+                }
+            }
+        }
+        levels.next().is_none()
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl FromStr for SubjectPattern {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err("a subject pattern must not be empty".into());
+        }
+        let parts: Vec<&str> = s.split('/').collect();
+        for (i, part) in parts.iter().enumerate() {
+            if *part == "#" && i + 1 != parts.len() {
+                return Err(format!("`{s}`: `#` is only allowed as the last level"));
+            }
+            if part.len() > 1 && (part.contains('#') || part.contains('+')) {
+                return Err(format!("`{s}`: `+` and `#` must stand alone in a level"));
+            }
+        }
+        Ok(SubjectPattern { text: s.to_owned() })
+    }
+}
+
+impl fmt::Display for SubjectPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for SubjectPattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(pattern: &str, subject: &str, expected: bool) {
+        let p: SubjectPattern = pattern.parse().expect("valid pattern");
+        assert_eq!(p.matches(subject), expected, "{pattern} vs {subject}");
+    }
+
+    #[test]
+    fn matching() {
+        check("#", "coap/t1", true);
+        check("#", "", true);
+        check("coap/+", "coap/t1", true);
+        check("coap/+", "coap/t1/x", false);
+        check("coap/+", "coap", false);
+        check("lorawan/#", "lorawan", true);
+        check("lorawan/#", "lorawan/0004a30b001c0530/up", true);
+        check("lorawan/+/up", "lorawan/0004a30b001c0530/up", true);
+        check("lorawan/+/up", "lorawan/0004a30b001c0530/join", false);
+        check("fn/threshold/alert", "fn/threshold/alert", true);
+        check("fn/threshold/alert", "fn/threshold", false);
+    }
+
+    #[test]
+    fn invalid_patterns_are_refused() {
+        for bad in ["", "a/#/b", "a/x+", "a#"] {
+            assert!(bad.parse::<SubjectPattern>().is_err(), "{bad}");
+        }
+    }
+}

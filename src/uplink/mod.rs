@@ -1,0 +1,394 @@
+//! The MQTT uplink: drains the queue in batches, publishes them with QoS 1
+//! and deletes records only when their batch is acknowledged.
+//!
+//! One task owns the rumqttc event loop, the [`BatchTracker`] and the queue
+//! reader, so the moment a connection fails is known exactly: nothing is
+//! handed to the client between a connection error and the next CONNACK, and
+//! on that CONNACK (never a resumed session) everything unacknowledged is
+//! sent again from the queue. Delivery is at-least-once; record ids let the
+//! cloud drop duplicates.
+
+mod backoff;
+mod options;
+mod tracker;
+
+pub use backoff::Backoff;
+pub use options::{Topics, mqtt_options, status_payload};
+pub use tracker::{BatchTracker, Sent};
+
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::queue::{Acker, QueueReader, QueuedRecord};
+use crate::record::{BatchWriter, UpstreamRecord};
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, QoS};
+use sluice_event::Event as SluiceEvent;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, oneshot, watch};
+
+/// How long shutdown waits for acknowledgements of batches in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Everything the uplink task needs.
+pub struct Uplink {
+    config: Config,
+    topics: Topics,
+    metrics: Arc<Metrics>,
+    reader: Option<QueueReader>,
+    acker: Acker,
+    added: Arc<Notify>,
+    tracker: BatchTracker,
+    connected: bool,
+    /// Records may be due: fetch before waiting.
+    due: bool,
+    /// A partial batch waits until then for more records.
+    linger_until: Option<Instant>,
+    /// The newest deletion sent to the writer; later reads wait for it.
+    last_delete: Option<oneshot::Receiver<u64>>,
+    batches: u64,
+    started: Instant,
+}
+
+impl Uplink {
+    /// An uplink for `config`, draining through `reader` and deleting through `acker`.
+    pub fn new(
+        config: Config,
+        metrics: Arc<Metrics>,
+        reader: QueueReader,
+        acker: Acker,
+        added: Arc<Notify>,
+    ) -> Uplink {
+        Uplink {
+            topics: Topics::new(&config),
+            config,
+            metrics,
+            reader: Some(reader),
+            acker,
+            added,
+            tracker: BatchTracker::default(),
+            connected: false,
+            due: true,
+            linger_until: None,
+            last_delete: None,
+            batches: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// Runs until `shutdown` turns true, then waits briefly for batches in
+    /// flight, publishes the `offline` status and disconnects.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let options = match mqtt_options(&self.config, &self.topics) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "Uplink cannot start; records stay queued");
+                let _ = shutdown.wait_for(|s| *s).await;
+                return;
+            }
+        };
+        let url = self.config.uplink.url.to_string();
+        let (client, mut eventloop) =
+            AsyncClient::new(options, self.config.uplink.max_inflight as usize + 8);
+        let u = &self.config.uplink;
+        let mut backoff = Backoff::new(u.reconnect_min.get(), u.reconnect_max.get());
+        let mut health = tokio::time::interval(u.health_interval.get());
+        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let max_inflight = u.max_inflight as usize;
+        tracing::info!(broker = %url, topic = %self.topics.telemetry, "Uplink starting");
+
+        while !*shutdown.borrow() {
+            if self.connected {
+                self.pump(&client).await;
+            }
+            let room = self.connected && self.tracker.batches_in_flight() < max_inflight;
+            let linger = self.linger_until.map(tokio::time::Instant::from_std);
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                event = eventloop.poll() => match event {
+                    Ok(event) => self.handle(event, &client, &url).await,
+                    Err(error) => {
+                        self.connection_failed(&error, &url, &mut backoff, &mut shutdown).await;
+                    }
+                },
+                _ = self.added.notified(), if room => self.due = true,
+                _ = sleep_until_opt(linger), if room && linger.is_some() => {
+                    self.linger_until = None;
+                    self.due = true;
+                }
+                _ = health.tick(), if self.connected => self.publish_health(&client),
+            }
+        }
+        self.close(&client, &mut eventloop).await;
+    }
+
+    /// Reacts to one event of the MQTT connection.
+    async fn handle(&mut self, event: Event, client: &AsyncClient, url: &str) {
+        match event {
+            Event::Incoming(Packet::ConnAck(ack)) => {
+                self.connected = true;
+                Metrics::add(&self.metrics.uplink_connects, 1);
+                // A clean session: the broker and rumqttc both forgot whatever was unacknowledged.
+                let lost = self.tracker.connection_reset();
+                if lost > 0 {
+                    Metrics::add(&self.metrics.uplink_batches_resent, lost as u64);
+                    tracing::info!(
+                        batches = lost,
+                        "Resending batches the previous connection did not confirm"
+                    );
+                }
+                self.rewind().await;
+                tracing::info!(broker = %url, session_present = ack.session_present, "Connected to MQTT broker");
+                let birth = status_payload(
+                    self.config.gateway.id.as_str(),
+                    "online",
+                    None,
+                    Some(now_ms()),
+                );
+                self.tracker.queued(Sent::Status);
+                if let Err(e) =
+                    client.try_publish(&self.topics.status, QoS::AtLeastOnce, true, birth)
+                {
+                    self.tracker.unqueue_last();
+                    tracing::warn!(error = %e, "Cannot publish online status");
+                }
+            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => self.tracker.outgoing_publish(pkid),
+            Event::Incoming(Packet::PubAck(ack)) => {
+                if let Some(Sent::Batch { seqs }) = self.tracker.puback(ack.pkid) {
+                    let records = seqs.len() as u64;
+                    tracing::debug!(
+                        pkid = ack.pkid,
+                        records,
+                        first_seq = seqs.first(),
+                        "Batch acknowledged"
+                    );
+                    self.last_delete = Some(self.acker.delete(seqs).await);
+                    Metrics::add(&self.metrics.uplink_batches_acked, 1);
+                    Metrics::add(&self.metrics.uplink_records_acked, records);
+                    self.due = true;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Logs a failed connection and waits out the back-off (or shutdown).
+    async fn connection_failed(
+        &mut self,
+        error: &ConnectionError,
+        url: &str,
+        backoff: &mut Backoff,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        let was_connected = std::mem::replace(&mut self.connected, false);
+        Metrics::add(&self.metrics.uplink_connection_errors, 1);
+        let retry_in = backoff.next_delay();
+        if was_connected {
+            backoff.reset();
+            tracing::warn!(broker = %url, error = %error, in_flight = self.tracker.batches_in_flight(),
+                "MQTT connection lost; records stay queued");
+        } else {
+            tracing::warn!(broker = %url, error = %error, retry_in_ms = retry_in.as_millis() as u64,
+                "MQTT connection failed; retrying");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(retry_in) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+
+    /// Publishes due batches while the in-flight window has room.
+    async fn pump(&mut self, client: &AsyncClient) {
+        let u = &self.config.uplink;
+        let (max_records, max_bytes, linger, max_inflight) = (
+            u.batch_max_records,
+            u.batch_max_bytes.bytes() as usize,
+            u.linger.get(),
+            u.max_inflight as usize,
+        );
+        while self.due && self.tracker.batches_in_flight() < max_inflight {
+            let Some(rows) = self.fetch(max_records).await else {
+                self.due = false;
+                return;
+            };
+            if rows.is_empty() {
+                self.due = false;
+                return;
+            }
+            let stored: usize = rows.iter().map(|r| r.event.len()).sum();
+            let full = rows.len() >= max_records || stored * 2 >= max_bytes;
+            let oldest = rows.iter().map(|r| r.enqueued_ms).min().unwrap_or(0);
+            let wait_ms = oldest
+                .saturating_add(linger.as_millis() as i64)
+                .saturating_sub(now_ms());
+            if !full && wait_ms > 0 {
+                self.linger_until = Some(Instant::now() + Duration::from_millis(wait_ms as u64));
+                self.due = false;
+                return;
+            }
+            let (payload, handed) = self.build_batch(&rows, max_bytes);
+            let seqs: Vec<i64> = handed
+                .iter()
+                .filter(|(_, ok)| *ok)
+                .map(|(r, _)| r.seq)
+                .collect();
+            let consumed: Vec<QueuedRecord> = handed.into_iter().map(|(r, _)| r.clone()).collect();
+            if seqs.is_empty() {
+                self.advance(&consumed);
+                continue;
+            }
+            self.tracker.queued(Sent::Batch { seqs });
+            match client.try_publish(&self.topics.telemetry, QoS::AtLeastOnce, false, payload) {
+                Ok(()) => {
+                    self.advance(&consumed);
+                    self.batches += 1;
+                    Metrics::add(&self.metrics.uplink_batches_sent, 1);
+                }
+                Err(e) => {
+                    self.tracker.unqueue_last();
+                    tracing::warn!(error = %e, "MQTT client refused a batch; it stays queued");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Encodes rows into one payload within `max_bytes`; returns it and the
+    /// rows it consumed, each marked whether it is in the payload (rows that
+    /// cannot be decoded are consumed but not sent).
+    fn build_batch<'r>(
+        &self,
+        rows: &'r [QueuedRecord],
+        max_bytes: usize,
+    ) -> (Vec<u8>, Vec<(&'r QueuedRecord, bool)>) {
+        let gateway = self.config.gateway.id.as_str();
+        let mut batch = BatchWriter::new(gateway, now_ms(), max_bytes);
+        let mut handed = Vec::with_capacity(rows.len());
+        for row in rows {
+            let event = match SluiceEvent::decode(&row.event) {
+                Ok(e) => e,
+                Err(error) => {
+                    Metrics::add(&self.metrics.uplink_undecodable, 1);
+                    tracing::error!(seq = row.seq, error = %error, "Queued record cannot be decoded; skipped, left in the queue");
+                    handed.push((row, false));
+                    continue;
+                }
+            };
+            if !batch.push(&UpstreamRecord {
+                event: &event,
+                stream: &row.stream,
+                queued_ms: row.enqueued_ms,
+            }) {
+                break;
+            }
+            tracing::debug!(event_id = %event.id, batch = self.batches + 1, "Record published");
+            handed.push((row, true));
+        }
+        (batch.finish(), handed)
+    }
+
+    /// Reads due records on a blocking thread.
+    async fn fetch(&mut self, max: usize) -> Option<Vec<QueuedRecord>> {
+        let mut reader = self.reader.take()?;
+        let (reader, rows) = tokio::task::spawn_blocking(move || {
+            let rows = reader.fetch(max, now_ms());
+            (reader, rows)
+        })
+        .await
+        .ok()?;
+        self.reader = Some(reader);
+        match rows {
+            Ok(rows) => Some(rows),
+            Err(error) => {
+                tracing::error!(error = %error, "Cannot read the queue");
+                None
+            }
+        }
+    }
+
+    fn advance(&mut self, rows: &[QueuedRecord]) {
+        if let Some(reader) = self.reader.as_mut() {
+            reader.advance(rows);
+        }
+    }
+
+    /// Makes every unacknowledged record due again, once acknowledged ones are deleted.
+    async fn rewind(&mut self) {
+        if let Some(pending) = self.last_delete.take() {
+            let _ = pending.await;
+        }
+        if let Some(reader) = self.reader.as_mut() {
+            reader.rewind();
+        }
+        self.linger_until = None;
+        self.due = true;
+    }
+
+    fn publish_health(&self, client: &AsyncClient) {
+        let body = serde_json::json!({
+            "v": 1,
+            "gateway": self.config.gateway.id.as_str(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": self.started.elapsed().as_secs(),
+            "time_ms": now_ms(),
+            "counters": self.metrics.snapshot(),
+        });
+        // QoS 0: a missed health message is replaced by the next one.
+        let _ = client.try_publish(
+            &self.topics.health,
+            QoS::AtMostOnce,
+            false,
+            body.to_string(),
+        );
+    }
+
+    /// Waits for acknowledgements in flight, says `offline`, disconnects.
+    async fn close(&mut self, client: &AsyncClient, eventloop: &mut EventLoop) {
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        let url = self.config.uplink.url.to_string();
+        while self.connected && !self.tracker.is_idle() {
+            tokio::select! {
+                event = eventloop.poll() => match event {
+                    Ok(event) => self.handle(event, client, &url).await,
+                    Err(_) => self.connected = false,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        if self.connected {
+            let offline = status_payload(
+                self.config.gateway.id.as_str(),
+                "offline",
+                Some("shutdown"),
+                Some(now_ms()),
+            );
+            let _ = client.try_publish(&self.topics.status, QoS::AtLeastOnce, true, offline);
+            let _ = client.try_disconnect();
+            loop {
+                tokio::select! {
+                    event = eventloop.poll() => match event {
+                        Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                        Ok(_) => {}
+                    },
+                    _ = tokio::time::sleep_until(deadline + Duration::from_secs(1)) => break,
+                }
+            }
+        }
+        if let Some(pending) = self.last_delete.take() {
+            let _ = pending.await;
+        }
+        let unconfirmed = self.tracker.batches_in_flight();
+        tracing::info!(
+            unconfirmed_batches = unconfirmed,
+            "Uplink stopped; unconfirmed records stay queued"
+        );
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,90 @@
+//! Shared test support: a real mosquitto broker on a free loopback port, a
+//! subscriber that collects upstream records, configs, and waiting with a
+//! deadline. Included by each integration test file.
+#![allow(dead_code)]
+
+pub mod broker;
+pub mod collector;
+
+pub use broker::Broker;
+pub use collector::Collector;
+
+use sluice::config::Config;
+use sluice_event::Event;
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A TCP port on loopback that was free a moment ago.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Polls `cond` every 20 ms until it holds; panics with `what` after `timeout`.
+pub async fn wait_until<F: FnMut() -> bool>(timeout: Duration, what: &str, mut cond: F) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Like [`wait_until`] for an async condition.
+pub async fn wait_until_async<F, Fut>(timeout: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !cond().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A gateway config for tests: data in `dir`, broker on `port`, quick
+/// reconnects and keep-alive so outages are noticed within seconds. `extra`
+/// is appended (e.g. more `[[queue.streams]]`).
+pub fn config_text(dir: &Path, port: u16, uplink_extra: &str, extra: &str) -> String {
+    format!(
+        r#"
+[gateway]
+id = "gw-test"
+data_dir = "{dir}"
+
+[uplink]
+url = "mqtt://127.0.0.1:{port}"
+keep_alive = "2 s"
+linger = "50 ms"
+reconnect_min = "100 ms"
+reconnect_max = "1 s"
+{uplink_extra}
+
+{extra}
+"#,
+        dir = dir.display()
+    )
+}
+
+/// Parses a test config, panicking with every problem.
+pub fn config(dir: &Path, port: u16, uplink_extra: &str, extra: &str) -> Config {
+    let text = config_text(dir, port, uplink_extra, extra);
+    Config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("test config is invalid:\n{e}"))
+}
+
+/// Event `n` of device `device`, carrying `n` as a reading so order can be checked.
+pub fn reading(device: &str, n: u64) -> Event {
+    Event::new(
+        format!("coap/{device}"),
+        device,
+        1_764_000_000_000 + n as i64,
+    )
+    .with_number("n", n as f64, "")
+}
