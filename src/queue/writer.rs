@@ -125,11 +125,22 @@ impl Writer {
                 Metrics::add(&self.metrics.queue_commits, 1);
                 self.count_losses(losses);
                 self.publish_load();
-                let mut accepted = 0;
+                // Counters first: whoever holds a receipt sees them already moved.
+                let accepted: u64 = batch
+                    .iter()
+                    .zip(&outcomes)
+                    .map(|(command, outcome)| match (command, outcome) {
+                        (Command::Insert { events, .. }, Outcome::Inserted) => events.len() as u64,
+                        _ => 0,
+                    })
+                    .sum();
+                Metrics::add(&self.metrics.queue_accepted, accepted);
+                if accepted > 0 {
+                    self.added.notify_one();
+                }
                 for (command, outcome) in batch.into_iter().zip(outcomes) {
                     match (command, outcome) {
                         (Command::Insert { events, reply }, Outcome::Inserted) => {
-                            accepted += events.len() as u64;
                             for e in &events {
                                 tracing::debug!(event_id = %e.id, "Event queued");
                             }
@@ -144,10 +155,6 @@ impl Writer {
                         }
                         _ => {}
                     }
-                }
-                Metrics::add(&self.metrics.queue_accepted, accepted);
-                if accepted > 0 {
-                    self.added.notify_one();
                 }
             }
             Err(error) => {

@@ -1,13 +1,15 @@
 //! Shared test support: a real mosquitto broker on a free loopback port, a
 //! subscriber that collects upstream records, configs, and waiting with a
 //! deadline. Included by each integration test file.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod broker;
 pub mod collector;
+pub mod process;
 
 pub use broker::Broker;
 pub use collector::Collector;
+pub use process::Gateway;
 
 use sluice::config::Config;
 use sluice_event::Event;
@@ -77,6 +79,24 @@ reconnect_max = "1 s"
 pub fn config(dir: &Path, port: u16, uplink_extra: &str, extra: &str) -> Config {
     let text = config_text(dir, port, uplink_extra, extra);
     Config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("test config is invalid:\n{e}"))
+}
+
+/// Commits `count` events (device `dev`, readings 0..count) into the
+/// queue of `dir` without sending anything: the uplink points at a closed port.
+pub async fn prefill(dir: &Path, count: u64, extra: &str) {
+    let runtime = sluice::Runtime::start(config(dir, free_port(), "", extra)).expect("start");
+    let ingest = runtime.ingest();
+    let mut receipts = Vec::new();
+    for start in (0..count).step_by(1000) {
+        let events = (start..(start + 1000).min(count))
+            .map(|n| reading("dev", n))
+            .collect();
+        receipts.push(ingest.submit(events).await.expect("queue open"));
+    }
+    for r in receipts {
+        r.durable().await.expect("accepted");
+    }
+    runtime.shutdown().await;
 }
 
 /// Event `n` of device `device`, carrying `n` as a reading so order can be checked.

@@ -1,0 +1,178 @@
+//! `sluice check` on broken and valid configs, run as a user runs it, and
+//! every shipped config in `configs/` parsed.
+
+mod support;
+
+use sluice::config::Config;
+use std::process::Command;
+
+/// Runs `sluice check` on `text`; returns (success, stdout, stderr).
+fn check(text: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("gw.toml");
+    std::fs::write(&path, text).expect("write config");
+    let out = Command::new(support::process::binary())
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run sluice check");
+    let stderr =
+        String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "gw.toml");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    )
+}
+
+/// The config is refused and the message has `location` and `needle` on one line.
+fn refused(text: &str, location: &str, needle: &str) {
+    let (ok, _, stderr) = check(text);
+    assert!(!ok, "accepted:\n{text}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with(&format!("gw.toml:{location}: ")) && l.contains(needle)),
+        "expected `gw.toml:{location}: …{needle}…` in:\n{stderr}"
+    );
+}
+
+#[test]
+fn syntax_error() {
+    refused("[gateway]\nid = \"gw\n", "2:9", "invalid basic string");
+    refused("[queue\n", "1:7", "");
+}
+
+#[test]
+fn unknown_key() {
+    refused(
+        "[uplink]\nurl = \"mqtt://h\"\nlinger_ms = 5\n",
+        "3:1",
+        "unknown field `linger_ms`",
+    );
+    refused("[gatway]\nid = \"x\"\n", "1:2", "unknown field `gatway`");
+}
+
+#[test]
+fn wrong_type() {
+    refused("[queue]\nmax_batch = \"lots\"\n", "2:13", "invalid type");
+    refused(
+        "[[queue.streams]]\nname = \"a\"\nsubjects = \"#\"\n",
+        "3:12",
+        "invalid type",
+    );
+}
+
+#[test]
+fn bad_units() {
+    refused(
+        "[uplink]\nlinger = \"5 parsecs\"\n",
+        "2:10",
+        "unknown duration unit",
+    );
+    refused(
+        "[uplink]\nbatch_max_bytes = \"12 MB/s\"\n",
+        "2:19",
+        "unknown size unit",
+    );
+    refused("[uplink]\nkeep_alive = \"30\"\n", "2:14", "needs a unit");
+}
+
+#[test]
+fn bad_values_are_all_reported_with_their_keys() {
+    let text = "\
+[gateway]
+id = \"gw\"
+
+[[queue.streams]]
+name = \"a\"
+subjects = [\"coap/+\"]
+max_records = 0
+
+[[queue.streams]]
+name = \"a\"
+subjects = [\"lorawan/#\"]
+
+[uplink]
+url = \"mqtts://broker:8883\"
+max_inflight = 0
+";
+    let (ok, _, stderr) = check(text);
+    assert!(!ok);
+    for (location, needle) in [
+        ("7:1", "queue.streams[0].max_records: must be at least 1"),
+        ("10:1", "queue.streams[1].name: stream `a` is defined twice"),
+        ("4:9", "queue.streams: no stream subscribes `#`"),
+        (
+            "14:1",
+            "uplink.url: is mqtts:// but [uplink.tls] is missing",
+        ),
+        ("15:1", "uplink.max_inflight: must be between 1 and 1000"),
+    ] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("gw.toml:{location}: ")) && l.contains(needle)),
+            "expected `gw.toml:{location}: {needle}` in:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("5 problems found"), "{stderr}");
+}
+
+#[test]
+fn bad_subject_patterns_and_urls() {
+    refused(
+        "[[queue.streams]]\nname = \"a\"\nsubjects = [\"a/#/b\"]\n",
+        "3:12",
+        "`#` is only allowed as the last level",
+    );
+    refused(
+        "[uplink]\nurl = \"http://broker\"\n",
+        "2:7",
+        "must start with mqtt:// or mqtts://",
+    );
+    refused("[gateway]\nid = \"gw/1\"\n", "2:6", "gateway id");
+}
+
+#[test]
+fn missing_tls_files_are_named() {
+    refused(
+        "[uplink]\nurl = \"mqtts://b\"\n[uplink.tls]\nca = \"/nonexistent/ca.pem\"\n",
+        "4:1",
+        "uplink.tls.ca: cannot read /nonexistent/ca.pem",
+    );
+}
+
+#[test]
+fn a_valid_config_prints_a_summary() {
+    let (ok, stdout, stderr) = check("[gateway]\nid = \"gw-7\"\n[queue]\ndurability = \"power\"\n");
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("gateway gw-7"), "{stdout}");
+    assert!(stdout.contains("power durability"), "{stdout}");
+    assert!(stdout.contains("stream telemetry [#]"), "{stdout}");
+}
+
+#[test]
+fn an_empty_config_is_valid_with_safe_defaults() {
+    let config = Config::parse("", "empty.toml").expect("defaults are valid");
+    let telemetry = &config.queue.streams[0];
+    assert_eq!(telemetry.max_bytes.bytes(), 256 << 20);
+    assert_eq!(config.uplink.url.port, 1883);
+}
+
+#[test]
+fn every_shipped_config_parses() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/configs");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).expect("configs/ exists") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).expect("read");
+            if let Err(e) = Config::parse(&text, &path.display().to_string()) {
+                panic!("{e}");
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 2, "found {seen} configs");
+}
