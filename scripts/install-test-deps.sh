@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what the test suite talks to: mosquitto (the real broker) and
+# openssl (test certificates), plus the Rust components for the lint steps.
+# Idempotent; uses sudo when not root.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+need=()
+command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+rustup component add rustfmt clippy >/dev/null 2>&1 || true

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite: installs the real peers the tests talk to, then
+# format check, lints and every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-test-deps.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
