@@ -31,6 +31,18 @@ async fn sigkill_mid_drain_loses_nothing() {
     .await;
     gateway.kill();
     let at_kill = collector.unique();
+    let status = collector.received.clone();
+    wait_until(
+        Duration::from_secs(10),
+        "the broker publishing the last will",
+        || {
+            let r = status.lock().expect("lock");
+            r.status
+                .as_ref()
+                .is_some_and(|s| s["state"] == "offline" && s["reason"] == "connection lost")
+        },
+    )
+    .await;
     assert!(
         (at_kill as u64) < RECORDS,
         "the kill must land mid-drain (got {at_kill} of {RECORDS} already)"

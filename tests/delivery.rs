@@ -7,8 +7,9 @@ use sluice::Runtime;
 use std::time::Duration;
 use support::{Broker, Collector, config, reading, wait_until};
 
-/// Submits `count` events spread over `devices`, in submissions of `chunk`, and waits until durable.
-async fn submit(runtime: &Runtime, devices: &[&str], count: u64, chunk: usize) {
+/// Submits `count` events spread over `devices`, in submissions of `chunk`,
+/// waits until durable, and returns the ids the receipts gave.
+async fn submit(runtime: &Runtime, devices: &[&str], count: u64, chunk: usize) -> Vec<String> {
     let ingest = runtime.ingest();
     let mut receipts = Vec::new();
     let events: Vec<_> = (0..count)
@@ -17,9 +18,17 @@ async fn submit(runtime: &Runtime, devices: &[&str], count: u64, chunk: usize) {
     for part in events.chunks(chunk) {
         receipts.push(ingest.submit(part.to_vec()).await.expect("queue open"));
     }
+    let mut ids = Vec::new();
     for r in receipts {
-        r.durable().await.expect("accepted");
+        ids.extend(
+            r.durable()
+                .await
+                .expect("accepted")
+                .iter()
+                .map(|id| id.to_string()),
+        );
     }
+    ids
 }
 
 /// Per device, the first copies arrived in submission order.
@@ -48,7 +57,7 @@ async fn every_event_arrives_exactly_once_in_order_per_device() {
     ))
     .expect("start");
 
-    submit(&runtime, &["a", "b", "c"], 3_000, 7).await;
+    let ids = submit(&runtime, &["a", "b", "c"], 3_000, 7).await;
     wait_until(
         Duration::from_secs(30),
         "3000 records at the subscriber",
@@ -71,6 +80,12 @@ async fn every_event_arrives_exactly_once_in_order_per_device() {
         "nothing failed, so nothing may arrive twice"
     );
     assert_in_order_per_device(&r.arrivals);
+    // The id a producer got on submit is the record id upstream: one reading can be traced end to end.
+    let mut upstream: Vec<&String> = r.copies.keys().collect();
+    upstream.sort();
+    let mut submitted: Vec<&String> = ids.iter().collect();
+    submitted.sort();
+    assert_eq!(upstream, submitted);
     let m = metrics.snapshot();
     assert_eq!(m.queue_accepted, 3_000);
     assert_eq!(m.uplink_records_acked, 3_000);

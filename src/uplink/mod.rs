@@ -104,7 +104,12 @@ impl Uplink {
             let room = self.connected && self.tracker.batches_in_flight() < max_inflight;
             let linger = self.linger_until.map(tokio::time::Instant::from_std);
             tokio::select! {
-                _ = shutdown.changed() => {}
+                changed = shutdown.changed() => {
+                    // The runtime is gone without saying so: stop as on shutdown.
+                    if changed.is_err() {
+                        break;
+                    }
+                }
                 event = eventloop.poll() => match event {
                     Ok(event) => self.handle(event, &client, &url).await,
                     Err(error) => {

@@ -6,6 +6,7 @@
 pub mod broker;
 pub mod collector;
 pub mod process;
+pub mod tls;
 
 pub use broker::Broker;
 pub use collector::Collector;
