@@ -8,3 +8,5 @@ scripts/install-test-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+# The event model is shared with wasm guest functions: it must build without std.
+cargo build -p sluice-event --target wasm32-unknown-unknown
