@@ -22,6 +22,9 @@ pub struct Runtime {
 impl Runtime {
     /// Opens the queue and starts the uplink. Must be called inside a tokio runtime.
     pub fn start(config: Config) -> Result<Runtime, OpenError> {
+        // ring is the only TLS crypto compiled in; installing it explicitly keeps
+        // rustls from panicking if a dependency ever enables a second provider.
+        let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
         let metrics = Arc::new(Metrics::default());
         let queue = Queue::open(&config, metrics.clone())?;
         let (shutdown, stop) = watch::channel(false);

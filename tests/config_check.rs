@@ -139,7 +139,28 @@ fn missing_tls_files_are_named() {
     refused(
         "[uplink]\nurl = \"mqtts://b\"\n[uplink.tls]\nca = \"/nonexistent/ca.pem\"\n",
         "4:1",
-        "uplink.tls.ca: cannot read /nonexistent/ca.pem",
+        "uplink.tls.ca: /nonexistent/ca.pem: cannot read: No such file",
+    );
+}
+
+#[test]
+fn tls_files_without_pem_data_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let not_pem = dir.path().join("ca.pem");
+    std::fs::write(&not_pem, "this is not a certificate\n").expect("write");
+    let text = format!(
+        "[uplink]\nurl = \"mqtts://b\"\n[uplink.tls]\nca = \"{p}\"\ncert = \"{p}\"\nkey = \"{p}\"\n",
+        p = not_pem.display()
+    );
+    let (ok, _, stderr) = check(&text);
+    assert!(!ok);
+    assert!(
+        stderr.contains("4:1: uplink.tls.ca: ") && stderr.contains("holds no PEM certificate"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("6:1: uplink.tls.key: ") && stderr.contains("holds no PEM private key"),
+        "{stderr}"
     );
 }
 

@@ -389,6 +389,45 @@ pub struct TlsConfig {
     pub key: Option<PathBuf>,
 }
 
+/// What a PEM file named by `[uplink.tls]` must hold.
+#[derive(Clone, Copy)]
+enum PemKind {
+    Certificates,
+    PrivateKey,
+}
+
+impl PemKind {
+    /// Reads the file and checks that it holds at least one item of this kind.
+    fn check(self, file: &Path) -> Result<(), String> {
+        use rustls_pki_types::pem::{self, PemObject};
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let describe = |e: pem::Error| match e {
+            pem::Error::Io(io) => format!("cannot read: {io}"),
+            other => format!("not valid PEM: {other:?}"),
+        };
+        match self {
+            PemKind::Certificates => {
+                let certs = CertificateDer::pem_file_iter(file)
+                    .map_err(describe)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(describe)?;
+                if certs.is_empty() {
+                    return Err("holds no PEM certificate".into());
+                }
+            }
+            PemKind::PrivateKey => {
+                PrivateKeyDer::from_pem_file(file).map_err(|e| match e {
+                    pem::Error::NoItemsFound => {
+                        "holds no PEM private key (PKCS#8, PKCS#1 or SEC1)".into()
+                    }
+                    other => describe(other),
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A parsed broker URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BrokerUrl {
@@ -605,24 +644,24 @@ impl Config {
     }
 
     /// Problems of the machine rather than the text: files the config names
-    /// that cannot be read.
+    /// that cannot be read or hold no usable PEM data.
     pub fn environment_problems(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         if let Some(tls) = &self.uplink.tls {
-            let files = [
-                ("ca", Some(&tls.ca)),
-                ("cert", tls.cert.as_ref()),
-                ("key", tls.key.as_ref()),
-            ];
-            for (name, file) in files {
-                if let Some(file) = file
-                    && let Err(e) = std::fs::File::open(file)
-                {
+            let mut check = |name: &str, file: &Path, what: PemKind| {
+                if let Err(e) = what.check(file) {
                     problems.push(Problem::at_key(
                         format!("uplink.tls.{name}"),
-                        format!("cannot read {}: {e}", file.display()),
+                        format!("{}: {e}", file.display()),
                     ));
                 }
+            };
+            check("ca", &tls.ca, PemKind::Certificates);
+            if let Some(cert) = &tls.cert {
+                check("cert", cert, PemKind::Certificates);
+            }
+            if let Some(key) = &tls.key {
+                check("key", key, PemKind::PrivateKey);
             }
         }
         problems

@@ -255,9 +255,16 @@ mod tests {
 
     fn writer(dir: &std::path::Path) -> (Writer, Arc<Metrics>) {
         let config = Config::parse("", "test").expect("defaults");
-        let conn = super::super::schema::open_writer(&dir.join("q.db"), config.queue.durability).expect("open");
+        let conn = super::super::schema::open_writer(&dir.join("q.db"), config.queue.durability)
+            .expect("open");
         let metrics = Arc::new(Metrics::default());
-        let w = Writer::new(conn, &config.queue, metrics.clone(), Arc::new(Notify::new())).expect("writer");
+        let w = Writer::new(
+            conn,
+            &config.queue,
+            metrics.clone(),
+            Arc::new(Notify::new()),
+        )
+        .expect("writer");
         (w, metrics)
     }
 
@@ -278,20 +285,37 @@ mod tests {
     fn a_failed_transaction_refuses_and_hands_back_everything() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut w, metrics) = writer(dir.path());
-        assert_eq!(insert(&mut w, vec![event(1, 10)]).map_err(|r| r.error), Ok(()));
+        assert_eq!(
+            insert(&mut w, vec![event(1, 10)]).map_err(|r| r.error),
+            Ok(())
+        );
         // A full disk, as SQLite sees it: no page may be added any more.
-        let pages: i64 = w.conn.query_row("PRAGMA page_count", [], |r| r.get(0)).expect("page_count");
-        w.conn.execute_batch(&format!("PRAGMA max_page_count = {pages}")).expect("cap");
+        let pages: i64 = w
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .expect("page_count");
+        w.conn
+            .execute_batch(&format!("PRAGMA max_page_count = {pages}"))
+            .expect("cap");
 
         let big: Vec<Event> = (2..50).map(|n| event(n, 4000)).collect();
         let rejected = insert(&mut w, big.clone()).expect_err("the disk is full");
-        assert!(matches!(rejected.error, IngestError::Storage(_)), "{:?}", rejected.error);
+        assert!(
+            matches!(rejected.error, IngestError::Storage(_)),
+            "{:?}",
+            rejected.error
+        );
         assert_eq!(rejected.events, big, "every event handed back unchanged");
         let m = metrics.snapshot();
-        assert_eq!((m.queue_accepted, m.queue_storage_errors, m.queue_records), (1, 1, 1));
+        assert_eq!(
+            (m.queue_accepted, m.queue_storage_errors, m.queue_records),
+            (1, 1, 1)
+        );
 
         // The writer keeps serving once there is room again.
-        w.conn.execute_batch("PRAGMA max_page_count = 1000000").expect("uncap");
+        w.conn
+            .execute_batch("PRAGMA max_page_count = 1000000")
+            .expect("uncap");
         assert_eq!(insert(&mut w, big).map_err(|r| r.error), Ok(()));
         assert_eq!(metrics.snapshot().queue_records, 49);
     }

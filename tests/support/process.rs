@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 /// A running `sluice run --config FILE`.
 pub struct Gateway {
     child: Option<Child>,
+    reader: Option<std::thread::JoinHandle<()>>,
     /// Every line the process wrote to stderr so far.
     pub log: Arc<Mutex<Vec<String>>>,
 }
@@ -31,17 +32,18 @@ impl Gateway {
             .spawn()
             .expect("start sluice");
         let log = Arc::new(Mutex::new(Vec::new()));
-        if let Some(stderr) = child.stderr.take() {
+        let reader = child.stderr.take().map(|stderr| {
             let sink = log.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                     eprintln!("[sluice] {line}");
                     sink.lock().expect("lock").push(line);
                 }
-            });
-        }
+            })
+        });
         Gateway {
             child: Some(child),
+            reader,
             log,
         }
     }

@@ -40,6 +40,15 @@ keyUsage = critical, keyCertSign, cRLSign
 subjectKeyIdentifier = hash
 ";
 
+/// mosquitto ACL: anonymous clients (the collector on the plain listener)
+/// only read; only the user `gw-test` (the client certificate's CN, through
+/// `use_identity_as_username`) may publish under its own topics.
+const ACL: &str = "\
+topic read sluice/#
+user gw-test
+topic readwrite sluice/gw-test/#
+";
+
 const SERVER_EXT: &str = "\
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
@@ -65,6 +74,7 @@ impl Pki {
         write(d, "req.cnf", REQ_CONFIG);
         write(d, "server.ext", SERVER_EXT);
         write(d, "client.ext", CLIENT_EXT);
+        write(d, "acl", ACL);
 
         let ca = self_signed_ca(d, "ca", "/O=Sluice tests/CN=Sluice Test CA");
         let server = signed(d, "server", "/CN=localhost", "ca", "server.ext", false);
@@ -94,11 +104,15 @@ impl Pki {
     }
 
     /// mosquitto lines for a TLS listener on `port` that requires a client
-    /// certificate signed by the test CA and uses its CN as the username.
+    /// certificate signed by the test CA and uses its CN as the username,
+    /// plus an ACL that lets only `gw-test` publish (so a delivery proves the
+    /// CN became the username).
     pub fn listener_lines(&self, port: u16) -> String {
         format!(
-            "listener {port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n\
+            "acl_file {acl}\n\
+             listener {port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n\
              require_certificate true\nuse_identity_as_username true\n",
+            acl = self.dir().join("acl").display(),
             ca = self.ca.display(),
             cert = self.server.cert.display(),
             key = self.server.key.display(),
