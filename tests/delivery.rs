@@ -5,7 +5,9 @@ mod support;
 
 use sluice::Runtime;
 use std::time::Duration;
-use support::{Broker, Collector, config, reading, wait_until};
+use support::{
+    Broker, Collector, absent_broker_with_subscriber, commit, config, reading, wait_until,
+};
 
 /// Submits `count` events spread over `devices`, in submissions of `chunk`,
 /// waits until durable, and returns the ids the receipts gave.
@@ -104,9 +106,7 @@ async fn every_event_arrives_exactly_once_in_order_per_device() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_accepted_while_the_broker_is_absent_are_delivered_when_it_starts() {
     // The subscriber's persistent session exists before the outage, as the cloud's would.
-    let mut broker = Broker::start();
-    drop(Collector::start(broker.port).await);
-    broker.stop();
+    let mut broker = absent_broker_with_subscriber().await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let runtime = Runtime::start(config(dir.path(), broker.port, "", "")).expect("start");
@@ -157,13 +157,7 @@ async fn a_frozen_broker_loses_nothing() {
     let producer = tokio::spawn(async move {
         for chunk in 0..100u64 {
             let events = (0..50).map(|i| reading("dev", chunk * 50 + i)).collect();
-            ingest
-                .submit(events)
-                .await
-                .expect("open")
-                .durable()
-                .await
-                .expect("accepted");
+            commit(&ingest, events).await.expect("accepted");
             tokio::time::sleep(Duration::from_millis(40)).await;
         }
     });
@@ -217,13 +211,7 @@ async fn a_restarted_broker_loses_nothing() {
     let producer = tokio::spawn(async move {
         for chunk in 0..100u64 {
             let events = (0..50).map(|i| reading("dev", chunk * 50 + i)).collect();
-            ingest
-                .submit(events)
-                .await
-                .expect("open")
-                .durable()
-                .await
-                .expect("accepted");
+            commit(&ingest, events).await.expect("accepted");
             tokio::time::sleep(Duration::from_millis(40)).await;
         }
     });

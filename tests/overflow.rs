@@ -7,7 +7,7 @@ use sluice::Runtime;
 use sluice::ingest::IngestError;
 use sluice::queue::inspect;
 use std::time::Duration;
-use support::{Broker, Collector, config, reading, wait_until};
+use support::{Collector, absent_broker_with_subscriber, commit, config, reading, wait_until};
 
 /// A bounded `capped` stream for subjects `coap/capped`, plus the catch-all.
 fn streams(policy: &str, max_records: u64, max_bytes: &str, ttl: &str) -> String {
@@ -37,17 +37,9 @@ fn stream_stats(dir: &std::path::Path, name: &str) -> inspect::StreamStats {
         .expect("stream present")
 }
 
-/// Starts a broker whose subscriber session outlives a stop, then stops it.
-async fn broker_with_subscriber_session() -> Broker {
-    let mut broker = Broker::start();
-    drop(Collector::start(broker.port).await);
-    broker.stop();
-    broker
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_oldest_keeps_the_newest_records_and_counts_the_rest() {
-    let mut broker = broker_with_subscriber_session().await;
+    let mut broker = absent_broker_with_subscriber().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let runtime = Runtime::start(config(
         dir.path(),
@@ -58,20 +50,12 @@ async fn drop_oldest_keeps_the_newest_records_and_counts_the_rest() {
     .expect("start");
     let ingest = runtime.ingest();
     for n in 0..1500 {
-        ingest
-            .submit(vec![reading("capped", n)])
-            .await
-            .expect("open")
-            .durable()
+        commit(&ingest, vec![reading("capped", n)])
             .await
             .expect("never refused");
     }
     // Another stream is untouched by the capped one's overflow.
-    ingest
-        .submit(vec![reading("other", 0)])
-        .await
-        .expect("open")
-        .durable()
+    commit(&ingest, vec![reading("other", 0)])
         .await
         .expect("accepted");
     let m = runtime.metrics().snapshot();
@@ -91,15 +75,8 @@ async fn drop_oldest_keeps_the_newest_records_and_counts_the_rest() {
     .await;
     runtime.shutdown().await;
     let r = collector.received.lock().expect("lock");
-    let mut capped_n: Vec<u64> = r
-        .arrivals
-        .iter()
-        .filter(|(d, _)| d == "capped")
-        .map(|(_, n)| *n)
-        .collect();
-    capped_n.sort_unstable();
     assert_eq!(
-        capped_n,
+        r.readings_of("capped"),
         (500..1500).collect::<Vec<_>>(),
         "the oldest 500 were dropped, the newest 1000 kept"
     );
@@ -117,11 +94,7 @@ async fn drop_oldest_also_bounds_bytes() {
     .expect("start");
     let ingest = runtime.ingest();
     for n in 0..1000 {
-        ingest
-            .submit(vec![reading("capped", n)])
-            .await
-            .expect("open")
-            .durable()
+        commit(&ingest, vec![reading("capped", n)])
             .await
             .expect("accepted");
     }
@@ -139,7 +112,7 @@ async fn drop_oldest_also_bounds_bytes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reject_new_refuses_hands_back_and_recovers_after_draining() {
-    let mut broker = broker_with_subscriber_session().await;
+    let mut broker = absent_broker_with_subscriber().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let runtime = Runtime::start(config(
         dir.path(),
@@ -151,13 +124,7 @@ async fn reject_new_refuses_hands_back_and_recovers_after_draining() {
     let ingest = runtime.ingest();
     let mut refused = 0;
     for n in 0..1500 {
-        match ingest
-            .submit(vec![reading("capped", n)])
-            .await
-            .expect("open")
-            .durable()
-            .await
-        {
+        match commit(&ingest, vec![reading("capped", n)]).await {
             Ok(ids) => assert_eq!(ids.len(), 1),
             Err(rejected) => {
                 assert_eq!(
@@ -173,11 +140,7 @@ async fn reject_new_refuses_hands_back_and_recovers_after_draining() {
         }
     }
     assert_eq!(refused, 500);
-    ingest
-        .submit(vec![reading("other", 0)])
-        .await
-        .expect("open")
-        .durable()
+    commit(&ingest, vec![reading("other", 0)])
         .await
         .expect("other streams still accept");
     let m = runtime.metrics().snapshot();
@@ -198,24 +161,13 @@ async fn reject_new_refuses_hands_back_and_recovers_after_draining() {
         metrics.snapshot().queue_records == 0
     })
     .await;
-    ingest
-        .submit(vec![reading("capped", 9999)])
-        .await
-        .expect("open")
-        .durable()
+    commit(&ingest, vec![reading("capped", 9999)])
         .await
         .expect("room again");
     runtime.shutdown().await;
     let r = collector.received.lock().expect("lock");
-    let mut capped_n: Vec<u64> = r
-        .arrivals
-        .iter()
-        .filter(|(d, _)| d == "capped")
-        .map(|(_, n)| *n)
-        .collect();
-    capped_n.sort_unstable();
     assert_eq!(
-        capped_n,
+        r.readings_of("capped"),
         (0..1000).collect::<Vec<_>>(),
         "the first 1000 kept, the later ones refused"
     );
@@ -233,18 +185,8 @@ async fn records_past_their_ttl_expire_and_are_counted() {
     .expect("start");
     let ingest = runtime.ingest();
     let events = (0..10).map(|n| reading("capped", n)).collect();
-    ingest
-        .submit(events)
-        .await
-        .expect("open")
-        .durable()
-        .await
-        .expect("accepted");
-    ingest
-        .submit(vec![reading("other", 0)])
-        .await
-        .expect("open")
-        .durable()
+    commit(&ingest, events).await.expect("accepted");
+    commit(&ingest, vec![reading("other", 0)])
         .await
         .expect("accepted");
     let metrics = runtime.metrics();

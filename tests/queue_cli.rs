@@ -5,7 +5,10 @@ mod support;
 use sluice::Runtime;
 use std::process::Command;
 use std::time::Duration;
-use support::{Broker, Collector, config, config_text, prefill, reading, wait_until};
+use support::{
+    Collector, absent_broker_with_subscriber, commit, config, config_text, prefill, reading,
+    wait_until,
+};
 
 fn sluice(args: &[&str], config: &std::path::Path) -> String {
     let out = Command::new(support::process::binary())
@@ -53,9 +56,7 @@ async fn stats_and_peek_show_the_queue_offline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn higher_priority_streams_drain_first() {
-    let mut broker = Broker::start();
-    drop(Collector::start(broker.port).await);
-    broker.stop();
+    let mut broker = absent_broker_with_subscriber().await;
     let streams = r##"
 [[queue.streams]]
 name = "alerts"
@@ -76,13 +77,7 @@ subjects = ["#"]
     .expect("start");
     let ingest = runtime.ingest();
     let telemetry = (0..300).map(|n| reading("bulk", n)).collect();
-    ingest
-        .submit(telemetry)
-        .await
-        .expect("open")
-        .durable()
-        .await
-        .expect("accepted");
+    commit(&ingest, telemetry).await.expect("accepted");
     let alerts = (0..20)
         .map(|n| {
             let mut e = reading("hot", n);
@@ -90,13 +85,7 @@ subjects = ["#"]
             e
         })
         .collect();
-    ingest
-        .submit(alerts)
-        .await
-        .expect("open")
-        .durable()
-        .await
-        .expect("accepted");
+    commit(&ingest, alerts).await.expect("accepted");
 
     broker.resume();
     let collector = Collector::start(broker.port).await;

@@ -27,6 +27,18 @@ impl Received {
         self.copies.len()
     }
 
+    /// The reading numbers received from `device`, sorted.
+    pub fn readings_of(&self, device: &str) -> Vec<u64> {
+        let mut n: Vec<u64> = self
+            .arrivals
+            .iter()
+            .filter(|(d, _)| d == device)
+            .map(|(_, n)| *n)
+            .collect();
+        n.sort_unstable();
+        n
+    }
+
     /// Extra copies received.
     pub fn duplicates(&self) -> u64 {
         self.copies.values().map(|&c| u64::from(c - 1)).sum()

@@ -100,6 +100,23 @@ pub async fn prefill(dir: &Path, count: u64, extra: &str) {
     runtime.shutdown().await;
 }
 
+/// A stopped broker whose subscriber session (the cloud's) outlives the
+/// outage: messages published after `resume()` wait for the subscriber.
+pub async fn absent_broker_with_subscriber() -> Broker {
+    let mut broker = Broker::start();
+    drop(Collector::start(broker.port).await);
+    broker.stop();
+    broker
+}
+
+/// Submits events and waits until they are durable or refused.
+pub async fn commit(
+    ingest: &sluice::ingest::Ingest,
+    events: Vec<Event>,
+) -> Result<Vec<sluice_event::EventId>, sluice::ingest::Rejected> {
+    ingest.submit(events).await?.durable().await
+}
+
 /// Event `n` of device `device`, carrying `n` as a reading so order can be checked.
 pub fn reading(device: &str, n: u64) -> Event {
     Event::new(
