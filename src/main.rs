@@ -86,7 +86,7 @@ fn load(path: &Path) -> Result<Config> {
 fn check(path: &Path) -> ExitCode {
     match Config::load(path) {
         Ok(config) => {
-            print!("{}: ok\n{}", path.display(), config.summary());
+            let _ = write_stdout(&format!("{}: ok\n{}", path.display(), config.summary()));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -156,13 +156,15 @@ async fn wait_for_signal() -> Result<()> {
 }
 
 fn queue_stats(path: &Path) -> Result<()> {
+    use std::fmt::Write;
     let config = load(path)?;
     let db = config.queue_path();
     let stats =
         inspect::stats(&db).with_context(|| format!("cannot read queue {}", db.display()))?;
     let now = sluice::clock::now_ms();
-    println!("queue {}", db.display());
-    println!(
+    let mut out = format!("queue {}\n", db.display());
+    let _ = writeln!(
+        out,
         "{:<16} {:>10} {:>12} {:>12} {:>10} {:>10} {:>10}",
         "stream", "records", "bytes", "oldest", "dropped", "rejected", "expired"
     );
@@ -170,12 +172,13 @@ fn queue_stats(path: &Path) -> Result<()> {
         let age = s.oldest_ms.map_or("-".to_string(), |t| {
             format!("{} s", (now - t).max(0) / 1000)
         });
-        println!(
+        let _ = writeln!(
+            out,
             "{:<16} {:>10} {:>12} {:>12} {:>10} {:>10} {:>10}",
             s.name, s.records, s.bytes, age, s.dropped, s.rejected, s.expired
         );
     }
-    Ok(())
+    write_stdout(&out)
 }
 
 fn queue_peek(path: &Path, limit: usize) -> Result<()> {
@@ -183,24 +186,32 @@ fn queue_peek(path: &Path, limit: usize) -> Result<()> {
     let db = config.queue_path();
     let rows =
         inspect::peek(&db, limit).with_context(|| format!("cannot read queue {}", db.display()))?;
+    let mut out = String::new();
     for row in rows {
-        match Event::decode(&row.event) {
+        let line = match Event::decode(&row.event) {
             Ok(event) => {
                 let record = UpstreamRecord {
                     event: &event,
                     stream: &row.stream,
                     queued_ms: row.enqueued_ms,
                 };
-                println!(
-                    "{}",
-                    serde_json::to_string(&record).context("cannot encode record")?
-                );
+                serde_json::to_string(&record).context("cannot encode record")?
             }
-            Err(e) => println!(
-                "{}",
-                serde_json::json!({ "seq": row.seq, "error": e.to_string() })
-            ),
-        }
+            Err(e) => serde_json::json!({ "seq": row.seq, "error": e.to_string() }).to_string(),
+        };
+        out.push_str(&line);
+        out.push('\n');
     }
-    Ok(())
+    write_stdout(&out)
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+fn write_stdout(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("cannot write to stdout")
+        }
+        _ => Ok(()),
+    }
 }

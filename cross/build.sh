@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Cross-build the sluice daemon for a Raspberry Pi class target with Debian's
+# gcc cross toolchain (no Docker). See cross/README.md.
+#
+#   cross/build.sh TARGET [extra cargo build args...]
+#
+#   TARGET: aarch64-unknown-linux-gnu | armv7-unknown-linux-gnueabihf
+#
+# Installs missing Debian cross packages and the rustup target (idempotent),
+# runs `cargo build --release --target TARGET`, then prints the binary's path,
+# stripped size, dynamic libraries and the highest GLIBC symbol version it
+# needs. Honours CARGO_TARGET_DIR (and build.target-dir).
+set -euo pipefail
+
+usage() {
+    echo "usage: $0 aarch64-unknown-linux-gnu|armv7-unknown-linux-gnueabihf [cargo build args...]" >&2
+    exit 2
+}
+
+[[ $# -ge 1 ]] || usage
+target=$1
+shift
+
+case "$target" in
+    aarch64-unknown-linux-gnu)
+        prefix=aarch64-linux-gnu
+        qemu="qemu-aarch64"
+        packages=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu qemu-user)
+        ;;
+    armv7-unknown-linux-gnueabihf)
+        prefix=arm-linux-gnueabihf
+        qemu="qemu-arm"
+        packages=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf qemu-user)
+        ;;
+    -h|--help) usage ;;
+    *)
+        echo "error: unsupported target '$target'" >&2
+        usage
+        ;;
+esac
+
+bin_name=${SLUICE_BIN:-sluice}
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+# --- host packages -----------------------------------------------------------
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        echo "error: need root (or sudo) to run: $*" >&2
+        exit 1
+    fi
+}
+
+if command -v dpkg-query >/dev/null 2>&1; then
+    missing=()
+    for p in "${packages[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+            missing+=("$p")
+        fi
+    done
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        echo "==> installing Debian packages: ${missing[*]}"
+        log=$(mktemp)
+        if ! { as_root apt-get update -qq &&
+               as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+            cat "$log" >&2
+            rm -f "$log"
+            echo "error: apt-get failed" >&2
+            exit 1
+        fi
+        rm -f "$log"
+    fi
+else
+    echo "warning: not a Debian-like host; install a ${prefix} gcc cross toolchain yourself" >&2
+fi
+
+for tool in "${prefix}-gcc" "${prefix}-ar" "${prefix}-objdump" "${prefix}-strip"; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool not found" >&2; exit 1; }
+done
+
+# --- rust target -------------------------------------------------------------
+if command -v rustup >/dev/null 2>&1; then
+    if ! rustup target list --installed | grep -qx "$target"; then
+        echo "==> rustup target add $target"
+        rustup target add "$target" >/dev/null
+    fi
+else
+    echo "warning: rustup not found; assuming the $target standard library is installed" >&2
+fi
+
+# --- build -------------------------------------------------------------------
+# Linker, runner and CC_/AR_ come from .cargo/config.toml; export them here too
+# so the script also works if it is copied next to a tree without that file.
+upper=$(echo "$target" | tr 'a-z-' 'A-Z_')
+lower=${target//-/_}
+# Values already set in the environment win.
+set_default() { [[ -n ${!1:-} ]] || export "$1=$2"; }
+set_default "CARGO_TARGET_${upper}_LINKER" "${prefix}-gcc"
+set_default "CC_${lower}" "${prefix}-gcc"
+set_default "AR_${lower}" "${prefix}-ar"
+
+echo "==> cargo build --release --target $target $*"
+start=$SECONDS
+cargo build --release --target "$target" "$@"
+elapsed=$((SECONDS - start))
+
+target_dir=$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+target_dir=${target_dir:-${CARGO_TARGET_DIR:-$root/target}}
+bin="$target_dir/$target/release/$bin_name"
+[[ -f $bin ]] || { echo "error: $bin not found after build" >&2; exit 1; }
+
+# --- report ------------------------------------------------------------------
+size=$(stat -c %s "$bin")
+stripped_copy=$(mktemp)
+trap 'rm -f "$stripped_copy"' EXIT
+"${prefix}-strip" -o "$stripped_copy" "$bin"
+stripped=$(stat -c %s "$stripped_copy")
+
+glibc=$("${prefix}-objdump" -T "$bin" | grep -o 'GLIBC_[0-9][0-9.]*' | sort -u -V | tail -n 1)
+needed=$("${prefix}-objdump" -p "$bin" | awk '/NEEDED/ {print $2}' | paste -sd ' ' -)
+
+human() { awk -v b="$1" 'BEGIN { printf "%.2f MiB", b / 1048576 }'; }
+
+echo
+echo "target:        $target"
+echo "binary:        $bin"
+echo "size:          $size bytes ($(human "$size"))"
+echo "stripped size: $stripped bytes ($(human "$stripped"))"
+echo "needs libs:    ${needed:-none (static)}"
+echo "glibc floor:   ${glibc:-none}"
+if [[ $target == armv7-* ]]; then
+    arch=$("${prefix}-readelf" -A "$bin" 2>/dev/null | awk -F: '/Tag_CPU_arch:/ {gsub(/ /, "", $2); print $2; exit}')
+    echo "cpu arch:      ${arch:-unknown} (ARMv7+: not for Pi Zero/Zero W/Pi 1)"
+fi
+echo "build time:    ${elapsed} s"
+echo "run (qemu):    $qemu -L /usr/$prefix $bin --version"
