@@ -2,7 +2,9 @@
 //! queue writer and returns a [`Receipt`] that resolves when they are durable
 //! (or refused). Adapters never see SQLite.
 
+use crate::config::StreamConfig;
 use crate::queue::writer::Command;
+use crate::subject::SubjectPattern;
 use sluice_event::{Event, EventId};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,11 +80,40 @@ impl IdMint {
     }
 }
 
+/// Picks each event's stream: the first configured stream whose subject
+/// patterns match. Shared by all producers, so routing and encoding happen on
+/// their tasks and the writer thread only writes.
+#[derive(Debug)]
+pub(crate) struct Router {
+    streams: Vec<(String, Vec<SubjectPattern>)>,
+}
+
+impl Router {
+    pub(crate) fn new(streams: &[StreamConfig]) -> Router {
+        Router {
+            streams: streams
+                .iter()
+                .map(|s| (s.name.clone(), s.subjects.clone()))
+                .collect(),
+        }
+    }
+
+    fn route(&self, subject: &str) -> Option<usize> {
+        self.streams
+            .iter()
+            .position(|(_, patterns)| patterns.iter().any(|p| p.matches(subject)))
+    }
+}
+
+/// One event ready for the writer: its stream's index and its encoding.
+pub(crate) type EncodedRow = (usize, Vec<u8>);
+
 /// Handle for submitting events; cheap to clone, one per producer.
 #[derive(Clone, Debug)]
 pub struct Ingest {
     tx: mpsc::Sender<Command>,
     ids: Arc<IdMint>,
+    router: Arc<Router>,
 }
 
 /// Resolves when the submitted events are durable, or says why they are not.
@@ -90,7 +121,9 @@ pub struct Ingest {
 #[must_use = "a receipt says whether the events were accepted"]
 pub struct Receipt {
     ids: Vec<EventId>,
-    reply: oneshot::Receiver<Result<(), Rejected>>,
+    /// Kept until the commit, to be handed back if the writer refuses them.
+    events: Vec<Event>,
+    reply: oneshot::Receiver<Result<(), IngestError>>,
 }
 
 impl Receipt {
@@ -101,72 +134,93 @@ impl Receipt {
 
     /// Waits until the events are committed; returns their ids.
     pub async fn durable(self) -> Result<Vec<EventId>, Rejected> {
-        match self.reply.await {
-            Ok(Ok(())) => Ok(self.ids),
-            Ok(Err(rejected)) => Err(rejected),
-            Err(_) => Err(Rejected {
-                error: IngestError::Closed,
-                events: Vec::new(),
-            }),
-        }
+        let error = match self.reply.await {
+            Ok(Ok(())) => {
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    for id in &self.ids {
+                        tracing::debug!(event_id = %id, "Event queued");
+                    }
+                }
+                return Ok(self.ids);
+            }
+            Ok(Err(error)) => error,
+            Err(_) => IngestError::Closed,
+        };
+        tracing::debug!(error = %error, events = self.events.len(), "Submission refused");
+        Err(Rejected {
+            error,
+            events: self.events,
+        })
     }
 }
 
 impl Ingest {
-    pub(crate) fn new(tx: mpsc::Sender<Command>, ids: Arc<IdMint>) -> Ingest {
-        Ingest { tx, ids }
+    pub(crate) fn new(tx: mpsc::Sender<Command>, ids: Arc<IdMint>, router: Arc<Router>) -> Ingest {
+        Ingest { tx, ids, router }
     }
 
     /// Gives each event without an id a fresh one (events that already carry
     /// an id keep it), then queues the submission for the next group commit.
     /// Waits while the writer is busy: that wait is the back-pressure.
     pub async fn submit(&self, events: Vec<Event>) -> Result<Receipt, Rejected> {
-        let (command, receipt) = self.prepare(events);
-        self.tx.send(command).await.map_err(|e| closed(e.0))?;
-        Ok(receipt)
+        let (command, receipt) = self.prepare(events)?;
+        match self.tx.send(command).await {
+            Ok(()) => Ok(receipt),
+            Err(_) => Err(receipt.refuse(IngestError::Closed)),
+        }
     }
 
     /// Like [`Ingest::submit`], but fails at once with the events handed back
     /// when the writer's inbox is full.
     pub fn try_submit(&self, events: Vec<Event>) -> Result<Receipt, Rejected> {
-        let (command, receipt) = self.prepare(events);
-        self.tx.try_send(command).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(c) => match c {
-                Command::Insert { events, .. } => Rejected {
-                    error: IngestError::Busy,
-                    events,
-                },
-                _ => closed(c),
-            },
-            mpsc::error::TrySendError::Closed(c) => closed(c),
-        })?;
-        Ok(receipt)
+        let (command, receipt) = self.prepare(events)?;
+        match self.tx.try_send(command) {
+            Ok(()) => Ok(receipt),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(receipt.refuse(IngestError::Busy)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(receipt.refuse(IngestError::Closed)),
+        }
     }
 
-    fn prepare(&self, mut events: Vec<Event>) -> (Command, Receipt) {
+    /// Mints ids, routes and encodes: everything that need not happen on the writer thread.
+    fn prepare(&self, mut events: Vec<Event>) -> Result<(Command, Receipt), Rejected> {
         let mut ids = Vec::with_capacity(events.len());
+        let mut rows = Vec::with_capacity(events.len());
+        let mut unrouted = None;
         for event in &mut events {
             if !event.id.is_set() {
                 event.id = self.ids.mint();
             }
             tracing::debug!(event_id = %event.id, subject = %event.subject, "Event submitted");
             ids.push(event.id);
+            match self.router.route(&event.subject) {
+                Some(stream) => rows.push((stream, event.encode())),
+                None => unrouted = Some(event.subject.clone()),
+            }
+        }
+        if let Some(subject) = unrouted {
+            // `sluice check` demands a catch-all stream, so only a config built in code gets here.
+            return Err(Rejected {
+                error: IngestError::QueueFull {
+                    stream: format!("(no stream for {subject})"),
+                },
+                events,
+            });
         }
         let (tx, rx) = oneshot::channel();
-        (
-            Command::Insert { events, reply: tx },
-            Receipt { ids, reply: rx },
-        )
+        let receipt = Receipt {
+            ids,
+            events,
+            reply: rx,
+        };
+        Ok((Command::Insert { rows, reply: tx }, receipt))
     }
 }
 
-fn closed(command: Command) -> Rejected {
-    let events = match command {
-        Command::Insert { events, .. } => events,
-        _ => Vec::new(),
-    };
-    Rejected {
-        error: IngestError::Closed,
-        events,
+impl Receipt {
+    fn refuse(self, error: IngestError) -> Rejected {
+        Rejected {
+            error,
+            events: self.events,
+        }
     }
 }

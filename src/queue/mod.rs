@@ -12,7 +12,7 @@ pub(crate) mod writer;
 pub use reader::{QueueReader, QueuedRecord};
 
 use crate::config::Config;
-use crate::ingest::{IdMint, Ingest};
+use crate::ingest::{IdMint, Ingest, Router};
 use crate::metrics::Metrics;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,6 +33,7 @@ pub struct Queue {
     tx: mpsc::Sender<Command>,
     thread: Option<std::thread::JoinHandle<()>>,
     ids: Arc<IdMint>,
+    router: Arc<Router>,
     added: Arc<Notify>,
     path: PathBuf,
     priorities: Vec<u8>,
@@ -64,6 +65,7 @@ impl Queue {
             tx,
             thread: Some(thread),
             ids: Arc::new(IdMint::new(boot)),
+            router: Arc::new(Router::new(&config.queue.streams)),
             added,
             path,
             priorities: config.queue.streams.iter().map(|s| s.priority).collect(),
@@ -72,7 +74,7 @@ impl Queue {
 
     /// A handle for producers.
     pub fn ingest(&self) -> Ingest {
-        Ingest::new(self.tx.clone(), self.ids.clone())
+        Ingest::new(self.tx.clone(), self.ids.clone(), self.router.clone())
     }
 
     /// A new reading connection, for draining.

@@ -8,9 +8,11 @@ use std::path::Path;
 /// Schema version stored in `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 1;
 
-/// Tables and indexes. `records.seq` is AUTOINCREMENT so sequence numbers
-/// never repeat, even after the newest rows are deleted: the uplink's
-/// cursors rely on that.
+/// Tables and indexes. The writer assigns `records.seq` itself and keeps the
+/// highest one given out in `meta` (key `seq`), so sequence numbers never
+/// repeat, even after the newest rows are deleted: the uplink's cursors rely
+/// on that. (AUTOINCREMENT would do the same at the cost of a third page
+/// written per commit.)
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -24,7 +26,7 @@ CREATE TABLE IF NOT EXISTS streams (
     expired  INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS records (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq         INTEGER PRIMARY KEY,
     stream      INTEGER NOT NULL,
     priority    INTEGER NOT NULL,
     enqueued_ms INTEGER NOT NULL,

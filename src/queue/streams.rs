@@ -1,12 +1,11 @@
-//! Streams: routing events to a stream by subject, and keeping each stream
-//! within its bounds by its overflow policy. The in-memory load mirrors the
-//! table and is restored when a transaction fails.
+//! Streams: keeping each stream within its bounds by its overflow policy,
+//! and handing out sequence numbers. Events arrive already routed and encoded
+//! (see `ingest::Router`). The in-memory load mirrors the table and is
+//! restored when a transaction fails.
 
 use crate::config::{Overflow, StreamConfig};
-use crate::ingest::IngestError;
-use crate::subject::SubjectPattern;
-use rusqlite::{Connection, Transaction, params};
-use sluice_event::Event;
+use crate::ingest::{EncodedRow, IngestError};
+use rusqlite::{Connection, Statement, Transaction, params};
 use std::collections::HashMap;
 
 /// How much a stream holds.
@@ -36,7 +35,6 @@ impl Losses {
 struct Stream {
     id: i64,
     name: String,
-    subjects: Vec<SubjectPattern>,
     priority: u8,
     max_records: u64,
     max_bytes: u64,
@@ -51,6 +49,10 @@ pub(crate) struct Streams {
     load: HashMap<i64, StreamLoad>,
     /// Losses per stream id not yet written to the `streams` table.
     losses: HashMap<i64, Losses>,
+    /// The last sequence number given out.
+    last_seq: i64,
+    /// The last sequence number written to `meta`.
+    saved_seq: i64,
 }
 
 impl Streams {
@@ -68,7 +70,6 @@ impl Streams {
             configured.push(Stream {
                 id,
                 name: c.name.clone(),
-                subjects: c.subjects.clone(),
                 priority: c.priority,
                 max_records: c.max_records,
                 max_bytes: c.max_bytes.bytes(),
@@ -93,10 +94,18 @@ impl Streams {
             let (id, l) = row?;
             load.insert(id, l);
         }
+        let last_seq: i64 = conn.query_row(
+            "SELECT MAX(COALESCE((SELECT MAX(seq) FROM records), 0),
+                        COALESCE((SELECT value FROM meta WHERE key = 'seq'), 0))",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(Streams {
             configured,
             load,
             losses: HashMap::new(),
+            last_seq,
+            saved_seq: last_seq,
         })
     }
 
@@ -121,31 +130,23 @@ impl Streams {
         self.losses.clear();
     }
 
-    /// The index of the first configured stream that takes `subject`.
-    fn route(&self, subject: &str) -> Option<usize> {
-        self.configured
-            .iter()
-            .position(|s| s.subjects.iter().any(|p| p.matches(subject)))
-    }
+    /// The statement [`Streams::insert`] runs, prepared once per transaction.
+    pub(crate) const INSERT: &'static str =
+        "INSERT INTO records (seq, stream, priority, enqueued_ms, expires_ms, size, event)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
-    /// Inserts a submission, all or nothing. The outer error is a storage
-    /// failure (abort the transaction); the inner one a refusal by policy.
+    /// Inserts a submission, all or nothing, with `insert` prepared from
+    /// [`Streams::INSERT`]. The outer error is a storage failure (abort the
+    /// transaction); the inner one a refusal by policy.
     pub(crate) fn insert(
         &mut self,
         tx: &Transaction<'_>,
-        events: &[Event],
+        insert: &mut Statement<'_>,
+        rows: &[EncodedRow],
         now_ms: i64,
     ) -> rusqlite::Result<Result<(), IngestError>> {
-        let mut encoded = Vec::with_capacity(events.len());
         let mut needs: Vec<(usize, StreamLoad)> = Vec::new();
-        for event in events {
-            let Some(idx) = self.route(&event.subject) else {
-                // `sluice check` demands a catch-all stream, so this is a config built in code.
-                return Ok(Err(IngestError::QueueFull {
-                    stream: format!("(no stream for {})", event.subject),
-                }));
-            };
-            let bytes = event.encode();
+        for &(idx, ref bytes) in rows {
             match needs.iter_mut().find(|(i, _)| *i == idx) {
                 Some((_, need)) => {
                     need.records += 1;
@@ -159,13 +160,12 @@ impl Streams {
                     },
                 )),
             }
-            encoded.push((idx, bytes));
         }
         for &(idx, need) in &needs {
             let s = &self.configured[idx];
             let load = self.load.get(&s.id).copied().unwrap_or_default();
             if need.records > s.max_records || need.bytes > s.max_bytes {
-                self.losses.entry(s.id).or_default().rejected += events.len() as u64;
+                self.losses.entry(s.id).or_default().rejected += rows.len() as u64;
                 return Ok(Err(IngestError::TooLarge {
                     stream: s.name.clone(),
                     bytes: need.bytes,
@@ -174,7 +174,7 @@ impl Streams {
             let fits = load.records + need.records <= s.max_records
                 && load.bytes + need.bytes <= s.max_bytes;
             if !fits && s.overflow == Overflow::RejectNew {
-                self.losses.entry(s.id).or_default().rejected += events.len() as u64;
+                self.losses.entry(s.id).or_default().rejected += rows.len() as u64;
                 return Ok(Err(IngestError::QueueFull {
                     stream: s.name.clone(),
                 }));
@@ -185,14 +185,12 @@ impl Streams {
                 self.make_room(tx, idx, need)?;
             }
         }
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO records (stream, priority, enqueued_ms, expires_ms, size, event)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        for (idx, bytes) in encoded {
-            let s = &self.configured[idx];
+        for (idx, bytes) in rows {
+            let s = &self.configured[*idx];
             let expires = s.ttl_ms.map(|ttl| now_ms.saturating_add(ttl));
-            stmt.execute(params![
+            self.last_seq += 1;
+            insert.execute(params![
+                self.last_seq,
                 s.id,
                 s.priority,
                 now_ms,
@@ -216,6 +214,15 @@ impl Streams {
     ) -> rusqlite::Result<()> {
         let s = &self.configured[idx];
         let (id, max_records, max_bytes) = (s.id, s.max_records, s.max_bytes);
+        let over = |load: StreamLoad| {
+            (
+                (load.records + need.records).saturating_sub(max_records),
+                (load.bytes + need.bytes).saturating_sub(max_bytes),
+            )
+        };
+        if over(self.load.get(&id).copied().unwrap_or_default()) == (0, 0) {
+            return Ok(());
+        }
         let mut stmt = tx.prepare_cached(
             "DELETE FROM records WHERE seq IN
                (SELECT seq FROM records WHERE stream = ?1 ORDER BY seq LIMIT ?2)
@@ -223,8 +230,7 @@ impl Streams {
         )?;
         loop {
             let load = self.load.get(&id).copied().unwrap_or_default();
-            let over_records = (load.records + need.records).saturating_sub(max_records);
-            let over_bytes = (load.bytes + need.bytes).saturating_sub(max_bytes);
+            let (over_records, over_bytes) = over(load);
             if over_records == 0 && over_bytes == 0 {
                 return Ok(());
             }
@@ -245,12 +251,14 @@ impl Streams {
     }
 
     /// Deletes acknowledged records; returns how many still existed.
+    /// Consecutive sequence numbers are deleted as one range.
     pub(crate) fn delete(&mut self, tx: &Transaction<'_>, seqs: &[i64]) -> rusqlite::Result<u64> {
-        let mut stmt =
-            tx.prepare_cached("DELETE FROM records WHERE seq = ?1 RETURNING stream, size")?;
+        let mut stmt = tx.prepare_cached(
+            "DELETE FROM records WHERE seq BETWEEN ?1 AND ?2 RETURNING stream, size",
+        )?;
         let mut deleted = 0;
-        for seq in seqs {
-            let mut rows = stmt.query([seq])?;
+        for (first, last) in runs(seqs) {
+            let mut rows = stmt.query([first, last])?;
             while let Some(row) = rows.next()? {
                 let (id, size): (i64, i64) = (row.get(0)?, row.get(1)?);
                 self.subtract(
@@ -286,9 +294,17 @@ impl Streams {
         Ok(())
     }
 
-    /// Writes the losses since the last flush to the `streams` table and
-    /// returns their total, to be counted once the transaction commits.
-    pub(crate) fn flush_losses(&mut self, tx: &Transaction<'_>) -> rusqlite::Result<Losses> {
+    /// Writes the last sequence number and the losses since the last flush,
+    /// and returns the losses' total, to be counted once the transaction commits.
+    pub(crate) fn flush(&mut self, tx: &Transaction<'_>) -> rusqlite::Result<Losses> {
+        if self.last_seq != self.saved_seq {
+            tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES ('seq', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute([self.last_seq])?;
+            self.saved_seq = self.last_seq;
+        }
         let mut total = Losses::default();
         if self.losses.is_empty() {
             return Ok(total);
@@ -313,5 +329,34 @@ impl Streams {
         let load = self.load.entry(id).or_default();
         load.records = load.records.saturating_sub(by.records);
         load.bytes = load.bytes.saturating_sub(by.bytes);
+    }
+}
+
+/// Splits sequence numbers into runs of consecutive numbers, as `(first, last)`.
+/// Only truly consecutive numbers are merged, so a range never covers a record
+/// that was not asked for.
+fn runs(seqs: &[i64]) -> Vec<(i64, i64)> {
+    let mut sorted = seqs.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for seq in sorted {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == seq => *last = seq,
+            _ => runs.push((seq, seq)),
+        }
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs;
+
+    #[test]
+    fn runs_merge_only_consecutive_numbers() {
+        assert_eq!(runs(&[]), vec![]);
+        assert_eq!(runs(&[7]), vec![(7, 7)]);
+        assert_eq!(runs(&[3, 1, 2, 5, 6, 9, 5]), vec![(1, 3), (5, 6), (9, 9)]);
     }
 }

@@ -5,20 +5,19 @@
 use super::streams::{Losses, StreamLoad, Streams};
 use crate::clock::now_ms;
 use crate::config::QueueConfig;
-use crate::ingest::{IngestError, Rejected};
+use crate::ingest::{EncodedRow, IngestError};
 use crate::metrics::Metrics;
 use rusqlite::Connection;
-use sluice_event::Event;
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 /// Work for the writer thread.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// Commit these events durably, then reply.
+    /// Commit these routed, encoded events durably, then reply.
     Insert {
-        events: Vec<Event>,
-        reply: oneshot::Sender<Result<(), Rejected>>,
+        rows: Vec<EncodedRow>,
+        reply: oneshot::Sender<Result<(), IngestError>>,
     },
     /// Delete acknowledged records, then reply with how many existed.
     Delete {
@@ -104,11 +103,8 @@ impl Writer {
             late.push(c);
         }
         for c in late {
-            if let Command::Insert { events, reply } = c {
-                let _ = reply.send(Err(Rejected {
-                    error: IngestError::Closed,
-                    events,
-                }));
+            if let Command::Insert { reply, .. } = c {
+                let _ = reply.send(Err(IngestError::Closed));
             }
         }
         tracing::info!(
@@ -130,7 +126,7 @@ impl Writer {
                     .iter()
                     .zip(&outcomes)
                     .map(|(command, outcome)| match (command, outcome) {
-                        (Command::Insert { events, .. }, Outcome::Inserted) => events.len() as u64,
+                        (Command::Insert { rows, .. }, Outcome::Inserted) => rows.len() as u64,
                         _ => 0,
                     })
                     .sum();
@@ -140,15 +136,11 @@ impl Writer {
                 }
                 for (command, outcome) in batch.into_iter().zip(outcomes) {
                     match (command, outcome) {
-                        (Command::Insert { events, reply }, Outcome::Inserted) => {
-                            for e in &events {
-                                tracing::debug!(event_id = %e.id, "Event queued");
-                            }
+                        (Command::Insert { reply, .. }, Outcome::Inserted) => {
                             let _ = reply.send(Ok(()));
                         }
-                        (Command::Insert { events, reply }, Outcome::Refused(error)) => {
-                            tracing::debug!(error = %error, events = events.len(), "Submission refused");
-                            let _ = reply.send(Err(Rejected { error, events }));
+                        (Command::Insert { reply, .. }, Outcome::Refused(error)) => {
+                            let _ = reply.send(Err(error));
                         }
                         (Command::Delete { reply, .. }, Outcome::Deleted(n)) => {
                             let _ = reply.send(n);
@@ -164,11 +156,8 @@ impl Writer {
                 let reason = IngestError::Storage(error.to_string());
                 for command in batch {
                     match command {
-                        Command::Insert { events, reply } => {
-                            let _ = reply.send(Err(Rejected {
-                                error: reason.clone(),
-                                events,
-                            }));
+                        Command::Insert { reply, .. } => {
+                            let _ = reply.send(Err(reason.clone()));
                         }
                         Command::Delete { reply, .. } => {
                             let _ = reply.send(0);
@@ -185,12 +174,15 @@ impl Writer {
         let tx = self.conn.transaction()?;
         let now = now_ms();
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut insert = tx.prepare_cached(Streams::INSERT)?;
         for command in batch {
             outcomes.push(match command {
-                Command::Insert { events, .. } => match self.streams.insert(&tx, events, now)? {
-                    Ok(()) => Outcome::Inserted,
-                    Err(error) => Outcome::Refused(error),
-                },
+                Command::Insert { rows, .. } => {
+                    match self.streams.insert(&tx, &mut insert, rows, now)? {
+                        Ok(()) => Outcome::Inserted,
+                        Err(error) => Outcome::Refused(error),
+                    }
+                }
                 Command::Delete { seqs, .. } => Outcome::Deleted(self.streams.delete(&tx, seqs)?),
                 Command::Expire => {
                     self.streams.expire(&tx, now)?;
@@ -199,7 +191,8 @@ impl Writer {
                 Command::Shutdown => Outcome::Done,
             });
         }
-        let losses = self.streams.flush_losses(&tx)?;
+        drop(insert);
+        let losses = self.streams.flush(&tx)?;
         tx.commit()?;
         Ok((outcomes, losses))
     }
@@ -242,7 +235,7 @@ impl Writer {
 
 fn batch_events(c: &Command) -> usize {
     match c {
-        Command::Insert { events, .. } => events.len().max(1),
+        Command::Insert { rows, .. } => rows.len().max(1),
         _ => 1,
     }
 }
@@ -251,7 +244,7 @@ fn batch_events(c: &Command) -> usize {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use sluice_event::EventId;
+    use sluice_event::{Event, EventId};
 
     fn writer(dir: &std::path::Path) -> (Writer, Arc<Metrics>) {
         let config = Config::parse("", "test").expect("defaults");
@@ -268,9 +261,10 @@ mod tests {
         (w, metrics)
     }
 
-    fn insert(w: &mut Writer, events: Vec<Event>) -> Result<(), Rejected> {
+    fn insert(w: &mut Writer, events: &[Event]) -> Result<(), IngestError> {
         let (reply, mut rx) = oneshot::channel();
-        w.commit(vec![Command::Insert { events, reply }]);
+        let rows = events.iter().map(|e| (0, e.encode())).collect();
+        w.commit(vec![Command::Insert { rows, reply }]);
         rx.try_recv().expect("replied after the commit")
     }
 
@@ -282,13 +276,10 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_transaction_refuses_and_hands_back_everything() {
+    fn a_failed_transaction_refuses_everything_and_the_writer_recovers() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut w, metrics) = writer(dir.path());
-        assert_eq!(
-            insert(&mut w, vec![event(1, 10)]).map_err(|r| r.error),
-            Ok(())
-        );
+        assert_eq!(insert(&mut w, &[event(1, 10)]), Ok(()));
         // A full disk, as SQLite sees it: no page may be added any more.
         let pages: i64 = w
             .conn
@@ -299,13 +290,8 @@ mod tests {
             .expect("cap");
 
         let big: Vec<Event> = (2..50).map(|n| event(n, 4000)).collect();
-        let rejected = insert(&mut w, big.clone()).expect_err("the disk is full");
-        assert!(
-            matches!(rejected.error, IngestError::Storage(_)),
-            "{:?}",
-            rejected.error
-        );
-        assert_eq!(rejected.events, big, "every event handed back unchanged");
+        let error = insert(&mut w, &big).expect_err("the disk is full");
+        assert!(matches!(error, IngestError::Storage(_)), "{error:?}");
         let m = metrics.snapshot();
         assert_eq!(
             (m.queue_accepted, m.queue_storage_errors, m.queue_records),
@@ -316,7 +302,40 @@ mod tests {
         w.conn
             .execute_batch("PRAGMA max_page_count = 1000000")
             .expect("uncap");
-        assert_eq!(insert(&mut w, big).map_err(|r| r.error), Ok(()));
+        assert_eq!(insert(&mut w, &big), Ok(()));
         assert_eq!(metrics.snapshot().queue_records, 49);
+    }
+
+    fn max_seq(w: &Writer) -> i64 {
+        w.conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM records", [], |r| {
+                r.get(0)
+            })
+            .expect("max seq")
+    }
+
+    #[test]
+    fn sequence_numbers_never_repeat_after_the_queue_drains_and_reopens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut w, _) = writer(dir.path());
+        assert_eq!(
+            insert(&mut w, &[event(1, 1), event(2, 1), event(3, 1)]),
+            Ok(())
+        );
+        let last = max_seq(&w);
+        assert!(last >= 3, "{last}");
+
+        let (reply, mut rx) = oneshot::channel();
+        w.commit(vec![Command::Delete {
+            seqs: (1..=last).collect(),
+            reply,
+        }]);
+        assert_eq!(rx.try_recv().expect("replied"), 3);
+        assert_eq!(max_seq(&w), 0, "drained to empty");
+        drop(w);
+
+        let (mut w, _) = writer(dir.path());
+        assert_eq!(insert(&mut w, &[event(4, 1)]), Ok(()));
+        assert_eq!(max_seq(&w), last + 1, "numbering continues after a restart");
     }
 }
