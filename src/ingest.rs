@@ -62,20 +62,22 @@ impl std::error::Error for Rejected {}
 
 /// Mints gateway-unique event ids: this boot's number and a sequence.
 #[derive(Debug)]
-pub(crate) struct IdMint {
+pub struct IdMint {
     boot: u32,
     next: AtomicU64,
 }
 
 impl IdMint {
-    pub(crate) fn new(boot: u32) -> IdMint {
+    /// Ids for boot number `boot`, starting at sequence 1.
+    pub fn new(boot: u32) -> IdMint {
         IdMint {
             boot,
             next: AtomicU64::new(1),
         }
     }
 
-    fn mint(&self) -> EventId {
+    /// The next id.
+    pub fn mint(&self) -> EventId {
         EventId::new(self.boot, self.next.fetch_add(1, Ordering::Relaxed))
     }
 }
@@ -98,7 +100,7 @@ impl Router {
         }
     }
 
-    fn route(&self, subject: &str) -> Option<usize> {
+    pub(crate) fn route(&self, subject: &str) -> Option<usize> {
         self.streams
             .iter()
             .position(|(_, patterns)| patterns.iter().any(|p| p.matches(subject)))

@@ -4,6 +4,8 @@
 
 pub mod clock;
 pub mod config;
+pub mod fn_test;
+pub mod functions;
 pub mod ingest;
 pub mod metrics;
 pub mod queue;

@@ -37,6 +37,31 @@ enum Command {
         #[command(subcommand)]
         action: QueueAction,
     },
+    /// Work with edge functions.
+    Fn {
+        #[command(subcommand)]
+        action: FnAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum FnAction {
+    /// Run a function on events from a file with the production limits; print
+    /// every call's emitted events, logs, fuel and time.
+    Test {
+        /// The function's `.wasm` module.
+        #[arg(long)]
+        module: PathBuf,
+        /// Events, one JSON object per line (`{"tick": MS}` calls the tick entry point).
+        #[arg(long)]
+        events: PathBuf,
+        /// Take the function's limits and settings from this gateway config.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Which function of the config (needed if it has several).
+        #[arg(long)]
+        function: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -56,6 +81,15 @@ enum QueueAction {
         #[arg(long, default_value_t = 10)]
         limit: usize,
     },
+    /// The newest inputs that functions failed on, one JSON object per line.
+    DeadLetters {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,6 +103,18 @@ fn main() -> ExitCode {
         Command::Queue {
             action: QueueAction::Peek { config, limit },
         } => queue_peek(&config, limit),
+        Command::Queue {
+            action: QueueAction::DeadLetters { config, limit },
+        } => queue_dead_letters(&config, limit),
+        Command::Fn {
+            action:
+                FnAction::Test {
+                    module,
+                    events,
+                    config,
+                    function,
+                },
+        } => return fn_test(&module, &events, config.as_deref(), function.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -116,11 +162,13 @@ fn run(path: &Path) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let runtime = Runtime::start(config).context("cannot start the gateway")?;
+        let mut runtime = Runtime::start(config).context("cannot start the gateway")?;
         tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %path.display(), "Sluice running");
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         let watchdog = watchdog();
-        wait_for_signal().await?;
+        while wait_for_signal().await? == Signal::Reload {
+            reload(&mut runtime, path).await;
+        }
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         tracing::info!("Stopping: intake closed, committing what is pending");
         if let Some(w) = watchdog {
@@ -144,15 +192,41 @@ fn watchdog() -> Option<tokio::task::JoinHandle<()>> {
     }))
 }
 
-async fn wait_for_signal() -> Result<()> {
+/// What a signal asks for.
+#[derive(PartialEq, Eq)]
+enum Signal {
+    Stop,
+    Reload,
+}
+
+async fn wait_for_signal() -> Result<Signal> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!(signal = "SIGTERM", "Signal received"),
-        _ = int.recv() => tracing::info!(signal = "SIGINT", "Signal received"),
+    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    Ok(tokio::select! {
+        _ = term.recv() => { tracing::info!(signal = "SIGTERM", "Signal received"); Signal::Stop }
+        _ = int.recv() => { tracing::info!(signal = "SIGINT", "Signal received"); Signal::Stop }
+        _ = hup.recv() => { tracing::info!(signal = "SIGHUP", "Signal received"); Signal::Reload }
+    })
+}
+
+/// Re-reads the config file and reloads the functions; a broken file
+/// changes nothing.
+async fn reload(runtime: &mut Runtime, path: &Path) {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+    match Config::load(path) {
+        Ok(config) => match runtime.reload_functions(&config).await {
+            Ok(()) => tracing::info!(config = %path.display(), "Functions reloaded"),
+            Err(error) => {
+                tracing::error!(error = %error, "Reload failed; the running functions are kept")
+            }
+        },
+        Err(error) => {
+            tracing::error!(error = %error, "Reload refused: the config has problems; nothing changed")
+        }
     }
-    Ok(())
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 }
 
 fn queue_stats(path: &Path) -> Result<()> {
@@ -203,6 +277,96 @@ fn queue_peek(path: &Path, limit: usize) -> Result<()> {
         out.push('\n');
     }
     write_stdout(&out)
+}
+
+fn queue_dead_letters(path: &Path, limit: usize) -> Result<()> {
+    let config = load(path)?;
+    let db = config.queue_path();
+    let rows = inspect::dead_letters(&db, limit)
+        .with_context(|| format!("cannot read queue {}", db.display()))?;
+    let mut out = String::new();
+    for row in rows {
+        let mut line = serde_json::to_value(&row).context("cannot encode dead letter")?;
+        let event = match row.event.as_deref().map(Event::decode) {
+            Some(Ok(e)) => sluice::record::event_json(&e),
+            Some(Err(e)) => serde_json::json!({ "error": e.to_string() }),
+            None => serde_json::Value::Null,
+        };
+        if let Some(map) = line.as_object_mut() {
+            map.insert("event".into(), event);
+        }
+        out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    write_stdout(&out)
+}
+
+/// `sluice fn test`: exit 0 if every call succeeded, 1 if some failed, 2 on bad input.
+fn fn_test(
+    module: &Path,
+    events: &Path,
+    config: Option<&Path>,
+    function: Option<&str>,
+) -> ExitCode {
+    let result = (|| -> Result<(String, sluice::fn_test::Summary)> {
+        let mut f = match config {
+            Some(path) => {
+                let config = load(path)?;
+                pick_function(config.functions, function, module)?
+            }
+            None => default_function(function.unwrap_or("test"))?,
+        };
+        f.module = module.to_owned();
+        let text = std::fs::read_to_string(events)
+            .with_context(|| format!("cannot read {}", events.display()))?;
+        sluice::fn_test::run(f, &text, &events.display().to_string()).map_err(anyhow::Error::msg)
+    })();
+    match result {
+        Ok((report, summary)) => {
+            let _ = write_stdout(&report);
+            if summary.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The function of a config to test: by name, by module path, or the only one.
+fn pick_function(
+    functions: Vec<sluice::config::FunctionConfig>,
+    name: Option<&str>,
+    module: &Path,
+) -> Result<sluice::config::FunctionConfig> {
+    let names: Vec<String> = functions.iter().map(|f| f.name.clone()).collect();
+    let mut candidates: Vec<_> = match name {
+        Some(n) => functions.into_iter().filter(|f| f.name == n).collect(),
+        None if functions.len() == 1 => functions,
+        None => functions
+            .into_iter()
+            .filter(|f| f.module.canonicalize().ok() == module.canonicalize().ok())
+            .collect(),
+    };
+    match candidates.len() {
+        1 => Ok(candidates.remove(0)),
+        _ => anyhow::bail!(
+            "say which function with --function (the config has: {})",
+            names.join(", ")
+        ),
+    }
+}
+
+/// A function with every limit at its default and no settings.
+fn default_function(name: &str) -> Result<sluice::config::FunctionConfig> {
+    let text =
+        format!("[[functions]]\nname = {name:?}\nmodule = \"-\"\nsubscribe = [\"test/#\"]\n");
+    let mut config = Config::parse(&text, "--function").map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(config.functions.remove(0))
 }
 
 /// Writes to stdout; a reader that went away (`| head`) is not an error.

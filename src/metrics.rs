@@ -37,6 +37,18 @@ pub struct Metrics {
     pub uplink_connection_errors: AtomicU64,
     /// Records that could not be decoded and were dead-lettered by the uplink.
     pub uplink_undecodable: AtomicU64,
+    /// Function calls made (events and ticks).
+    pub functions_calls: AtomicU64,
+    /// Function calls that failed (trap, fuel, memory, bad output, non-zero return, suspended).
+    pub functions_failed: AtomicU64,
+    /// Events emitted by functions.
+    pub functions_emitted: AtomicU64,
+    /// Functions currently suspended (a gauge).
+    pub functions_suspended: AtomicU64,
+    /// Inputs written to the dead-letter table.
+    pub dead_letters: AtomicU64,
+    /// Device events neither taken by a function nor queued (`forward = "none"`).
+    pub pipeline_discarded: AtomicU64,
 }
 
 /// A point-in-time copy of [`Metrics`], as published in health messages.
@@ -58,6 +70,12 @@ pub struct MetricsSnapshot {
     pub uplink_connects: u64,
     pub uplink_connection_errors: u64,
     pub uplink_undecodable: u64,
+    pub functions_calls: u64,
+    pub functions_failed: u64,
+    pub functions_emitted: u64,
+    pub functions_suspended: u64,
+    pub dead_letters: u64,
+    pub pipeline_discarded: u64,
 }
 
 impl Metrics {
@@ -85,6 +103,12 @@ impl Metrics {
             uplink_connects: get(&self.uplink_connects),
             uplink_connection_errors: get(&self.uplink_connection_errors),
             uplink_undecodable: get(&self.uplink_undecodable),
+            functions_calls: get(&self.functions_calls),
+            functions_failed: get(&self.functions_failed),
+            functions_emitted: get(&self.functions_emitted),
+            functions_suspended: get(&self.functions_suspended),
+            dead_letters: get(&self.dead_letters),
+            pipeline_discarded: get(&self.pipeline_discarded),
         }
     }
 }

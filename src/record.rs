@@ -39,6 +39,22 @@ impl Serialize for UpstreamRecord<'_> {
     }
 }
 
+/// An event as JSON, in the upstream record's shape without the queue fields
+/// (for `sluice fn test` and `sluice queue dead-letters`).
+pub fn event_json(event: &Event) -> serde_json::Value {
+    let record = UpstreamRecord {
+        event,
+        stream: "",
+        queued_ms: 0,
+    };
+    let mut value = serde_json::to_value(&record).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.remove("stream");
+        map.remove("queued_ms");
+    }
+    value
+}
+
 struct Readings<'a>(&'a [Reading]);
 
 impl Serialize for Readings<'_> {

@@ -2,9 +2,10 @@
 //! build the same [`Runtime`] from a [`Config`] and get handles to it.
 
 use crate::config::Config;
+use crate::functions::{Compiled, SetError};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
-use crate::queue::{OpenError, Queue};
+use crate::queue::{Acker, OpenError, Queue};
 use crate::uplink::Uplink;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,8 @@ pub struct Runtime {
     metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// One task per scheduled function; replaced on reload.
+    ticks: Vec<JoinHandle<()>>,
 }
 
 impl Runtime {
@@ -50,12 +53,27 @@ impl Runtime {
                 }
             }));
         }
+        let ticks = schedule(&config, &queue.acker(), &stop);
         Ok(Runtime {
             queue,
             metrics,
             shutdown,
             tasks,
+            ticks,
         })
+    }
+
+    /// Reloads the functions from `config` (modules, settings, limits,
+    /// schedules). Suspended functions run again. The rest of the config
+    /// is not reloaded; it needs a restart.
+    pub async fn reload_functions(&mut self, config: &Config) -> Result<(), SetError> {
+        let compiled = Compiled::new(config)?;
+        for t in self.ticks.drain(..) {
+            t.abort();
+        }
+        self.queue.acker().install(compiled).await;
+        self.ticks = schedule(config, &self.queue.acker(), &self.shutdown.subscribe());
+        Ok(())
     }
 
     /// A handle for producers (adapters, tests).
@@ -71,11 +89,36 @@ impl Runtime {
     /// Stops intake and the uplink, commits what is pending and closes the queue.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        for task in self.tasks {
+        for task in self.ticks.into_iter().chain(self.tasks) {
             let _ = task.await;
         }
         self.queue.close().await;
     }
+}
+
+/// Starts a task per function with a schedule (`every`) that asks the
+/// writer for its tick. A tick that finds the writer busy waits its turn.
+fn schedule(config: &Config, acker: &Acker, stop: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    config
+        .functions
+        .iter()
+        .filter_map(|f| Some((f.name.clone(), f.every?.get())))
+        .map(|(name, every)| {
+            let acker = acker.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await; // the first tick is immediate; a window starts now
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => acker.tick(&name).await,
+                        _ = stop.changed() => return,
+                    }
+                }
+            })
+        })
+        .collect()
 }
 
 /// How often to sweep expired records: a quarter of the shortest TTL, within [1 s, 60 s].

@@ -37,6 +37,32 @@ impl SubjectPattern {
     pub fn as_str(&self) -> &str {
         &self.text
     }
+
+    /// Whether some subject that starts with the levels `prefix` and has at
+    /// least one level more could match: can this pattern see the outputs of
+    /// function `f` (`prefix = ["fn", f]`)?
+    pub fn may_match_below(&self, prefix: &[&str]) -> bool {
+        let mut parts = self.text.split('/');
+        for level in prefix {
+            match parts.next() {
+                None => return false,
+                Some("#") => return true,
+                Some("+") => {}
+                Some(literal) if literal == *level => {}
+                Some(_) => return false,
+            }
+        }
+        parts.next().is_some()
+    }
+}
+
+/// Whether `subject` is a concrete subject: non-empty levels separated by
+/// `/`, without the wildcards `+` and `#`.
+pub fn is_concrete(subject: &str) -> bool {
+    !subject.is_empty()
+        && subject
+            .split('/')
+            .all(|level| !level.is_empty() && !level.contains(['+', '#']))
 }
 
 impl FromStr for SubjectPattern {
@@ -94,6 +120,38 @@ mod tests {
         check("lorawan/+/up", "lorawan/0004a30b001c0530/join", false);
         check("fn/threshold/alert", "fn/threshold/alert", true);
         check("fn/threshold/alert", "fn/threshold", false);
+    }
+
+    #[test]
+    fn patterns_that_may_see_a_function_s_outputs() {
+        let below = |pattern: &str| {
+            pattern
+                .parse::<SubjectPattern>()
+                .expect("valid pattern")
+                .may_match_below(&["fn", "scale"])
+        };
+        for yes in [
+            "#",
+            "fn/#",
+            "fn/+/#",
+            "fn/scale/+",
+            "fn/+/x",
+            "+/scale/+/y",
+            "fn/scale/#",
+        ] {
+            assert!(below(yes), "{yes}");
+        }
+        for no in ["fn/scale", "fn/window/#", "coap/+", "fn", "+/+"] {
+            assert!(!below(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn concrete_subjects() {
+        assert!(is_concrete("fn/scale/t1"));
+        for bad in ["", "a//b", "/a", "a/", "a/+", "a/#/b", "x#"] {
+            assert!(!is_concrete(bad), "{bad}");
+        }
     }
 
     #[test]

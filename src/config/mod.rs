@@ -7,9 +7,11 @@
 //! the line of a key path in the source text.
 
 mod diagnostics;
+mod functions;
 mod units;
 
 pub use diagnostics::{ConfigError, Problem};
+pub use functions::{Forward, FunctionConfig, MAX_CHAIN, PipelineConfig};
 pub use units::{ByteSize, HumanDuration};
 
 use crate::subject::SubjectPattern;
@@ -31,6 +33,12 @@ pub struct Config {
     /// The MQTT uplink to the cloud.
     #[serde(default)]
     pub uplink: UplinkConfig,
+    /// What reaches the queue besides function outputs, and dead letters.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    /// WebAssembly functions run on matching events and on schedules.
+    #[serde(default)]
+    pub functions: Vec<FunctionConfig>,
 }
 
 /// `[gateway]`: identity and storage location.
@@ -506,7 +514,13 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(path, &e))?;
         let origin = path.display().to_string();
-        let config = Config::parse(&text, &origin)?;
+        let mut config = Config::parse(&text, &origin)?;
+        let dir = path.parent().unwrap_or(Path::new(""));
+        for f in &mut config.functions {
+            if f.module.is_relative() {
+                f.module = dir.join(&f.module);
+            }
+        }
         let problems = config.environment_problems();
         if problems.is_empty() {
             Ok(config)
@@ -640,6 +654,7 @@ impl Config {
         if u.password.is_some() && u.username.is_none() {
             at("uplink.password".into(), "needs uplink.username".into());
         }
+        problems.extend(functions::validate(&self.functions, &self.pipeline));
         problems
     }
 
@@ -662,6 +677,14 @@ impl Config {
             }
             if let Some(key) = &tls.key {
                 check("key", key, PemKind::PrivateKey);
+            }
+        }
+        for (i, f) in self.functions.iter().enumerate() {
+            if let Err(e) = crate::functions::Program::load(f) {
+                problems.push(Problem::at_key(
+                    format!("functions[{i}].module"),
+                    e.to_string(),
+                ));
             }
         }
         problems
@@ -703,6 +726,20 @@ impl Config {
                 s.max_records,
                 s.max_bytes,
                 s.overflow.as_str()
+            );
+        }
+        for f in &self.functions {
+            let subjects: Vec<&str> = f.subscribe.iter().map(SubjectPattern::as_str).collect();
+            let every = f.every.map(|t| format!(", every {t}")).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "function {} ({}) on [{}]{every}, fuel {}, memory {}, state {}",
+                f.name,
+                f.module.display(),
+                subjects.join(", "),
+                f.fuel,
+                f.memory_max,
+                f.state_max
             );
         }
         let u = &self.uplink;

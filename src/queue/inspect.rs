@@ -1,5 +1,6 @@
-//! Offline inspection of a queue database (`sluice queue stats|peek`).
+//! Offline inspection of a queue database (`sluice queue stats|peek|dead-letters`).
 
+pub use super::function_tables::StoredDeadLetter;
 use super::{QueuedRecord, schema};
 use serde::Serialize;
 use std::path::Path;
@@ -62,6 +63,11 @@ pub fn peek(path: &Path, limit: usize) -> rusqlite::Result<Vec<QueuedRecord>> {
         })
     })?;
     rows.collect()
+}
+
+/// The newest `limit` dead letters, oldest first.
+pub fn dead_letters(path: &Path, limit: usize) -> rusqlite::Result<Vec<StoredDeadLetter>> {
+    super::function_tables::dead_letters(&open_existing(path)?, limit)
 }
 
 fn open_existing(path: &Path) -> rusqlite::Result<rusqlite::Connection> {

@@ -3,7 +3,9 @@
 //! bounded per stream ([`streams`]), inspectable offline ([`inspect`]).
 //! Only this module knows SQL.
 
+mod function_tables;
 pub mod inspect;
+mod pipeline;
 pub mod reader;
 mod schema;
 mod streams;
@@ -12,6 +14,7 @@ pub(crate) mod writer;
 pub use reader::{QueueReader, QueuedRecord};
 
 use crate::config::Config;
+use crate::functions::{Compiled, SetError};
 use crate::ingest::{IdMint, Ingest, Router};
 use crate::metrics::Metrics;
 use std::path::PathBuf;
@@ -21,11 +24,19 @@ use writer::{Command, Writer};
 
 /// Why the queue could not be opened.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot open queue {path}: {source}")]
-pub struct OpenError {
-    path: PathBuf,
-    #[source]
-    source: rusqlite::Error,
+pub enum OpenError {
+    /// The database could not be opened or prepared.
+    #[error("cannot open queue {path}: {source}")]
+    Storage {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A function could not be loaded.
+    #[error(transparent)]
+    Functions(#[from] SetError),
 }
 
 /// The open queue: its writer thread and the handles to reach it.
@@ -41,16 +52,29 @@ pub struct Queue {
 
 impl Queue {
     /// Opens (creating if needed) the queue database and starts its writer thread.
+    /// Its functions are loaded, given their stored state and warmed up.
     pub fn open(config: &Config, metrics: Arc<Metrics>) -> Result<Queue, OpenError> {
         let path = config.queue_path();
-        let err = |source| OpenError {
+        let err = |source| OpenError::Storage {
             path: path.clone(),
             source,
         };
+        let compiled = Compiled::new(config)?;
         let conn = schema::open_writer(&path, config.queue.durability).map_err(err)?;
         let boot = schema::next_boot(&conn).map_err(err)?;
         let added = Arc::new(Notify::new());
-        let writer = Writer::new(conn, &config.queue, metrics, added.clone()).map_err(err)?;
+        let ids = Arc::new(IdMint::new(boot));
+        let router = Arc::new(Router::new(&config.queue.streams));
+        let pipeline = pipeline::Pipeline::start(
+            compiled,
+            &conn,
+            router.clone(),
+            ids.clone(),
+            metrics.clone(),
+            config.pipeline.dead_letter_max,
+        )?;
+        let writer =
+            Writer::new(conn, &config.queue, pipeline, metrics, added.clone()).map_err(err)?;
         let (tx, rx) = mpsc::channel(config.queue.ingest_capacity);
         let thread = std::thread::Builder::new()
             .name("queue-writer".into())
@@ -64,8 +88,8 @@ impl Queue {
         Ok(Queue {
             tx,
             thread: Some(thread),
-            ids: Arc::new(IdMint::new(boot)),
-            router: Arc::new(Router::new(&config.queue.streams)),
+            ids,
+            router,
             added,
             path,
             priorities: config.queue.streams.iter().map(|s| s.priority).collect(),
@@ -79,9 +103,11 @@ impl Queue {
 
     /// A new reading connection, for draining.
     pub fn reader(&self) -> Result<QueueReader, OpenError> {
-        QueueReader::open(&self.path, self.priorities.iter().copied()).map_err(|source| OpenError {
-            path: self.path.clone(),
-            source,
+        QueueReader::open(&self.path, self.priorities.iter().copied()).map_err(|source| {
+            OpenError::Storage {
+                path: self.path.clone(),
+                source,
+            }
         })
     }
 
@@ -124,5 +150,20 @@ impl Acker {
     /// Asks the writer to delete records whose TTL has passed.
     pub async fn expire(&self) {
         let _ = self.tx.send(Command::Expire).await;
+    }
+
+    /// Asks the writer to run the tick of function `function`.
+    pub async fn tick(&self, function: &str) {
+        let _ = self
+            .tx
+            .send(Command::Tick {
+                function: function.to_owned(),
+            })
+            .await;
+    }
+
+    /// Hands the writer a new set of functions (config reload).
+    pub async fn install(&self, compiled: Compiled) {
+        let _ = self.tx.send(Command::Install(Box::new(compiled))).await;
     }
 }

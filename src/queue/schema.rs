@@ -34,6 +34,19 @@ CREATE TABLE IF NOT EXISTS records (
     size        INTEGER NOT NULL,
     event       BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS function_state (
+    function TEXT NOT NULL,
+    key      BLOB NOT NULL,
+    value    BLOB NOT NULL,
+    PRIMARY KEY (function, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id       INTEGER PRIMARY KEY,
+    at_ms    INTEGER NOT NULL,
+    function TEXT NOT NULL,
+    error    TEXT NOT NULL,
+    event    BLOB
+);
 CREATE INDEX IF NOT EXISTS records_drain ON records (priority, seq);
 CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_ms) WHERE expires_ms IS NOT NULL;
 ";

@@ -2,12 +2,14 @@
 //! commits everything that is pending in one transaction (group commit), so
 //! many producers share each commit and its fsync.
 
+use super::pipeline::{Pipeline, Produced};
 use super::streams::{Losses, StreamLoad, Streams};
 use crate::clock::now_ms;
 use crate::config::QueueConfig;
+use crate::functions::Compiled;
 use crate::ingest::{EncodedRow, IngestError};
 use crate::metrics::Metrics;
-use rusqlite::Connection;
+use rusqlite::{Connection, Statement, Transaction};
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -26,6 +28,10 @@ pub(crate) enum Command {
     },
     /// Delete records whose TTL has passed.
     Expire,
+    /// Call the tick entry point of the named function.
+    Tick { function: String },
+    /// Replace the functions (config reload).
+    Install(Box<Compiled>),
     /// Commit what is pending and stop.
     Shutdown,
 }
@@ -34,6 +40,7 @@ pub(crate) enum Command {
 pub(crate) struct Writer {
     conn: Connection,
     streams: Streams,
+    pipeline: Pipeline,
     metrics: Arc<Metrics>,
     /// Woken after every commit that added records.
     added: Arc<Notify>,
@@ -47,7 +54,8 @@ const LOSS_WARNING_INTERVAL: std::time::Duration = std::time::Duration::from_sec
 /// What one command came to inside the transaction; replies are sent
 /// only after the transaction commits.
 enum Outcome {
-    Inserted,
+    /// Records inserted, inputs dead-lettered.
+    Inserted(u64, u64),
     Refused(IngestError),
     Deleted(u64),
     Done,
@@ -57,20 +65,61 @@ impl Writer {
     pub(crate) fn new(
         conn: Connection,
         config: &QueueConfig,
+        pipeline: Pipeline,
         metrics: Arc<Metrics>,
         added: Arc<Notify>,
     ) -> rusqlite::Result<Writer> {
         let streams = Streams::load(&conn, &config.streams)?;
-        let writer = Writer {
+        let mut writer = Writer {
             conn,
             streams,
+            pipeline,
             metrics,
             added,
             max_batch: config.max_batch,
             last_loss_warning: None,
         };
         writer.publish_load();
+        writer.warm_functions();
         Ok(writer)
+    }
+
+    /// Instantiates the functions and runs their init in a transaction of
+    /// its own, so init's state writes and failures are stored.
+    fn warm_functions(&mut self) {
+        if self.pipeline.is_passthrough() {
+            return;
+        }
+        let produced = self.pipeline.warm();
+        let result = (|| {
+            let tx = self.conn.transaction()?;
+            self.pipeline
+                .store(&tx, &self.pipeline.zero_marks(), &produced.dead)?;
+            tx.commit()
+        })();
+        match result {
+            Ok(()) => {
+                Metrics::add(&self.metrics.dead_letters, produced.dead.len() as u64);
+                self.pipeline.committed();
+            }
+            Err(error) => {
+                self.pipeline.rollback_all();
+                tracing::error!(error = %error, "Cannot store the functions' init results");
+            }
+        }
+    }
+
+    /// Swaps in a new function set (config reload).
+    fn install(&mut self, compiled: Compiled) {
+        match self.pipeline.replace(compiled, &self.conn) {
+            Ok(()) => {
+                tracing::info!("Functions reloaded; suspended functions run again");
+                self.warm_functions();
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "Function reload failed; the previous functions keep running");
+            }
+        }
     }
 
     /// Runs until `Shutdown` arrives or every sender is gone.
@@ -93,6 +142,14 @@ impl Writer {
             }
             if batch.iter().any(|c| matches!(c, Command::Shutdown)) {
                 stop = true;
+            }
+            let (installs, batch): (Vec<Command>, Vec<Command>) = batch
+                .into_iter()
+                .partition(|c| matches!(c, Command::Install(_)));
+            for c in installs {
+                if let Command::Install(compiled) = c {
+                    self.install(*compiled);
+                }
             }
             self.commit(batch);
         }
@@ -118,25 +175,23 @@ impl Writer {
         let before = self.streams.snapshot();
         match self.apply(&batch) {
             Ok((outcomes, losses)) => {
+                self.pipeline.committed();
                 Metrics::add(&self.metrics.queue_commits, 1);
                 self.count_losses(losses);
                 self.publish_load();
                 // Counters first: whoever holds a receipt sees them already moved.
-                let accepted: u64 = batch
-                    .iter()
-                    .zip(&outcomes)
-                    .map(|(command, outcome)| match (command, outcome) {
-                        (Command::Insert { rows, .. }, Outcome::Inserted) => rows.len() as u64,
-                        _ => 0,
-                    })
-                    .sum();
+                let (accepted, dead) = outcomes.iter().fold((0, 0), |(a, d), o| match o {
+                    Outcome::Inserted(records, dead) => (a + records, d + dead),
+                    _ => (a, d),
+                });
                 Metrics::add(&self.metrics.queue_accepted, accepted);
+                Metrics::add(&self.metrics.dead_letters, dead);
                 if accepted > 0 {
                     self.added.notify_one();
                 }
                 for (command, outcome) in batch.into_iter().zip(outcomes) {
                     match (command, outcome) {
-                        (Command::Insert { reply, .. }, Outcome::Inserted) => {
+                        (Command::Insert { reply, .. }, Outcome::Inserted(..)) => {
                             let _ = reply.send(Ok(()));
                         }
                         (Command::Insert { reply, .. }, Outcome::Refused(error)) => {
@@ -151,6 +206,7 @@ impl Writer {
             }
             Err(error) => {
                 self.streams.restore(before);
+                self.pipeline.rollback_all();
                 Metrics::add(&self.metrics.queue_storage_errors, 1);
                 tracing::error!(error = %error, "Queue transaction failed; its submissions are refused");
                 let reason = IngestError::Storage(error.to_string());
@@ -162,7 +218,10 @@ impl Writer {
                         Command::Delete { reply, .. } => {
                             let _ = reply.send(0);
                         }
-                        Command::Expire | Command::Shutdown => {}
+                        Command::Expire
+                        | Command::Tick { .. }
+                        | Command::Install(_)
+                        | Command::Shutdown => {}
                     }
                 }
             }
@@ -177,12 +236,29 @@ impl Writer {
         let mut insert = tx.prepare_cached(Streams::INSERT)?;
         for command in batch {
             outcomes.push(match command {
-                Command::Insert { rows, .. } => {
+                Command::Insert { rows, .. } if self.pipeline.is_passthrough() => {
                     match self.streams.insert(&tx, &mut insert, rows, now)? {
-                        Ok(()) => Outcome::Inserted,
+                        Ok(()) => Outcome::Inserted(rows.len() as u64, 0),
                         Err(error) => Outcome::Refused(error),
                     }
                 }
+                Command::Insert { rows, .. } => {
+                    let marks = self.pipeline.marks();
+                    let produced = self.pipeline.process(rows);
+                    place(&mut self.streams, &mut self.pipeline, &tx, &mut insert, produced, &marks, now)?
+                }
+                Command::Tick { function } => {
+                    let marks = self.pipeline.marks();
+                    let produced = self.pipeline.tick(function, now);
+                    match place(&mut self.streams, &mut self.pipeline, &tx, &mut insert, produced, &marks, now)? {
+                        Outcome::Refused(error) => {
+                            tracing::warn!(function = %function, error = %error, "Tick outputs refused by the queue; the function's state is kept for the next tick");
+                            Outcome::Done
+                        }
+                        other => other,
+                    }
+                }
+                Command::Install(_) => Outcome::Done,
                 Command::Delete { seqs, .. } => Outcome::Deleted(self.streams.delete(&tx, seqs)?),
                 Command::Expire => {
                     self.streams.expire(&tx, now)?;
@@ -233,6 +309,29 @@ impl Writer {
     }
 }
 
+/// Inserts what functions produced and stores their state changes and
+/// dead letters; if the queue refuses the rows, the state writes are undone.
+fn place(
+    streams: &mut Streams,
+    pipeline: &mut Pipeline,
+    tx: &Transaction<'_>,
+    insert: &mut Statement<'_>,
+    produced: Produced,
+    marks: &[usize],
+    now: i64,
+) -> rusqlite::Result<Outcome> {
+    Ok(match streams.insert(tx, insert, &produced.rows, now)? {
+        Ok(()) => {
+            pipeline.store(tx, marks, &produced.dead)?;
+            Outcome::Inserted(produced.rows.len() as u64, produced.dead.len() as u64)
+        }
+        Err(error) => {
+            pipeline.rollback(marks);
+            Outcome::Refused(error)
+        }
+    })
+}
+
 fn batch_events(c: &Command) -> usize {
     match c {
         Command::Insert { rows, .. } => rows.len().max(1),
@@ -247,13 +346,26 @@ mod tests {
     use sluice_event::{Event, EventId};
 
     fn writer(dir: &std::path::Path) -> (Writer, Arc<Metrics>) {
-        let config = Config::parse("", "test").expect("defaults");
+        writer_with(dir, &Config::parse("", "test").expect("defaults"))
+    }
+
+    fn writer_with(dir: &std::path::Path, config: &Config) -> (Writer, Arc<Metrics>) {
         let conn = super::super::schema::open_writer(&dir.join("q.db"), config.queue.durability)
             .expect("open");
         let metrics = Arc::new(Metrics::default());
+        let pipeline = Pipeline::start(
+            Compiled::new(config).expect("modules compile"),
+            &conn,
+            Arc::new(crate::ingest::Router::new(&config.queue.streams)),
+            Arc::new(crate::ingest::IdMint::new(1)),
+            metrics.clone(),
+            config.pipeline.dead_letter_max,
+        )
+        .expect("pipeline");
         let w = Writer::new(
             conn,
             &config.queue,
+            pipeline,
             metrics.clone(),
             Arc::new(Notify::new()),
         )

@@ -7,6 +7,7 @@ pub mod broker;
 pub mod collector;
 pub mod process;
 pub mod tls;
+pub mod wasm;
 
 pub use broker::Broker;
 pub use collector::Collector;

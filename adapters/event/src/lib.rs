@@ -11,6 +11,8 @@
 
 extern crate alloc;
 
+pub mod abi;
+
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;

@@ -1,0 +1,353 @@
+//! One configured function: its compiled program, a warm instance reused
+//! across calls (re-instantiated after a trap), per-call limits, and its
+//! durable state, which outlives instances.
+
+use super::imports::{CallState, GuestData, LogLine};
+use super::program::Program;
+use super::state::StateMap;
+use crate::config::FunctionConfig;
+use sluice_event::{Event, abi};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use wasmi::{Engine, Instance, Linker, Store, StoreLimitsBuilder, TrapCode, TypedFunc};
+
+/// What a call is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// An event, postcard-encoded.
+    Event(&'a [u8]),
+    /// The schedule fired at this wall-clock time (ms).
+    Tick(i64),
+}
+
+/// Everything one call did, for the pipeline, logs and `sluice fn test`.
+#[derive(Debug)]
+pub struct CallReport {
+    /// `Err` says why the call failed (its outputs and state writes are gone).
+    pub outcome: Result<(), String>,
+    /// Events the call emitted, as the guest wrote them (not yet stamped).
+    pub emitted: Vec<Event>,
+    /// Lines the guest logged.
+    pub logs: Vec<LogLine>,
+    /// Log lines over the per-call limit.
+    pub logs_dropped: u32,
+    /// Fuel consumed, including a (re-)instantiation and init before the call.
+    pub fuel: u64,
+    /// Wall time of the call.
+    pub elapsed: Duration,
+}
+
+/// The typed entry points of a live instance.
+struct Entry {
+    instance: Instance,
+    alloc: TypedFunc<i32, i32>,
+    on_event: TypedFunc<(i32, i32), i32>,
+    on_tick: Option<TypedFunc<i64, i32>>,
+}
+
+/// A configured function and its live instance.
+pub struct Function {
+    /// Its config (name, subscriptions, limits, settings).
+    pub config: FunctionConfig,
+    settings: Vec<u8>,
+    program: Program,
+    engine: Engine,
+    /// Always `Some` between calls; taken only to rebuild it after a trap.
+    store: Option<Store<GuestData>>,
+    entry: Option<Entry>,
+    /// The instance trapped: the store is rebuilt before the next call.
+    stale: bool,
+    /// Failures since the last success.
+    pub failures_in_row: u32,
+    /// Why the function no longer runs, once suspended.
+    pub suspended: Option<String>,
+}
+
+impl Function {
+    /// A function with its loaded state; the instance is created on first use.
+    pub fn new(
+        config: FunctionConfig,
+        program: Program,
+        engine: &Engine,
+        state: BTreeMap<Vec<u8>, Vec<u8>>,
+    ) -> Result<Function, String> {
+        let settings = postcard::to_allocvec(&config.settings()?)
+            .map_err(|e| format!("cannot encode the function's config: {e}"))?;
+        let data = GuestData {
+            limits: limits(&config),
+            state: StateMap::new(state, config.state_max.bytes() as usize),
+            call: CallState::default(),
+        };
+        Ok(Function {
+            settings,
+            program,
+            engine: engine.clone(),
+            store: Some(new_store(engine, data)),
+            entry: None,
+            stale: false,
+            config,
+            failures_in_row: 0,
+            suspended: None,
+        })
+    }
+
+    /// The function's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Whether the module has a tick entry point.
+    pub fn has_tick(&self) -> bool {
+        self.program.has_tick
+    }
+
+    /// The function's durable state.
+    pub fn state(&self) -> &StateMap {
+        &self.store().data().state
+    }
+
+    /// The function's durable state, to roll back or commit.
+    pub fn state_mut(&mut self) -> &mut StateMap {
+        &mut self.store_mut().data_mut().state
+    }
+
+    /// Creates the instance and runs init now, if there is none yet.
+    pub fn warm(&mut self, linker: &Linker<GuestData>) -> CallReport {
+        let started = Instant::now();
+        self.begin_call();
+        let mark = self.state().mark();
+        let outcome = self.ensure_instance(linker);
+        self.finish(outcome, mark, started)
+    }
+
+    /// Runs one call with the configured limits.
+    pub fn call(&mut self, linker: &Linker<GuestData>, input: Input<'_>) -> CallReport {
+        let started = Instant::now();
+        self.begin_call();
+        let mark = self.state().mark();
+        let outcome = self
+            .ensure_instance(linker)
+            .and_then(|()| self.enter(input));
+        self.finish(outcome, mark, started)
+    }
+
+    fn begin_call(&mut self) {
+        if self.stale {
+            self.fresh_store();
+        }
+        let max_emit = self.config.max_emit;
+        let max_emit_bytes = self.config.max_emit_bytes.bytes();
+        let fuel = self.config.fuel;
+        let store = self.store_mut();
+        store.data_mut().call = CallState {
+            max_emit,
+            max_emit_bytes,
+            ..CallState::default()
+        };
+        // Fuel is only unavailable when metering is off, and the engine always meters.
+        let _ = store.set_fuel(fuel);
+    }
+
+    fn finish(&mut self, outcome: Result<(), String>, mark: usize, started: Instant) -> CallReport {
+        let fuel_left = self.store().get_fuel().unwrap_or(0);
+        let call = std::mem::take(&mut self.store_mut().data_mut().call);
+        let emitted = if outcome.is_ok() {
+            call.emitted
+        } else {
+            self.state_mut().rollback(mark);
+            Vec::new()
+        };
+        CallReport {
+            outcome,
+            emitted,
+            logs: call.logs,
+            logs_dropped: call.logs_dropped,
+            fuel: self.config.fuel.saturating_sub(fuel_left),
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// Instantiates, checks the ABI version and runs init, unless already done.
+    fn ensure_instance(&mut self, linker: &Linker<GuestData>) -> Result<(), String> {
+        if self.entry.is_some() {
+            return Ok(());
+        }
+        let result = self.instantiate(linker);
+        if result.is_err() {
+            self.discard_instance();
+        }
+        result
+    }
+
+    fn instantiate(&mut self, linker: &Linker<GuestData>) -> Result<(), String> {
+        let module = self.program.module.clone();
+        let (has_tick, has_init) = (self.program.has_tick, self.program.has_init);
+        let store = self.store_mut();
+        let instance = linker
+            .instantiate_and_start(&mut *store, &module)
+            .map_err(|e| format!("instantiate: {}", describe(&e)))?;
+        let version: TypedFunc<(), i32> = typed(&instance, store, abi::EXPORT_ABI_VERSION)?;
+        let entry = Entry {
+            alloc: typed(&instance, store, abi::EXPORT_ALLOC)?,
+            on_event: typed(&instance, store, abi::EXPORT_ON_EVENT)?,
+            on_tick: if has_tick {
+                Some(typed(&instance, store, abi::EXPORT_ON_TICK)?)
+            } else {
+                None
+            },
+            instance,
+        };
+        let init: Option<TypedFunc<(i32, i32), i32>> = if has_init {
+            Some(typed(&instance, store, abi::EXPORT_INIT)?)
+        } else {
+            None
+        };
+        let v = version
+            .call(&mut *store, ())
+            .map_err(|e| format!("{}: {}", abi::EXPORT_ABI_VERSION, describe(&e)))?;
+        if v != abi::ABI_VERSION {
+            return Err(format!(
+                "the module speaks function ABI version {v}; this gateway runs version {}",
+                abi::ABI_VERSION
+            ));
+        }
+        if let Some(init) = init {
+            let settings = self.settings.clone();
+            let (ptr, len) = self.hand_over(&entry, &settings)?;
+            let code = init
+                .call(self.store_mut(), (ptr, len))
+                .map_err(|e| format!("init: {}", describe(&e)))?;
+            if code != abi::OK {
+                return Err(format!("init: returned {code}"));
+            }
+        }
+        self.entry = Some(entry);
+        Ok(())
+    }
+
+    /// Runs the entry point for `input` on the live instance.
+    fn enter(&mut self, input: Input<'_>) -> Result<(), String> {
+        let Some(entry) = self.entry.take() else {
+            return Err("no instance".into());
+        };
+        let result = match input {
+            Input::Event(bytes) => self.hand_over(&entry, bytes).and_then(|(ptr, len)| {
+                entry
+                    .on_event
+                    .call(self.store_mut(), (ptr, len))
+                    .map_err(|e| describe(&e))
+            }),
+            Input::Tick(now_ms) => match &entry.on_tick {
+                Some(on_tick) => on_tick
+                    .call(self.store_mut(), now_ms)
+                    .map_err(|e| describe(&e)),
+                None => Err(format!("no exported `{}`", abi::EXPORT_ON_TICK)),
+            },
+        };
+        match result {
+            Ok(code) => {
+                self.entry = Some(entry);
+                if code == abi::OK {
+                    Ok(())
+                } else {
+                    Err(format!("returned {code}"))
+                }
+            }
+            Err(e) => {
+                // A trap may have left the guest's memory half-updated: start afresh next time.
+                self.discard_instance();
+                Err(e)
+            }
+        }
+    }
+
+    /// Copies `bytes` into a buffer from the guest's allocator.
+    fn hand_over(&mut self, entry: &Entry, bytes: &[u8]) -> Result<(i32, i32), String> {
+        let len = i32::try_from(bytes.len()).map_err(|_| "input too large".to_owned())?;
+        let store = self.store_mut();
+        let ptr = entry
+            .alloc
+            .call(&mut *store, len)
+            .map_err(|e| format!("{}: {}", abi::EXPORT_ALLOC, describe(&e)))?;
+        let memory = entry
+            .instance
+            .get_memory(&*store, abi::EXPORT_MEMORY)
+            .ok_or_else(|| "no exported memory".to_owned())?;
+        let at = usize::try_from(ptr)
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("{} returned {ptr}", abi::EXPORT_ALLOC))?;
+        memory
+            .write(&mut *store, at, bytes)
+            .map_err(|_| format!("{} returned a buffer outside the memory", abi::EXPORT_ALLOC))?;
+        Ok((ptr, len))
+    }
+
+    /// Throws the instance away (its store is rebuilt before the next call,
+    /// after this call's fuel has been read).
+    fn discard_instance(&mut self) {
+        self.entry = None;
+        self.stale = true;
+    }
+
+    /// A store without instances, holding the same state.
+    fn fresh_store(&mut self) {
+        self.stale = false;
+        if let Some(old) = self.store.take() {
+            let mut data = old.into_data();
+            data.limits = limits(&self.config);
+            self.store = Some(new_store(&self.engine, data));
+        }
+    }
+
+    fn store(&self) -> &Store<GuestData> {
+        self.store
+            .as_ref()
+            .expect("the store is only taken inside discard_instance")
+    }
+
+    fn store_mut(&mut self) -> &mut Store<GuestData> {
+        self.store
+            .as_mut()
+            .expect("the store is only taken inside discard_instance")
+    }
+}
+
+/// An exported function with the signature ABI v1 gives it.
+fn typed<P: wasmi::WasmParams, R: wasmi::WasmResults>(
+    instance: &Instance,
+    store: &Store<GuestData>,
+    name: &str,
+) -> Result<TypedFunc<P, R>, String> {
+    instance
+        .get_typed_func(store, name)
+        .map_err(|e| format!("export `{name}`: {e}"))
+}
+
+fn limits(config: &FunctionConfig) -> wasmi::StoreLimits {
+    StoreLimitsBuilder::new()
+        .memory_size(config.memory_max.bytes() as usize)
+        .memories(1)
+        .tables(4)
+        .table_elements(100_000)
+        .instances(1)
+        .trap_on_grow_failure(true)
+        .build()
+}
+
+fn new_store(engine: &Engine, data: GuestData) -> Store<GuestData> {
+    let mut store = Store::new(engine, data);
+    store.limiter(|d| &mut d.limits);
+    store
+}
+
+/// A short description of a failed call, as it appears in dead letters.
+fn describe(e: &wasmi::Error) -> String {
+    match e.as_trap_code() {
+        Some(TrapCode::OutOfFuel) => "trap: out of fuel".into(),
+        Some(TrapCode::UnreachableCodeReached) => "trap: unreachable".into(),
+        Some(TrapCode::GrowthOperationLimited) => "trap: memory cap reached".into(),
+        Some(code) => format!("trap: {code}"),
+        None => e.to_string(),
+    }
+}

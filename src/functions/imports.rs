@@ -1,0 +1,197 @@
+//! Every host function of ABI v1, registered in one place ([`linker`]), and
+//! the per-instance data they work on. Guests get exactly these imports and
+//! nothing else: no WASI, no files, no sockets.
+
+use super::state::StateMap;
+use crate::subject::is_concrete;
+use sluice_event::Event;
+use sluice_event::abi::{self, ERR_BAD_ARGUMENT, ERR_NOT_FOUND, ERR_STATE_FULL, MAX_KEY_LEN, OK};
+use wasmi::{Caller, Engine, Error, Extern, Linker, StoreLimits};
+
+/// Most log lines one call may write; more are dropped and counted.
+pub const MAX_LOG_LINES: usize = 32;
+/// Longest log line kept, in bytes; longer ones are cut.
+pub const MAX_LOG_BYTES: usize = 1024;
+
+/// What the store of one instance holds.
+pub struct GuestData {
+    /// Memory and table caps, enforced by wasmi.
+    pub limits: StoreLimits,
+    /// The function's durable state (it outlives instances).
+    pub state: StateMap,
+    /// What the current call produced.
+    pub call: CallState,
+}
+
+/// Output and limits of the call in progress.
+#[derive(Debug, Default)]
+pub struct CallState {
+    /// Events emitted, as the guest encoded them.
+    pub emitted: Vec<Event>,
+    /// Encoded bytes emitted.
+    pub emitted_bytes: u64,
+    /// Log lines written.
+    pub logs: Vec<LogLine>,
+    /// Log lines dropped over [`MAX_LOG_LINES`].
+    pub logs_dropped: u32,
+    /// Most events this call may emit.
+    pub max_emit: u32,
+    /// Most encoded bytes this call may emit.
+    pub max_emit_bytes: u64,
+}
+
+/// One line a guest logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// ABI level: 0 error … 4 trace.
+    pub level: i32,
+    /// The message (invalid UTF-8 replaced).
+    pub message: String,
+}
+
+impl LogLine {
+    /// The level's name.
+    pub fn level_name(&self) -> &'static str {
+        match self.level {
+            abi::level::ERROR => "error",
+            abi::level::WARN => "warn",
+            abi::level::INFO => "info",
+            abi::level::DEBUG => "debug",
+            _ => "trace",
+        }
+    }
+}
+
+/// A linker with every ABI v1 import.
+pub fn linker(engine: &Engine) -> Result<Linker<GuestData>, Error> {
+    let mut linker = Linker::new(engine);
+    let m = abi::IMPORT_MODULE;
+    linker.func_wrap(m, abi::IMPORT_EMIT, emit)?;
+    linker.func_wrap(m, abi::IMPORT_LOG, log)?;
+    linker.func_wrap(m, abi::IMPORT_NOW_MS, |_: Caller<'_, GuestData>| {
+        crate::clock::now_ms()
+    })?;
+    linker.func_wrap(m, abi::IMPORT_STATE_GET, state_get)?;
+    linker.func_wrap(m, abi::IMPORT_STATE_PUT, state_put)?;
+    linker.func_wrap(m, abi::IMPORT_STATE_DELETE, state_delete)?;
+    Ok(linker)
+}
+
+/// The guest's bytes at `ptr..ptr+len`, if that range is inside its memory.
+fn read(caller: &Caller<'_, GuestData>, ptr: i32, len: i32) -> Option<Vec<u8>> {
+    let memory = caller
+        .get_export(abi::EXPORT_MEMORY)
+        .and_then(Extern::into_memory)?;
+    let data = memory.data(caller);
+    let start = usize::try_from(ptr).ok()?;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    data.get(start..end).map(<[u8]>::to_vec)
+}
+
+/// A state key, if the range is readable and the key is 1–256 bytes.
+fn key(caller: &Caller<'_, GuestData>, ptr: i32, len: i32) -> Option<Vec<u8>> {
+    read(caller, ptr, len).filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
+}
+
+fn emit(mut caller: Caller<'_, GuestData>, ptr: i32, len: i32) -> Result<i32, Error> {
+    let bytes =
+        read(&caller, ptr, len).ok_or_else(|| Error::new("emit: buffer outside the memory"))?;
+    let call = &mut caller.data_mut().call;
+    if call.emitted.len() >= call.max_emit as usize {
+        return Err(Error::new(format!(
+            "emit: more than {} events in one call",
+            call.max_emit
+        )));
+    }
+    if call.emitted_bytes + bytes.len() as u64 > call.max_emit_bytes {
+        return Err(Error::new(format!(
+            "emit: more than {} bytes in one call",
+            call.max_emit_bytes
+        )));
+    }
+    let event = Event::decode(&bytes).map_err(|e| Error::new(format!("emit: {e}")))?;
+    if !is_concrete(&event.subject) {
+        return Err(Error::new(format!(
+            "emit: subject `{}` is not one or more non-empty levels without `+` or `#`",
+            event.subject
+        )));
+    }
+    call.emitted_bytes += bytes.len() as u64;
+    call.emitted.push(event);
+    Ok(OK)
+}
+
+fn log(mut caller: Caller<'_, GuestData>, level: i32, ptr: i32, len: i32) {
+    let call = &caller.data().call;
+    if call.logs.len() >= MAX_LOG_LINES {
+        caller.data_mut().call.logs_dropped += 1;
+        return;
+    }
+    let len = len.clamp(0, MAX_LOG_BYTES as i32);
+    let message = match read(&caller, ptr, len) {
+        Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        None => "(log message outside the memory)".to_owned(),
+    };
+    caller.data_mut().call.logs.push(LogLine {
+        level: level.clamp(abi::level::ERROR, abi::level::TRACE),
+        message,
+    });
+}
+
+fn state_get(
+    mut caller: Caller<'_, GuestData>,
+    key_ptr: i32,
+    key_len: i32,
+    out_ptr: i32,
+    out_cap: i32,
+) -> i32 {
+    let Some(k) = key(&caller, key_ptr, key_len) else {
+        return ERR_BAD_ARGUMENT;
+    };
+    let Some(value) = caller.data().state.get(&k).map(<[u8]>::to_vec) else {
+        return ERR_NOT_FOUND;
+    };
+    let Ok(n) = i32::try_from(value.len()) else {
+        return ERR_BAD_ARGUMENT;
+    };
+    if n > out_cap {
+        return n;
+    }
+    let Some(memory) = caller
+        .get_export(abi::EXPORT_MEMORY)
+        .and_then(Extern::into_memory)
+    else {
+        return ERR_BAD_ARGUMENT;
+    };
+    match usize::try_from(out_ptr) {
+        Ok(at) if memory.write(&mut caller, at, &value).is_ok() => n,
+        _ => ERR_BAD_ARGUMENT,
+    }
+}
+
+fn state_put(
+    mut caller: Caller<'_, GuestData>,
+    key_ptr: i32,
+    key_len: i32,
+    val_ptr: i32,
+    val_len: i32,
+) -> i32 {
+    let (Some(k), Some(v)) = (
+        key(&caller, key_ptr, key_len),
+        read(&caller, val_ptr, val_len),
+    ) else {
+        return ERR_BAD_ARGUMENT;
+    };
+    match caller.data_mut().state.put(&k, &v) {
+        Ok(()) => OK,
+        Err(_) => ERR_STATE_FULL,
+    }
+}
+
+fn state_delete(mut caller: Caller<'_, GuestData>, key_ptr: i32, key_len: i32) -> i32 {
+    let Some(k) = key(&caller, key_ptr, key_len) else {
+        return ERR_BAD_ARGUMENT;
+    };
+    caller.data_mut().state.delete(&k);
+    OK
+}

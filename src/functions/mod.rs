@@ -1,0 +1,430 @@
+//! The function host: WebAssembly functions (wasmi) run on the events their
+//! subscriptions match and on their schedules, inside the queue writer's
+//! transaction, so that a reading's outputs, the functions' state changes and
+//! any dead letters commit together. `docs/function-abi.md` is the contract
+//! with the guests.
+//!
+//! Knows wasmi, not SQL: the queue writer loads and stores state and dead
+//! letters around the calls made here.
+
+mod function;
+mod imports;
+mod program;
+pub mod state;
+
+pub use function::{CallReport, Function, Input};
+pub use imports::{GuestData, LogLine};
+pub use program::{Program, ProgramError, engine};
+
+use crate::config::{Config, Forward, FunctionConfig, MAX_CHAIN};
+use crate::ingest::IdMint;
+use crate::metrics::Metrics;
+use sluice_event::{Event, EventId, FORMAT_VERSION};
+use state::StateChange;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use wasmi::Linker;
+
+/// An input a function could not handle, kept for inspection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The function that failed.
+    pub function: String,
+    /// Why (see `docs/function-abi.md`, *Failures*).
+    pub error: String,
+    /// The input event, encoded; `None` for a tick.
+    pub event: Option<Vec<u8>>,
+    /// When, in ms since the Unix epoch.
+    pub at_ms: i64,
+}
+
+/// What running the functions on one event (or one tick) produced.
+#[derive(Debug, Default)]
+pub struct Dispatch {
+    /// Whether the input event itself is to be queued.
+    pub forward_input: bool,
+    /// Function outputs to be queued, stamped, with their encoding.
+    pub outputs: Vec<(Event, Vec<u8>)>,
+    /// Failed inputs.
+    pub dead: Vec<DeadLetter>,
+}
+
+/// Every configured function, compiled, with a shared linker.
+pub struct FunctionSet {
+    functions: Vec<Function>,
+    linker: Linker<GuestData>,
+    forward: Forward,
+    ids: Arc<IdMint>,
+    metrics: Arc<Metrics>,
+}
+
+/// Why a function set could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetError {
+    /// A module could not be loaded.
+    #[error("function `{name}`: {source}")]
+    Program {
+        /// The function.
+        name: String,
+        /// Why.
+        #[source]
+        source: ProgramError,
+    },
+    /// Anything else about one function.
+    #[error("function `{name}`: {message}")]
+    Function {
+        /// The function.
+        name: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The compiled modules of a config, not yet given their state.
+pub struct Compiled {
+    engine: wasmi::Engine,
+    functions: Vec<(FunctionConfig, Program)>,
+    forward: Forward,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.functions.iter().map(|(c, _)| &c.name))
+            .finish()
+    }
+}
+
+impl Compiled {
+    /// Reads and compiles every function of `config`.
+    pub fn new(config: &Config) -> Result<Compiled, SetError> {
+        let engine = engine();
+        let functions = config
+            .functions
+            .iter()
+            .map(|f| {
+                Program::compile(&engine, &f.module)
+                    .map(|p| (f.clone(), p))
+                    .map_err(|source| SetError::Program {
+                        name: f.name.clone(),
+                        source,
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Compiled {
+            engine,
+            functions,
+            forward: config.pipeline.forward,
+        })
+    }
+
+    /// The configured functions.
+    pub fn configs(&self) -> impl Iterator<Item = &FunctionConfig> {
+        self.functions.iter().map(|(f, _)| f)
+    }
+
+    /// Gives each function its stored state (`load` reads it by function name).
+    pub fn start<E: std::fmt::Display>(
+        self,
+        ids: Arc<IdMint>,
+        metrics: Arc<Metrics>,
+        mut load: impl FnMut(&str) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, E>,
+    ) -> Result<FunctionSet, SetError> {
+        let linker = imports::linker(&self.engine).map_err(|e| SetError::Function {
+            name: String::new(),
+            message: e.to_string(),
+        })?;
+        let mut functions = Vec::with_capacity(self.functions.len());
+        for (config, program) in self.functions {
+            let name = config.name.clone();
+            let err = |message: String| SetError::Function {
+                name: name.clone(),
+                message,
+            };
+            let state = load(&config.name).map_err(|e| err(format!("cannot load state: {e}")))?;
+            functions.push(Function::new(config, program, &self.engine, state).map_err(err)?);
+        }
+        Ok(FunctionSet {
+            functions,
+            linker,
+            forward: self.forward,
+            ids,
+            metrics,
+        })
+    }
+}
+
+impl FunctionSet {
+    /// Whether there are no functions at all (the writer's fast path).
+    pub fn is_empty(&self) -> bool {
+        self.functions.is_empty()
+    }
+
+    /// The functions, in config order.
+    pub fn functions(&self) -> &[Function] {
+        &self.functions
+    }
+
+    /// Creates every instance and runs each init now, so that broken modules
+    /// show up at start rather than on the first event. Failures are counted
+    /// like failed calls.
+    pub fn warm(&mut self) -> Vec<DeadLetter> {
+        let mut dead = Vec::new();
+        for i in 0..self.functions.len() {
+            let report = self.functions[i].warm(&self.linker);
+            self.log_guest(i, &report, None);
+            if let Err(error) = report.outcome {
+                self.failed(i, error, None, &mut dead);
+            }
+        }
+        dead
+    }
+
+    /// Runs every function subscribed to `input` (and to what they emit, down
+    /// the chain), and says what is to be queued.
+    pub fn dispatch(&mut self, input: &Event, bytes: &[u8]) -> Dispatch {
+        let mut d = Dispatch {
+            forward_input: self.queues(input, false),
+            ..Dispatch::default()
+        };
+        if !d.forward_input && !self.claimed(&input.subject) {
+            Metrics::add(&self.metrics.pipeline_discarded, 1);
+        }
+        self.feed(input, bytes, 1, &mut d);
+        d
+    }
+
+    /// Calls the tick entry point of function `index`, and feeds its outputs on.
+    pub fn tick(&mut self, index: usize, now_ms: i64) -> Dispatch {
+        let mut d = Dispatch::default();
+        if index < self.functions.len() {
+            self.run(index, Input::Tick(now_ms), None, 1, &mut d);
+        }
+        d
+    }
+
+    /// The index of the function called `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.functions.iter().position(|f| f.name() == name)
+    }
+
+    /// Undo marks of every function's state, to roll back a submission.
+    pub fn marks(&self) -> Vec<usize> {
+        self.functions.iter().map(|f| f.state().mark()).collect()
+    }
+
+    /// Undoes the state writes made since `marks`.
+    pub fn rollback(&mut self, marks: &[usize]) {
+        for (f, &m) in self.functions.iter_mut().zip(marks) {
+            f.state_mut().rollback(m);
+        }
+    }
+
+    /// State changes since `marks`, per function name, to store.
+    pub fn changes(&self, marks: &[usize]) -> Vec<(&str, Vec<StateChange>)> {
+        self.functions
+            .iter()
+            .zip(marks)
+            .map(|(f, &m)| (f.name(), f.state().changes_since(m)))
+            .filter(|(_, c)| !c.is_empty())
+            .collect()
+    }
+
+    /// Everything so far is committed: drop the undo logs.
+    pub fn committed(&mut self) {
+        for f in &mut self.functions {
+            f.state_mut().forget_undo();
+        }
+    }
+
+    /// How many functions are suspended.
+    pub fn suspended(&self) -> usize {
+        self.functions
+            .iter()
+            .filter(|f| f.suspended.is_some())
+            .count()
+    }
+
+    /// Runs one call of function `index` without feeding outputs anywhere,
+    /// stamping outputs as the pipeline would (for `sluice fn test`).
+    pub fn call_alone(
+        &mut self,
+        index: usize,
+        input: Input<'_>,
+        cause: Option<&Event>,
+    ) -> CallReport {
+        let mut report = self.functions[index].call(&self.linker, input);
+        let now = crate::clock::now_ms();
+        let name = self.functions[index].name().to_owned();
+        for e in &mut report.emitted {
+            stamp(e, &name, cause, &self.ids, now);
+        }
+        report
+    }
+
+    /// Whether any function subscribes to `subject`.
+    fn claimed(&self, subject: &str) -> bool {
+        self.functions
+            .iter()
+            .any(|f| f.config.subscribe.iter().any(|p| p.matches(subject)))
+    }
+
+    /// Whether `event` goes to the queue: see [`Forward`].
+    fn queues(&self, event: &Event, is_output: bool) -> bool {
+        match self.forward {
+            Forward::All => true,
+            Forward::Unclaimed => !self.claimed(&event.subject),
+            Forward::None => is_output && !self.claimed(&event.subject),
+        }
+    }
+
+    fn feed(&mut self, event: &Event, bytes: &[u8], depth: usize, d: &mut Dispatch) {
+        for i in 0..self.functions.len() {
+            let subscribed = self.functions[i]
+                .config
+                .subscribe
+                .iter()
+                .any(|p| p.matches(&event.subject));
+            if !subscribed {
+                continue;
+            }
+            if depth > MAX_CHAIN {
+                let error = format!("chain deeper than {MAX_CHAIN}");
+                self.failed(i, error, Some(bytes), &mut d.dead);
+                continue;
+            }
+            self.run(i, Input::Event(bytes), Some(event), depth, d);
+        }
+    }
+
+    /// One call of function `i`; on success its outputs are stamped, queued
+    /// as configured, and fed to their own subscribers.
+    fn run(
+        &mut self,
+        i: usize,
+        input: Input<'_>,
+        cause: Option<&Event>,
+        depth: usize,
+        d: &mut Dispatch,
+    ) {
+        let input_bytes = match input {
+            Input::Event(b) => Some(b),
+            Input::Tick(_) => None,
+        };
+        if let Some(reason) = &self.functions[i].suspended {
+            let error = format!("function suspended ({reason})");
+            d.dead.push(self.dead_letter(i, error, input_bytes));
+            return;
+        }
+        let report = self.functions[i].call(&self.linker, input);
+        Metrics::add(&self.metrics.functions_calls, 1);
+        self.log_guest(i, &report, cause.map(|c| c.id));
+        if let Err(error) = report.outcome {
+            self.failed(i, error, input_bytes, &mut d.dead);
+            return;
+        }
+        self.functions[i].failures_in_row = 0;
+        let name = self.functions[i].name().to_owned();
+        let now = crate::clock::now_ms();
+        Metrics::add(&self.metrics.functions_emitted, report.emitted.len() as u64);
+        for mut out in report.emitted {
+            stamp(&mut out, &name, cause, &self.ids, now);
+            tracing::debug!(
+                event_id = %out.id,
+                cause = %out.cause.unwrap_or_default(),
+                function = %name,
+                subject = %out.subject,
+                "Event emitted"
+            );
+            let bytes = out.encode();
+            let queued = self.queues(&out, true);
+            self.feed(&out, &bytes, depth + 1, d);
+            if queued {
+                d.outputs.push((out, bytes));
+            }
+        }
+    }
+
+    /// Counts a failure, dead-letters the input, and suspends the function
+    /// after too many in a row.
+    fn failed(
+        &mut self,
+        i: usize,
+        error: String,
+        input: Option<&[u8]>,
+        dead: &mut Vec<DeadLetter>,
+    ) {
+        Metrics::add(&self.metrics.functions_failed, 1);
+        let f = &mut self.functions[i];
+        f.failures_in_row += 1;
+        let event_id = input
+            .and_then(|b| Event::decode(b).ok())
+            .map(|e| e.id)
+            .unwrap_or_default();
+        tracing::warn!(function = %f.name(), event_id = %event_id, error = %error, "Function failed; input dead-lettered");
+        if f.failures_in_row >= f.config.suspend_after && f.suspended.is_none() {
+            tracing::error!(
+                function = %f.name(),
+                failures = f.failures_in_row,
+                last_error = %error,
+                "Function suspended after consecutive failures; it resumes on config reload (SIGHUP) or restart"
+            );
+            f.suspended = Some(format!(
+                "{} failures in a row, last: {error}",
+                f.failures_in_row
+            ));
+        }
+        dead.push(self.dead_letter(i, error, input));
+    }
+
+    fn dead_letter(&self, i: usize, error: String, input: Option<&[u8]>) -> DeadLetter {
+        DeadLetter {
+            function: self.functions[i].name().to_owned(),
+            error,
+            event: input.map(<[u8]>::to_vec),
+            at_ms: crate::clock::now_ms(),
+        }
+    }
+
+    /// Passes the guest's log lines on to the gateway's log.
+    fn log_guest(&self, i: usize, report: &CallReport, cause: Option<EventId>) {
+        let function = self.functions[i].name();
+        let event_id = cause.unwrap_or_default();
+        for line in &report.logs {
+            let message = &line.message;
+            match line.level {
+                0 => tracing::error!(function, event_id = %event_id, "{message}"),
+                1 => tracing::warn!(function, event_id = %event_id, "{message}"),
+                2 => tracing::info!(function, event_id = %event_id, "{message}"),
+                3 => tracing::debug!(function, event_id = %event_id, "{message}"),
+                _ => tracing::trace!(function, event_id = %event_id, "{message}"),
+            }
+        }
+        if report.logs_dropped > 0 {
+            tracing::debug!(
+                function,
+                dropped = report.logs_dropped,
+                "Function log lines over the limit were dropped"
+            );
+        }
+        tracing::trace!(function, event_id = %event_id, fuel = report.fuel, micros = report.elapsed.as_micros() as u64, "Function called");
+    }
+}
+
+/// Sets what the host owns on an output: id, cause, producer, subject prefix,
+/// and the device and time if the guest left them out.
+fn stamp(e: &mut Event, function: &str, cause: Option<&Event>, ids: &IdMint, now_ms: i64) {
+    e.version = FORMAT_VERSION;
+    e.id = ids.mint();
+    e.cause = cause.map(|c| c.id);
+    e.function = Some(function.to_owned());
+    e.subject = format!("fn/{function}/{}", e.subject);
+    if e.device.is_empty()
+        && let Some(c) = cause
+    {
+        e.device = c.device.clone();
+    }
+    if e.gateway_time_ms == 0 {
+        e.gateway_time_ms = now_ms;
+    }
+}
