@@ -8,8 +8,12 @@ use std::process::Command;
 
 /// Runs `sluice check` on `text`; returns (success, stdout, stderr).
 fn check(text: &str) -> (bool, String, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("gw.toml");
+    check_in(tempfile::tempdir().expect("tempdir").path(), text)
+}
+
+/// Like [`check`], with the config written to `dir/gw.toml`.
+fn check_in(dir: &std::path::Path, text: &str) -> (bool, String, String) {
+    let path = dir.join("gw.toml");
     std::fs::write(&path, text).expect("write config");
     let out = Command::new(support::process::binary())
         .args(["check", "--config"])
@@ -27,7 +31,17 @@ fn check(text: &str) -> (bool, String, String) {
 
 /// The config is refused and the message has `location` and `needle` on one line.
 fn refused(text: &str, location: &str, needle: &str) {
-    let (ok, _, stderr) = check(text);
+    refused_in(
+        tempfile::tempdir().expect("tempdir").path(),
+        text,
+        location,
+        needle,
+    );
+}
+
+/// Like [`refused`], with the config in `dir`.
+fn refused_in(dir: &std::path::Path, text: &str, location: &str, needle: &str) {
+    let (ok, _, stderr) = check_in(dir, text);
     assert!(!ok, "accepted:\n{text}");
     assert!(
         stderr
@@ -162,6 +176,94 @@ fn tls_files_without_pem_data_are_refused() {
         stderr.contains("6:1: uplink.tls.key: ") && stderr.contains("holds no PEM private key"),
         "{stderr}"
     );
+}
+
+#[test]
+fn functions_that_feed_each_other_in_a_cycle_are_refused() {
+    refused(
+        "[[functions]]\nname = \"a\"\nmodule = \"a.wasm\"\nsubscribe = [\"coap/+\", \"fn/b/#\"]\n\n\
+         [[functions]]\nname = \"b\"\nmodule = \"b.wasm\"\nsubscribe = [\"fn/+/x\"]\n",
+        "4:1",
+        "functions feed each other in a cycle: a → b → a",
+    );
+    refused(
+        "[[functions]]\nname = \"self\"\nmodule = \"s.wasm\"\nsubscribe = [\"#\"]\n",
+        "4:1",
+        "cycle: self → self",
+    );
+}
+
+#[test]
+fn bad_function_settings_are_reported_with_their_keys() {
+    refused(
+        "[[functions]]\nname = \"bad name\"\nmodule = \"x.wasm\"\nsubscribe = [\"coap/+\"]\n",
+        "2:1",
+        "letters, digits",
+    );
+    refused(
+        "[[functions]]\nname = \"idle\"\nmodule = \"x.wasm\"\n",
+        "1:1",
+        "subscribes nothing and has no schedule",
+    );
+    refused(
+        "[[functions]]\nname = \"f\"\nmodule = \"x.wasm\"\nsubscribe = [\"coap/+\"]\nmemory_max = \"1 KiB\"\n",
+        "5:1",
+        "between 64 KiB",
+    );
+    refused(
+        "[[functions]]\nname = \"f\"\nmodule = \"x.wasm\"\nsubscribe = [\"coap/+\"]\n[functions.config]\nlist = [1, 2]\n",
+        "5:12",
+        "`list`: only strings, numbers, booleans and tables",
+    );
+}
+
+#[test]
+fn function_modules_are_checked_against_the_abi() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, wat: &str| {
+        std::fs::write(
+            dir.path().join(name),
+            wat::parse_str(wat).expect("assembles"),
+        )
+        .expect("write");
+    };
+    let fns = |module: &str, extra: &str| {
+        format!(
+            "[[functions]]\nname = \"f\"\nmodule = \"{module}\"\nsubscribe = [\"coap/+\"]\n{extra}"
+        )
+    };
+    refused_in(dir.path(), &fns("missing.wasm", ""), "3:1", "cannot read");
+    std::fs::write(dir.path().join("text.wasm"), "not wasm").expect("write");
+    refused_in(
+        dir.path(),
+        &fns("text.wasm", ""),
+        "3:1",
+        "not a valid WebAssembly module",
+    );
+    write(
+        "wasi.wasm",
+        r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32))) (memory (export "memory") 1))"#,
+    );
+    refused_in(
+        dir.path(),
+        &fns("wasi.wasm", ""),
+        "3:1",
+        "only `sluice_v1` imports are provided (no WASI)",
+    );
+    let minimal = r#"(module (memory (export "memory") 1)
+        (func (export "sluice_abi_version") (result i32) (i32.const 1))
+        (func (export "sluice_alloc") (param i32) (result i32) (i32.const 1024))
+        (func (export "sluice_on_event") (param i32 i32) (result i32) (i32.const 0)))"#;
+    write("minimal.wasm", minimal);
+    refused_in(
+        dir.path(),
+        &fns("minimal.wasm", "every = \"1 s\"\n"),
+        "3:1",
+        "does not export `sluice_on_tick`",
+    );
+    let (ok, stdout, stderr) = check_in(dir.path(), &fns("minimal.wasm", ""));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("function f ("), "{stdout}");
 }
 
 #[test]

@@ -63,6 +63,13 @@ impl Pipeline {
         Ok(())
     }
 
+    /// The state of function `name`, as the pipeline sees it now.
+    #[cfg(test)]
+    pub(crate) fn state_of(&self, name: &str) -> Option<&crate::functions::state::StateMap> {
+        let i = self.functions.index_of(name)?;
+        Some(self.functions.functions()[i].state())
+    }
+
     /// No functions: rows go straight to the streams.
     pub(crate) fn is_passthrough(&self) -> bool {
         self.functions.is_empty()

@@ -450,4 +450,122 @@ mod tests {
         assert_eq!(insert(&mut w, &[event(4, 1)]), Ok(()));
         assert_eq!(max_seq(&w), last + 1, "numbering continues after a restart");
     }
+
+    /// Counts its inputs in state key `n` and re-emits each one.
+    const COUNT: &str = r#"(module
+      (import "sluice_v1" "emit" (func $emit (param i32 i32) (result i32)))
+      (import "sluice_v1" "state_get" (func $get (param i32 i32 i32 i32) (result i32)))
+      (import "sluice_v1" "state_put" (func $put (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 16) "n")
+      (func (export "sluice_abi_version") (result i32) (i32.const 1))
+      (func (export "sluice_alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "sluice_on_event") (param $ptr i32) (param $len i32) (result i32)
+        (if (i32.lt_s (call $get (i32.const 16) (i32.const 1) (i32.const 32) (i32.const 8)) (i32.const 0))
+          (then (i64.store (i32.const 32) (i64.const 0))))
+        (i64.store (i32.const 32) (i64.add (i64.load (i32.const 32)) (i64.const 1)))
+        (drop (call $put (i32.const 16) (i32.const 1) (i32.const 32) (i32.const 8)))
+        (drop (call $emit (local.get $ptr) (local.get $len)))
+        (i32.const 0)))"#;
+
+    /// A writer with the count function on `coap/+` and one stream of
+    /// `max_records` under `reject_new`.
+    fn counting_writer(dir: &std::path::Path, max_records: u64) -> (Writer, Arc<Metrics>) {
+        let module = dir.join("count.wasm");
+        std::fs::write(&module, wat::parse_str(COUNT).expect("assembles")).expect("write");
+        let text = format!(
+            "[[queue.streams]]\nname = \"all\"\nsubjects = [\"#\"]\nmax_records = {max_records}\noverflow = \"reject_new\"\n\
+             [[functions]]\nname = \"count\"\nmodule = \"{}\"\nsubscribe = [\"coap/+\"]\n",
+            module.display()
+        );
+        writer_with(dir, &Config::parse(&text, "test").expect("valid"))
+    }
+
+    /// (stored counter, queued records) as SQLite holds them.
+    fn stored(w: &Writer) -> (Option<i64>, i64) {
+        let n = w
+            .conn
+            .query_row(
+                "SELECT value FROM function_state WHERE function = 'count' AND key = x'6e'",
+                [],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .ok()
+            .map(|v| i64::from_le_bytes(v.try_into().expect("8 bytes")));
+        let records = w
+            .conn
+            .query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0))
+            .expect("count");
+        (n, records)
+    }
+
+    fn counter_in_memory(w: &Writer) -> Option<i64> {
+        w.pipeline.state_of("count").and_then(|s| {
+            s.get(b"n")
+                .map(|v| i64::from_le_bytes(v.try_into().expect("8 bytes")))
+        })
+    }
+
+    #[test]
+    fn state_and_outputs_commit_together_or_not_at_all() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut w, _) = counting_writer(dir.path(), 3);
+        assert_eq!(insert(&mut w, &[event(1, 1), event(2, 1)]), Ok(()));
+        assert_eq!(stored(&w), (Some(2), 2), "two outputs, counter at 2");
+
+        // Refused by the stream (2 + 2 > 3): the function ran, but its state write is undone.
+        let refused = insert(&mut w, &[event(3, 1), event(4, 1)]);
+        assert!(
+            matches!(refused, Err(IngestError::QueueFull { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(stored(&w), (Some(2), 2));
+        assert_eq!(
+            counter_in_memory(&w),
+            Some(2),
+            "read-your-writes view rolled back too"
+        );
+
+        // A failed transaction (disk full) undoes both as well.
+        let pages: i64 = w
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .expect("page_count");
+        w.conn
+            .execute_batch(&format!("PRAGMA max_page_count = {pages}"))
+            .expect("cap");
+        let error = insert(&mut w, &[event(5, 20_000)]).expect_err("the disk is full");
+        assert!(matches!(error, IngestError::Storage(_)), "{error:?}");
+        assert_eq!(stored(&w), (Some(2), 2));
+        assert_eq!(counter_in_memory(&w), Some(2));
+
+        w.conn
+            .execute_batch("PRAGMA max_page_count = 1000000")
+            .expect("uncap");
+        assert_eq!(insert(&mut w, &[event(6, 1)]), Ok(()));
+        assert_eq!(stored(&w), (Some(3), 3));
+    }
+
+    #[test]
+    fn a_batch_reads_its_own_state_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut w, _) = counting_writer(dir.path(), 1000);
+        let (a, mut ra) = oneshot::channel();
+        let (b, mut rb) = oneshot::channel();
+        let rows = |n| (1..=n).map(|i| (0, event(i, 1).encode())).collect();
+        // Two submissions in one group commit: the second sees the first's count.
+        w.commit(vec![
+            Command::Insert {
+                rows: rows(3),
+                reply: a,
+            },
+            Command::Insert {
+                rows: rows(4),
+                reply: b,
+            },
+        ]);
+        assert_eq!(ra.try_recv().expect("replied"), Ok(()));
+        assert_eq!(rb.try_recv().expect("replied"), Ok(()));
+        assert_eq!(stored(&w), (Some(7), 7));
+    }
 }
