@@ -1,0 +1,110 @@
+//! Report by exception: passes a numeric reading on only when it has moved by
+//! at least `delta` since the value last reported for that device and
+//! reading.
+//!
+//! | key | type | default | meaning |
+//! |---|---|---|---|
+//! | `delta` | number | required | smallest change reported, absolute, `> 0` |
+//! | `reading` | string | every numeric reading | the one reading to filter |
+//!
+//! The last reported value is durable state under `last/<device>/<reading>`
+//! (8 bytes, f64 little-endian). A reading is reported if it was never
+//! reported or `|value - last| >= delta`. Each input yields at most one event
+//! under `fn/<function>/<device>`, holding only the reported readings, with
+//! the input's meta and `device_time_ms`; none if nothing was reported.
+//! Non-numeric readings, non-finite values and other readings than `reading`
+//! are dropped.
+#![cfg_attr(not(test), no_std)]
+#![deny(missing_docs)]
+
+extern crate alloc;
+
+use alloc::string::String;
+use sluice_sdk::{Config, Error, Event, Function, Kind, Value, state, text};
+
+/// The deadband function, as configured.
+pub struct Deadband {
+    delta: f64,
+    reading: Option<String>,
+}
+
+/// Whether `value` is to be reported, given the last reported one.
+fn moved(last: Option<f64>, value: f64, delta: f64) -> bool {
+    match last {
+        None => true,
+        Some(last) => (value - last).abs() >= delta,
+    }
+}
+
+/// `last/<device>/<reading>`.
+fn last_key(device: &str, reading: &str) -> String {
+    let mut key = String::with_capacity(6 + device.len() + reading.len());
+    key.push_str("last/");
+    key.push_str(device);
+    key.push('/');
+    key.push_str(reading);
+    key
+}
+
+impl Function for Deadband {
+    fn init(config: &Config) -> Result<Self, Error> {
+        config.validate(&[("delta", Kind::Number), ("reading", Kind::Text)])?;
+        let delta = config.required_number("delta")?;
+        // Written so that NaN fails too.
+        if !(delta > 0.0 && delta.is_finite()) {
+            return Err(config.invalid("delta", "must be a finite number > 0"));
+        }
+        Ok(Deadband {
+            delta,
+            reading: config.text("reading").map(String::from),
+        })
+    }
+
+    fn on_event(&mut self, input: Event) -> Result<(), Error> {
+        let mut output = Event::new(text::subject_level(&input.device), input.device.clone(), 0);
+        for reading in input.readings {
+            let Value::Number(value) = reading.value else {
+                continue;
+            };
+            let targeted = self
+                .reading
+                .as_ref()
+                .is_none_or(|name| *name == reading.name);
+            if !targeted || !value.is_finite() {
+                continue;
+            }
+            let key = last_key(&input.device, &reading.name);
+            if moved(state::get_f64(key.as_bytes()), value, self.delta) {
+                state::put_f64(key.as_bytes(), value)?;
+                output.readings.push(reading);
+            }
+        }
+        if output.readings.is_empty() {
+            return Ok(());
+        }
+        output.device_time_ms = input.device_time_ms;
+        output.meta = input.meta;
+        sluice_sdk::emit(&output)
+    }
+}
+
+sluice_sdk::export_function!(Deadband);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadband() {
+        assert!(moved(None, 20.0, 0.5)); // never reported
+        assert!(!moved(Some(20.0), 20.4, 0.5));
+        assert!(moved(Some(20.0), 20.5, 0.5)); // exactly delta counts
+        assert!(moved(Some(20.0), 19.5, 0.5)); // either direction
+        assert!(!moved(Some(20.0), 19.6, 0.5));
+    }
+
+    #[test]
+    fn keys() {
+        assert_eq!(last_key("dev-1", "temperature"), "last/dev-1/temperature");
+    }
+}

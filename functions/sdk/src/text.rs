@@ -1,0 +1,98 @@
+//! Small text builders that avoid `core::fmt`, whose machinery alone would
+//! double the size of a module: decimal integers and subject levels.
+
+use alloc::string::String;
+
+/// Appends `value` in decimal to `out`.
+///
+/// ```
+/// let mut s = String::from("temperature_");
+/// sluice_sdk::text::push_u64(&mut s, 3);
+/// assert_eq!(s, "temperature_3");
+/// ```
+pub fn push_u64(out: &mut String, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    for &digit in &digits[start..] {
+        out.push(char::from(digit));
+    }
+}
+
+/// Appends `value` in decimal to `out`, with a leading `-` when negative.
+///
+/// ```
+/// let mut s = String::new();
+/// sluice_sdk::text::push_i64(&mut s, -42);
+/// assert_eq!(s, "-42");
+/// ```
+pub fn push_i64(out: &mut String, value: i64) {
+    if value < 0 {
+        out.push('-');
+    }
+    push_u64(out, value.unsigned_abs());
+}
+
+/// Turns a name (usually a device id) into one valid subject level: `/`, `+`
+/// and `#` become `_`, and an empty name becomes `unknown`.
+///
+/// The host prefixes `fn/<function>/`, so a function that sets its output's
+/// subject to `subject_level(&input.device)` publishes under
+/// `fn/<function>/<device>`.
+///
+/// ```
+/// assert_eq!(sluice_sdk::text::subject_level("site/a+b#1"), "site_a_b_1");
+/// assert_eq!(sluice_sdk::text::subject_level(""), "unknown");
+/// ```
+pub fn subject_level(name: &str) -> String {
+    if name.is_empty() {
+        return String::from("unknown");
+    }
+    let mut level = String::from(name);
+    // SAFETY: only the ASCII bytes `/`, `+` and `#` are replaced, by the ASCII
+    // byte `_`; a UTF-8 string stays UTF-8 (no byte of a multi-byte sequence
+    // is ASCII).
+    for byte in unsafe { level.as_bytes_mut() } {
+        if matches!(*byte, b'/' | b'+' | b'#') {
+            *byte = b'_';
+        }
+    }
+    level
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decimal(value: i64) -> String {
+        let mut s = String::new();
+        push_i64(&mut s, value);
+        s
+    }
+
+    #[test]
+    fn decimals() {
+        assert_eq!(decimal(0), "0");
+        assert_eq!(decimal(7), "7");
+        assert_eq!(decimal(1_000_000), "1000000");
+        assert_eq!(decimal(-1), "-1");
+        assert_eq!(decimal(i64::MIN), "-9223372036854775808");
+        assert_eq!(decimal(i64::MAX), "9223372036854775807");
+    }
+
+    #[test]
+    fn subject_levels() {
+        assert_eq!(subject_level("greenhouse-1"), "greenhouse-1");
+        assert_eq!(subject_level("a/b"), "a_b");
+        assert_eq!(subject_level("+#"), "__");
+        assert_eq!(subject_level(""), "unknown");
+        assert_eq!(subject_level("gerät/ü#"), "gerät_ü_");
+    }
+}
