@@ -151,7 +151,8 @@ pub fn run(
     let compiled = Compiled::new(&config).map_err(|e| e.to_string())?;
     let mut set: FunctionSet = compiled
         .start(
-            Arc::new(IdMint::new(0)),
+            // Inputs are numbered in boot 0, outputs in boot 1: their ids never collide.
+            Arc::new(IdMint::new(1)),
             Arc::new(Metrics::default()),
             |_| Ok::<_, String>(BTreeMap::new()),
         )
@@ -167,6 +168,11 @@ pub fn run(
         f.max_emit_bytes,
         f.state_max
     );
+    let start = set.warm_alone(0);
+    describe(&mut out, 0, "start (instantiate, init)", &start);
+    if start.outcome.is_err() {
+        return Err(format!("the function does not start:\n{out}"));
+    }
     let mut summary = Summary::default();
     let mut fuel = Vec::new();
     let mut times = Vec::new();

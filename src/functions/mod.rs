@@ -245,6 +245,12 @@ impl FunctionSet {
             .count()
     }
 
+    /// Creates the instance of function `index` and runs its init, reporting
+    /// like a call (for `sluice fn test`).
+    pub fn warm_alone(&mut self, index: usize) -> CallReport {
+        self.functions[index].warm(&self.linker)
+    }
+
     /// Runs one call of function `index` without feeding outputs anywhere,
     /// stamping outputs as the pipeline would (for `sluice fn test`).
     pub fn call_alone(
