@@ -21,6 +21,18 @@ fn text(out: &Output) -> (String, String) {
     )
 }
 
+/// `sluice fn test --module MODULE --events EVENTS`.
+fn fn_test(module: &Path, events: &str) -> Output {
+    sluice(&[
+        "fn",
+        "test",
+        "--module",
+        &module.display().to_string(),
+        "--events",
+        events,
+    ])
+}
+
 fn write(dir: &Path, name: &str, content: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, content).expect("write");
@@ -39,14 +51,7 @@ fn fn_test_prints_outputs_logs_fuel_and_state_per_call() {
     let dir = tempfile::tempdir().expect("tempdir");
     let module = wasm::write(dir.path(), "count", wasm::COUNT);
     let events = write(dir.path(), "events.jsonl", EVENTS);
-    let out = sluice(&[
-        "fn",
-        "test",
-        "--module",
-        &module.display().to_string(),
-        "--events",
-        &events,
-    ]);
+    let out = fn_test(&module, &events);
     let (stdout, stderr) = text(&out);
     // The module has no tick entry point, so the third call fails: exit 1.
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
@@ -157,14 +162,7 @@ fn fn_test_names_the_bad_line_of_an_events_file() {
         "events.jsonl",
         "{\"tick\": 1}\n{\"subject\": \"a\", \"readings\": [{\"name\": \"x\", \"value\": [1]}]}\n",
     );
-    let out = sluice(&[
-        "fn",
-        "test",
-        "--module",
-        &module.display().to_string(),
-        "--events",
-        &events,
-    ]);
+    let out = fn_test(&module, &events);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2));
     assert!(

@@ -380,6 +380,20 @@ mod tests {
         rx.try_recv().expect("replied after the commit")
     }
 
+    /// A full disk, as SQLite sees it: no page may be added any more (or room again).
+    fn disk_full(w: &Writer, full: bool) {
+        let pages: i64 = if full {
+            w.conn
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .expect("page_count")
+        } else {
+            1_000_000
+        };
+        w.conn
+            .execute_batch(&format!("PRAGMA max_page_count = {pages}"))
+            .expect("max_page_count");
+    }
+
     fn event(n: u64, payload: usize) -> Event {
         let mut e = Event::new("coap/d", "d", 0);
         e.id = EventId::new(1, n);
@@ -392,14 +406,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut w, metrics) = writer(dir.path());
         assert_eq!(insert(&mut w, &[event(1, 10)]), Ok(()));
-        // A full disk, as SQLite sees it: no page may be added any more.
-        let pages: i64 = w
-            .conn
-            .query_row("PRAGMA page_count", [], |r| r.get(0))
-            .expect("page_count");
-        w.conn
-            .execute_batch(&format!("PRAGMA max_page_count = {pages}"))
-            .expect("cap");
+        disk_full(&w, true);
 
         let big: Vec<Event> = (2..50).map(|n| event(n, 4000)).collect();
         let error = insert(&mut w, &big).expect_err("the disk is full");
@@ -411,9 +418,7 @@ mod tests {
         );
 
         // The writer keeps serving once there is room again.
-        w.conn
-            .execute_batch("PRAGMA max_page_count = 1000000")
-            .expect("uncap");
+        disk_full(&w, false);
         assert_eq!(insert(&mut w, &big), Ok(()));
         assert_eq!(metrics.snapshot().queue_records, 49);
     }
@@ -527,21 +532,13 @@ mod tests {
         );
 
         // A failed transaction (disk full) undoes both as well.
-        let pages: i64 = w
-            .conn
-            .query_row("PRAGMA page_count", [], |r| r.get(0))
-            .expect("page_count");
-        w.conn
-            .execute_batch(&format!("PRAGMA max_page_count = {pages}"))
-            .expect("cap");
+        disk_full(&w, true);
         let error = insert(&mut w, &[event(5, 20_000)]).expect_err("the disk is full");
         assert!(matches!(error, IngestError::Storage(_)), "{error:?}");
         assert_eq!(stored(&w), (Some(2), 2));
         assert_eq!(counter_in_memory(&w), Some(2));
 
-        w.conn
-            .execute_batch("PRAGMA max_page_count = 1000000")
-            .expect("uncap");
+        disk_full(&w, false);
         assert_eq!(insert(&mut w, &[event(6, 1)]), Ok(()));
         assert_eq!(stored(&w), (Some(3), 3));
     }
