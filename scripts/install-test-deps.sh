@@ -10,9 +10,17 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 need=()
 command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v coap-client-notls >/dev/null 2>&1 || need+=(libcoap3-bin)
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# aiocoap serves observable CoAP resources in the observer tests.
+if ! python3 -c "import aiocoap, cbor2" >/dev/null 2>&1; then
+  python3 -m pip install --quiet --break-system-packages aiocoap cbor2 2>/dev/null \
+    || python3 -m pip install --quiet aiocoap cbor2
 fi
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true

@@ -5,6 +5,7 @@
 use crate::config::StreamConfig;
 use crate::queue::writer::Command;
 use crate::subject::SubjectPattern;
+use sluice_adapter_common::{Refusal, RefusalReason, Sink};
 use sluice_event::{Event, EventId};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -226,3 +227,32 @@ impl Receipt {
         }
     }
 }
+
+/// Adapters hand events to the core through [`Sink`]: submit, then wait
+/// until durable; a refusal hands the events back with what to tell the device.
+impl Sink for Ingest {
+    async fn accept(&self, events: Vec<Event>) -> Result<Vec<EventId>, Refusal> {
+        let rejected = match self.submit(events).await {
+            Ok(receipt) => match receipt.durable().await {
+                Ok(ids) => return Ok(ids),
+                Err(rejected) => rejected,
+            },
+            Err(rejected) => rejected,
+        };
+        let reason = match rejected.error {
+            IngestError::QueueFull { .. } | IngestError::Busy => RefusalReason::Busy {
+                retry_after: RETRY_AFTER,
+            },
+            IngestError::TooLarge { .. } => RefusalReason::TooLarge,
+            IngestError::Storage(_) | IngestError::Closed => RefusalReason::Unavailable,
+        };
+        Err(Refusal {
+            reason,
+            message: rejected.error.to_string(),
+            events: rejected.events,
+        })
+    }
+}
+
+/// What adapters tell devices to wait when the queue is full.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);

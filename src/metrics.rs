@@ -2,7 +2,11 @@
 //! the parts that move them; no global statics.
 
 use serde::Serialize;
+use sluice_adapter_common::Counters;
+use sluice_adapter_common::counters::CountersSnapshot;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Counters every part of the core updates; read by health messages and tests.
 #[derive(Debug, Default)]
@@ -49,6 +53,8 @@ pub struct Metrics {
     pub dead_letters: AtomicU64,
     /// Device events neither taken by a function nor queued (`forward = "none"`).
     pub pipeline_discarded: AtomicU64,
+    /// Each running adapter's counters, by adapter name.
+    adapters: Mutex<BTreeMap<&'static str, Arc<Counters>>>,
 }
 
 /// A point-in-time copy of [`Metrics`], as published in health messages.
@@ -76,6 +82,8 @@ pub struct MetricsSnapshot {
     pub functions_suspended: u64,
     pub dead_letters: u64,
     pub pipeline_discarded: u64,
+    /// Per adapter: bytes and messages in, events accepted and refused, rejections by reason.
+    pub adapters: BTreeMap<&'static str, CountersSnapshot>,
 }
 
 impl Metrics {
@@ -109,6 +117,19 @@ impl Metrics {
             functions_suspended: get(&self.functions_suspended),
             dead_letters: get(&self.dead_letters),
             pipeline_discarded: get(&self.pipeline_discarded),
+            adapters: self
+                .adapters
+                .lock()
+                .map(|a| a.iter().map(|(k, c)| (*k, c.snapshot())).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The counters of adapter `name`, created on first use.
+    pub fn adapter(&self, name: &'static str) -> Arc<Counters> {
+        match self.adapters.lock() {
+            Ok(mut a) => a.entry(name).or_default().clone(),
+            Err(_) => Arc::default(),
         }
     }
 }

@@ -7,6 +7,8 @@ use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::queue::{Acker, OpenError, Queue};
 use crate::uplink::Uplink;
+use sluice_adapter_common::Shutdown;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -20,11 +22,32 @@ pub struct Runtime {
     tasks: Vec<JoinHandle<()>>,
     /// One task per scheduled function; replaced on reload.
     ticks: Vec<JoinHandle<()>>,
+    /// Adapters: stopped first on shutdown, so nothing new arrives.
+    adapters: Vec<JoinHandle<()>>,
+    coap_addrs: Vec<SocketAddr>,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The queue (or a function) could not be opened.
+    #[error(transparent)]
+    Queue(#[from] OpenError),
+    /// An adapter could not start (for example its port is taken).
+    #[error("{adapter} adapter: {source}")]
+    Adapter {
+        /// Which adapter.
+        adapter: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Runtime {
-    /// Opens the queue and starts the uplink. Must be called inside a tokio runtime.
-    pub fn start(config: Config) -> Result<Runtime, OpenError> {
+    /// Opens the queue and starts the uplink and the configured adapters.
+    /// Must be called inside a tokio runtime.
+    pub fn start(config: Config) -> Result<Runtime, StartError> {
         // ring is the only TLS crypto compiled in; installing it explicitly keeps
         // rustls from panicking if a dependency ever enables a second provider.
         let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
@@ -54,13 +77,47 @@ impl Runtime {
             }));
         }
         let ticks = schedule(&config, &queue.acker(), &stop);
+        let mut adapters = Vec::new();
+        let mut coap_addrs = Vec::new();
+        if let Some(coap) = config.coap.clone() {
+            let counters = metrics.adapter("coap");
+            if !coap.listen.is_empty() {
+                let bound = sluice_coap::server::Bound::bind(coap.clone()).map_err(|source| {
+                    StartError::Adapter {
+                        adapter: "coap",
+                        source,
+                    }
+                })?;
+                coap_addrs = bound.local_addrs();
+                adapters.push(tokio::spawn(bound.serve(
+                    queue.ingest(),
+                    counters.clone(),
+                    Shutdown::new(stop.clone()),
+                )));
+            }
+            if !coap.observe.is_empty() {
+                adapters.push(tokio::spawn(sluice_coap::observe::run(
+                    coap.observe,
+                    queue.ingest(),
+                    counters,
+                    Shutdown::new(stop.clone()),
+                )));
+            }
+        }
         Ok(Runtime {
             queue,
             metrics,
             shutdown,
             tasks,
             ticks,
+            adapters,
+            coap_addrs,
         })
+    }
+
+    /// The UDP addresses the CoAP server listens on (ports resolved).
+    pub fn coap_addrs(&self) -> &[SocketAddr] {
+        &self.coap_addrs
     }
 
     /// Reloads the functions from `config` (modules, settings, limits,
@@ -89,6 +146,10 @@ impl Runtime {
     /// Stops intake and the uplink, commits what is pending and closes the queue.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        // Adapters first: they answer what they took in, then stop taking.
+        for task in self.adapters {
+            let _ = task.await;
+        }
         for task in self.ticks.into_iter().chain(self.tasks) {
             let _ = task.await;
         }

@@ -8,11 +8,10 @@
 
 mod diagnostics;
 mod functions;
-mod units;
 
 pub use diagnostics::{ConfigError, Problem};
 pub use functions::{Forward, FunctionConfig, MAX_CHAIN, PipelineConfig};
-pub use units::{ByteSize, HumanDuration};
+pub use sluice_adapter_common::units::{ByteSize, HumanDuration};
 
 use crate::subject::SubjectPattern;
 use serde::{Deserialize, Deserializer};
@@ -39,6 +38,8 @@ pub struct Config {
     /// WebAssembly functions run on matching events and on schedules.
     #[serde(default)]
     pub functions: Vec<FunctionConfig>,
+    /// The CoAP adapter (absent: off).
+    pub coap: Option<sluice_coap::CoapConfig>,
 }
 
 /// `[gateway]`: identity and storage location.
@@ -655,6 +656,11 @@ impl Config {
             at("uplink.password".into(), "needs uplink.username".into());
         }
         problems.extend(functions::validate(&self.functions, &self.pipeline));
+        if let Some(coap) = &self.coap {
+            for (key, message) in coap.validate() {
+                problems.push(Problem::at_key(format!("coap.{key}"), message));
+            }
+        }
         problems
     }
 
@@ -740,6 +746,16 @@ impl Config {
                 f.fuel,
                 f.memory_max,
                 f.state_max
+            );
+        }
+        if let Some(coap) = &self.coap {
+            let listen: Vec<String> = coap.listen.iter().map(|a| a.to_string()).collect();
+            let _ = writeln!(
+                out,
+                "coap on [{}] at /{}/<device>, {} observed device(s)",
+                listen.join(", "),
+                coap.path,
+                coap.observe.len()
             );
         }
         let u = &self.uplink;

@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod broker;
+pub mod coap;
 pub mod collector;
 pub mod process;
 pub mod tls;

@@ -1,0 +1,21 @@
+//! The CoAP adapter (RFC 7252): a server that devices POST or PUT readings
+//! to, and an observer (RFC 7641) for devices that serve them. coap-lite is
+//! the message codec; the exchange layer (deduplication of retransmitted
+//! confirmable requests, acknowledgement only once the events are durable)
+//! is here.
+//!
+//! - [`config`]: the `[coap]` section.
+//! - [`payload`] and [`senml`]: content formats to readings (pure).
+//! - [`exchange`]: the cache of answered confirmable requests (pure).
+//! - [`rate`]: per-device request budgets (pure).
+//! - [`server`] and [`observe`]: the I/O loops, the only places that await.
+
+pub mod config;
+pub mod exchange;
+pub mod observe;
+pub mod payload;
+pub mod rate;
+pub mod senml;
+pub mod server;
+
+pub use config::CoapConfig;

@@ -1,0 +1,540 @@
+//! The CoAP server: UDP sockets, requests to events, and answers that come
+//! only once the events are durable. One receive loop per socket does the
+//! quick work (parse, deduplicate, route, decode) and hands submissions to a
+//! fixed pool of workers through a bounded channel; when that is full the
+//! device gets `5.03` at once (back-pressure), never an unbounded backlog.
+
+use crate::config::CoapConfig;
+use crate::exchange::{Exchanges, Seen};
+use crate::payload::{self, Format};
+use crate::rate::RateLimit;
+use coap_lite::block_handler::{BlockHandler, BlockHandlerConfig, BlockValue};
+use coap_lite::{
+    CoapOption, CoapRequest, ContentFormat, MessageClass, MessageType, Packet, RequestType,
+    ResponseType,
+};
+use sluice_adapter_common::{Counters, RefusalReason, Shutdown, Sink};
+use sluice_event::Event;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+/// Submissions waiting for a worker; beyond this, devices get `5.03`.
+const BACKLOG: usize = 1024;
+/// Workers awaiting durability at once: enough to fill group commits.
+const WORKERS: usize = 128;
+/// Socket receive buffer asked for.
+const RECEIVE_BUFFER: usize = 1 << 20;
+/// The largest datagram read (coap-lite's limit with its `udp` feature).
+const MAX_DATAGRAM: usize = 65_535;
+
+/// The bound sockets, ready to serve.
+pub struct Bound {
+    sockets: Vec<Arc<UdpSocket>>,
+    config: CoapConfig,
+}
+
+impl Bound {
+    /// Binds every `listen` address (IPv6 sockets are IPv6-only, so
+    /// `0.0.0.0:5683` and `[::]:5683` can be bound together).
+    pub fn bind(config: CoapConfig) -> std::io::Result<Bound> {
+        let mut sockets = Vec::new();
+        for addr in &config.listen {
+            let domain = socket2::Domain::for_address(*addr);
+            let socket =
+                socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+            if addr.is_ipv6() {
+                socket.set_only_v6(true)?;
+            }
+            socket.set_nonblocking(true)?;
+            // Room for bursts while the loop is busy (the kernel caps it at rmem_max).
+            let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER);
+            socket.bind(&(*addr).into()).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot bind CoAP on {addr}: {e}"))
+            })?;
+            sockets.push(Arc::new(UdpSocket::from_std(socket.into())?));
+        }
+        Ok(Bound { sockets, config })
+    }
+
+    /// The addresses actually bound (port 0 resolved).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    /// Serves until shutdown; then stops reading and lets the workers finish.
+    pub async fn serve<S: Sink>(self, sink: S, counters: Arc<Counters>, mut shutdown: Shutdown) {
+        let state = Arc::new(State {
+            exchanges: Mutex::new(Exchanges::new(
+                self.config.exchange_lifetime.get(),
+                self.config.max_exchanges,
+            )),
+            rate: Mutex::new(RateLimit::new(self.config.rate_per_device)),
+            blocks: Mutex::new(BlockHandler::new(BlockHandlerConfig::default())),
+            counters,
+            config: self.config,
+        });
+        let (tx, rx) = mpsc::channel::<Job>(BACKLOG);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..WORKERS {
+            tasks.spawn(work(rx.clone(), sink.clone(), state.clone()));
+        }
+        for addr in self.sockets.iter().filter_map(|s| s.local_addr().ok()) {
+            tracing::info!(address = %addr, "CoAP server listening");
+        }
+        let mut loops = tokio::task::JoinSet::new();
+        for socket in self.sockets {
+            loops.spawn(receive(socket, tx.clone(), state.clone()));
+        }
+        drop(tx);
+        shutdown.wait().await;
+        loops.abort_all();
+        while loops.join_next().await.is_some() {}
+        // The receive loops held the only senders: the workers drain and stop.
+        while tasks.join_next().await.is_some() {}
+        tracing::info!("CoAP server stopped");
+    }
+}
+
+/// Shared by the receive loops and the workers.
+struct State {
+    exchanges: Mutex<Exchanges>,
+    rate: Mutex<RateLimit>,
+    blocks: Mutex<BlockHandler<SocketAddr>>,
+    counters: Arc<Counters>,
+    config: CoapConfig,
+}
+
+/// Events to make durable, and how to answer once they are.
+struct Job {
+    events: Vec<Event>,
+    reply: Reply,
+}
+
+/// Where and how to answer one request.
+struct Reply {
+    socket: Arc<UdpSocket>,
+    peer: SocketAddr,
+    /// The response, prepared from the request (ACK for CON, NON for NON).
+    response: Packet,
+    /// Whether the request is in the exchange cache.
+    cached: bool,
+}
+
+async fn receive(socket: Arc<UdpSocket>, jobs: mpsc::Sender<Job>, state: Arc<State>) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let (n, peer) = match socket.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                // ICMP errors from earlier sends surface here on Linux; keep serving.
+                tracing::debug!(error = %e, "CoAP receive error");
+                continue;
+            }
+        };
+        let c = &state.counters;
+        Counters::add(&c.messages_in, 1);
+        Counters::add(&c.bytes_in, n as u64);
+        let Ok(packet) = Packet::from_bytes(&buf[..n]) else {
+            c.reject("decode/malformed-datagram");
+            continue;
+        };
+        if let Some(job) = handle(packet, peer, &socket, &state).await
+            && let Err(
+                mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job),
+            ) = jobs.try_send(job)
+        {
+            {
+                c.reject("ingest/backlog-full");
+                let retry = state.config.retry_after.get();
+                let response = status(
+                    job.reply.response,
+                    ResponseType::ServiceUnavailable,
+                    Some(retry),
+                    "busy, retry later",
+                );
+                finish(
+                    &state,
+                    Reply {
+                        response,
+                        ..job.reply
+                    },
+                )
+                .await;
+            }
+        }
+    }
+}
+
+/// The quick part of a request: everything up to the events to submit. Answers
+/// directly whatever needs no durability; returns the job otherwise.
+async fn handle(
+    packet: Packet,
+    peer: SocketAddr,
+    socket: &Arc<UdpSocket>,
+    state: &State,
+) -> Option<Job> {
+    let c = &state.counters;
+    let kind = packet.header.get_type();
+    if !matches!(packet.header.code, MessageClass::Request(_))
+        || !matches!(kind, MessageType::Confirmable | MessageType::NonConfirmable)
+    {
+        // ACKs, resets and responses from devices, or empty pings.
+        if kind == MessageType::Confirmable {
+            // A CON ping (empty message) gets a reset, as RFC 7252 §4.3 says.
+            let mut rst = Packet::new();
+            rst.header.set_type(MessageType::Reset);
+            rst.header.message_id = packet.header.message_id;
+            send(socket, peer, &rst).await;
+        }
+        c.reject("decode/not-a-request");
+        return None;
+    }
+    let message_id = packet.header.message_id;
+    let seen = match state.exchanges.lock() {
+        Ok(mut x) => x.begin(peer, message_id, Instant::now()),
+        Err(_) => Seen::New,
+    };
+    match seen {
+        Seen::New => {}
+        Seen::InProgress => {
+            c.reject("exchange/duplicate");
+            return None;
+        }
+        Seen::Answered(bytes) => {
+            c.reject("exchange/duplicate");
+            let _ = socket.send_to(&bytes, peer).await;
+            return None;
+        }
+    }
+    let mut request = CoapRequest::from_packet(packet, peer);
+    let response = request.response.as_ref()?.message.clone();
+    let reply = |response| Reply {
+        socket: socket.clone(),
+        peer,
+        response,
+        cached: true,
+    };
+    match route(&mut request, state) {
+        Ok(events) => Some(Job {
+            events,
+            reply: reply(request.response.map(|r| r.message).unwrap_or(response)),
+        }),
+        Err(answer) => {
+            let answer =
+                answer.into_packet(request.response.map(|r| r.message).unwrap_or(response));
+            finish(state, reply(answer)).await;
+            None
+        }
+    }
+}
+
+/// A direct answer: no events to submit.
+enum Answer {
+    /// Block-wise transfer in progress (the block handler set the response).
+    Prepared,
+    /// A status with a diagnostic payload and optional Max-Age.
+    Status(ResponseType, &'static str, Option<Duration>),
+    /// A status with a diagnostic built from the request.
+    Diagnostic(ResponseType, String),
+    /// `2.05` with this link-format payload.
+    Links(String),
+}
+
+impl Answer {
+    fn into_packet(self, response: Packet) -> Packet {
+        match self {
+            Answer::Prepared => response,
+            Answer::Status(code, why, max_age) => status(response, code, max_age, why),
+            Answer::Diagnostic(code, why) => status(response, code, None, &why),
+            Answer::Links(links) => {
+                let mut p = status(response, ResponseType::Content, None, "");
+                p.set_content_format(ContentFormat::ApplicationLinkFormat);
+                p.payload = links.into_bytes();
+                p
+            }
+        }
+    }
+}
+
+/// Checks path, method, device, rate and content; decodes the payload.
+fn route(request: &mut CoapRequest<SocketAddr>, state: &State) -> Result<Vec<Event>, Answer> {
+    let c = &state.counters;
+    let config = &state.config;
+    let path = request.get_path_as_vec().unwrap_or_default();
+    let method = *request.get_method();
+    if path == [".well-known", "core"] {
+        if method != RequestType::Get {
+            return Err(Answer::Status(
+                ResponseType::MethodNotAllowed,
+                "GET only",
+                None,
+            ));
+        }
+        return Err(Answer::Links(links(config)));
+    }
+    let (device, name) = match path.as_slice() {
+        [root, device] if *root == config.path => (device.clone(), "value".to_owned()),
+        [root, device, name] if *root == config.path => (device.clone(), name.clone()),
+        _ => {
+            c.reject("route/unknown-path");
+            return Err(Answer::Status(
+                ResponseType::NotFound,
+                "no such resource",
+                None,
+            ));
+        }
+    };
+    if !matches!(method, RequestType::Post | RequestType::Put) {
+        c.reject("route/method");
+        return Err(Answer::Status(
+            ResponseType::MethodNotAllowed,
+            "POST or PUT readings",
+            None,
+        ));
+    }
+    if device.is_empty() || device.contains(['+', '#']) {
+        c.reject("route/bad-device");
+        return Err(Answer::Status(
+            ResponseType::BadRequest,
+            "bad device id",
+            None,
+        ));
+    }
+    if !config.allow.is_empty() && !config.allow.contains(&device) {
+        c.reject("route/not-allowed");
+        return Err(Answer::Status(
+            ResponseType::Forbidden,
+            "device not allowed",
+            None,
+        ));
+    }
+    let max = config.max_payload.bytes() as usize;
+    let block = request
+        .message
+        .get_first_option_as::<BlockValue>(CoapOption::Block1)
+        .and_then(Result::ok);
+    let so_far = block.as_ref().map_or(0, |b| usize::from(b.num) * b.size());
+    if so_far + request.message.payload.len() > max {
+        c.reject("decode/too-large");
+        return Err(Answer::Status(
+            ResponseType::RequestEntityTooLarge,
+            "payload too large",
+            None,
+        ));
+    }
+    let handled = state
+        .blocks
+        .lock()
+        .map_err(|_| Answer::Status(ResponseType::InternalServerError, "block state", None))?
+        .intercept_request(request);
+    match handled {
+        Ok(true) => return Err(Answer::Prepared),
+        Ok(false) => {}
+        Err(_) => {
+            c.reject("decode/block");
+            return Err(Answer::Status(
+                ResponseType::BadRequest,
+                "bad block-wise transfer",
+                None,
+            ));
+        }
+    }
+    // Counted per whole request: the blocks of one upload are one request.
+    let allowed = state
+        .rate
+        .lock()
+        .map(|mut r| r.allow(&device, Instant::now()))
+        .unwrap_or(true);
+    if !allowed {
+        c.reject("route/rate-limited");
+        return Err(Answer::Status(
+            ResponseType::TooManyRequests,
+            "too many requests",
+            Some(Duration::from_secs(1)),
+        ));
+    }
+    let payload = &request.message.payload;
+    let format = match request.message.get_first_option(CoapOption::ContentFormat) {
+        None if payload.first() == Some(&b'{') => Format::Json,
+        None => Format::Text,
+        Some(raw) => {
+            let number = raw.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b));
+            match u16::try_from(number).ok().and_then(Format::from_number) {
+                Some(f) => f,
+                None => {
+                    c.reject("decode/unsupported-format");
+                    return Err(Answer::Diagnostic(
+                        ResponseType::UnsupportedContentFormat,
+                        format!(
+                            "content format {number} is not supported (use 0, 50, 60, 110 or 112)"
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    let now = now_ms();
+    match payload::decode(format, payload, &name, now) {
+        Ok(samples) => Ok(payload::to_events(&device, samples, now)),
+        Err(e) => {
+            c.reject("decode/malformed");
+            Err(Answer::Diagnostic(ResponseType::BadRequest, e.to_string()))
+        }
+    }
+}
+
+/// The worker: makes a submission durable, then answers.
+async fn work<S: Sink>(
+    jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+    sink: S,
+    state: Arc<State>,
+) {
+    loop {
+        let Some(job) = jobs.lock().await.recv().await else {
+            return;
+        };
+        let n = job.events.len() as u64;
+        let c = &state.counters;
+        let response = match sink.accept(job.events).await {
+            Ok(_) => {
+                Counters::add(&c.events_accepted, n);
+                status(job.reply.response, ResponseType::Changed, None, "")
+            }
+            Err(refusal) => {
+                Counters::add(&c.events_refused, n);
+                tracing::warn!(peer = %job.reply.peer, error = %refusal.message, "CoAP readings refused by the queue");
+                match refusal.reason {
+                    RefusalReason::Busy { retry_after } => status(
+                        job.reply.response,
+                        ResponseType::ServiceUnavailable,
+                        Some(retry_after),
+                        "queue full, retry later",
+                    ),
+                    RefusalReason::TooLarge => status(
+                        job.reply.response,
+                        ResponseType::RequestEntityTooLarge,
+                        None,
+                        "too large for the queue",
+                    ),
+                    RefusalReason::Unavailable => status(
+                        job.reply.response,
+                        ResponseType::ServiceUnavailable,
+                        Some(state.config.retry_after.get()),
+                        "storage unavailable",
+                    ),
+                }
+            }
+        };
+        finish(
+            &state,
+            Reply {
+                response,
+                ..job.reply
+            },
+        )
+        .await;
+    }
+}
+
+/// Sends an answer and remembers it for retransmissions.
+async fn finish(state: &State, reply: Reply) {
+    let Ok(bytes) = reply.response.to_bytes() else {
+        return;
+    };
+    if reply.cached
+        && let Ok(mut x) = state.exchanges.lock()
+    {
+        x.answer(reply.peer, reply.response.header.message_id, bytes.clone());
+    }
+    let _ = reply.socket.send_to(&bytes, reply.peer).await;
+}
+
+async fn send(socket: &UdpSocket, peer: SocketAddr, packet: &Packet) {
+    if let Ok(bytes) = packet.to_bytes() {
+        let _ = socket.send_to(&bytes, peer).await;
+    }
+}
+
+/// The response with `code`, a diagnostic payload (for errors) and Max-Age.
+fn status(
+    mut response: Packet,
+    code: ResponseType,
+    max_age: Option<Duration>,
+    diagnostic: &str,
+) -> Packet {
+    response.header.code = MessageClass::Response(code);
+    if let Some(age) = max_age {
+        let secs = u32::try_from(age.as_secs()).unwrap_or(u32::MAX);
+        response.clear_option(CoapOption::MaxAge);
+        response.add_option(CoapOption::MaxAge, encode_uint(secs));
+    }
+    if !diagnostic.is_empty() {
+        response.payload = diagnostic.as_bytes().to_vec();
+    }
+    response
+}
+
+/// A CoAP uint option value: big-endian, without leading zero bytes.
+fn encode_uint(n: u32) -> Vec<u8> {
+    let bytes = n.to_be_bytes();
+    let skip = bytes.iter().take_while(|b| **b == 0).count();
+    bytes[skip..].to_vec()
+}
+
+/// `/.well-known/core` (RFC 6690): the readings collection, and the allowed devices.
+fn links(config: &CoapConfig) -> String {
+    let formats = "ct=\"0 50 60 110 112\"";
+    let mut links = vec![format!(
+        "</{}>;rt=\"sluice.readings\";{formats};title=\"POST readings to /{}/<device>\"",
+        config.path, config.path
+    )];
+    for device in &config.allow {
+        links.push(format!(
+            "</{}/{device}>;rt=\"sluice.readings\";{formats}",
+            config.path
+        ));
+    }
+    links.join(",")
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uint_options_have_no_leading_zeros() {
+        assert_eq!(encode_uint(0), Vec::<u8>::new());
+        assert_eq!(encode_uint(5), vec![5]);
+        assert_eq!(encode_uint(300), vec![1, 44]);
+    }
+
+    #[test]
+    fn well_known_core_lists_the_collection_and_allowed_devices() {
+        let config = CoapConfig {
+            allow: vec!["t1".into()],
+            ..CoapConfig::default()
+        };
+        let l = links(&config);
+        assert!(
+            l.starts_with("</r>;rt=\"sluice.readings\";ct=\"0 50 60 110 112\""),
+            "{l}"
+        );
+        assert!(
+            l.ends_with(",</r/t1>;rt=\"sluice.readings\";ct=\"0 50 60 110 112\""),
+            "{l}"
+        );
+    }
+}

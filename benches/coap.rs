@@ -1,0 +1,241 @@
+//! CoAP ingest: confirmable POSTs answered with `2.04` only once durable.
+//! A closed-loop load generator (N clients, one request in flight each) for
+//! throughput, and an open-loop one at a fixed rate for latency. Everything on
+//! loopback in this process; the uplink points at a closed port.
+//!
+//! `CARGO_TARGET_DIR=/tmp/sluice-bench cargo bench --bench coap`
+
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use sluice::config::Config;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+
+fn main() {
+    let secs: f64 = std::env::var("SLUICE_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4.0);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    println!("# CoAP benchmark\n");
+    println!(
+        "CON POST of a JSON reading (`{{\"temperature\": 21.5, \"humidity\": 40}}`, content format 50) to `/r/<device>`; the answer `2.04` comes after the group commit. `process` durability, databases under `/var/tmp`, tokio runtime with 2 workers, load generator in the same process (it competes for the 2 cores). {secs} s per scenario.\n"
+    );
+    println!("## Closed loop: N clients, one request in flight each\n");
+    println!("| clients | requests | s | requests/s | p50 ms | p99 ms | answers other than 2.04 |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for clients in [1, 16, 64, 256] {
+        let r = rt.block_on(closed_loop(clients, Duration::from_secs_f64(secs)));
+        println!(
+            "| {clients} | {} | {:.2} | **{:.0}** | {:.2} | {:.2} | {} |",
+            r.done,
+            r.secs,
+            r.done as f64 / r.secs,
+            r.p50_ms,
+            r.p99_ms,
+            r.other
+        );
+    }
+    println!("\n## Open loop: a fixed request rate, latency from send to `2.04`\n");
+    println!("| target requests/s | sent | answered | achieved/s | p50 ms | p99 ms | max ms |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for rate in [5_000u32, 20_000] {
+        let r = rt.block_on(open_loop(rate, Duration::from_secs_f64(secs)));
+        println!(
+            "| {rate} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            r.sent,
+            r.done,
+            r.done as f64 / r.secs,
+            r.p50_ms,
+            r.p99_ms,
+            r.max_ms
+        );
+    }
+}
+
+struct Result {
+    sent: u64,
+    done: u64,
+    other: u64,
+    secs: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+fn start(dir: &std::path::Path) -> sluice::Runtime {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let text = format!(
+        "[gateway]\ndata_dir = \"{}\"\n[[queue.streams]]\nname = \"all\"\nsubjects = [\"#\"]\nmax_records = 100000000\nmax_bytes = \"64 GiB\"\n[uplink]\nurl = \"mqtt://127.0.0.1:{closed}\"\nreconnect_min = \"1 s\"\nreconnect_max = \"60 s\"\n[coap]\nlisten = [\"127.0.0.1:0\"]\nrate_per_device = 1000000\n",
+        dir.display()
+    );
+    let config = Config::parse(&text, "bench.toml").unwrap_or_else(|e| panic!("{e}"));
+    sluice::Runtime::start(config).expect("starts")
+}
+
+fn request(mid: u16, device: &str) -> Vec<u8> {
+    let mut p = Packet::new();
+    p.header.set_version(1);
+    p.header.set_type(MessageType::Confirmable);
+    p.header.code = MessageClass::Request(RequestType::Post);
+    p.header.message_id = mid;
+    p.set_token(mid.to_be_bytes().to_vec());
+    p.add_option(CoapOption::UriPath, b"r".to_vec());
+    p.add_option(CoapOption::UriPath, device.as_bytes().to_vec());
+    p.add_option(CoapOption::ContentFormat, vec![50]);
+    p.payload = br#"{"temperature": 21.5, "humidity": 40}"#.to_vec();
+    p.to_bytes().expect("encode")
+}
+
+fn is_changed(bytes: &[u8]) -> bool {
+    Packet::from_bytes(bytes)
+        .map(|p| p.header.code == MessageClass::Response(ResponseType::Changed))
+        .unwrap_or(false)
+}
+
+async fn closed_loop(clients: usize, run_for: Duration) -> Result {
+    let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    let runtime = start(dir.path());
+    let server = runtime.coap_addrs()[0];
+    let deadline = Instant::now() + run_for;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        tasks.push(tokio::spawn(async move {
+            let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+            let device = format!("dev-{c}");
+            let mut lat = Vec::new();
+            let (mut done, mut other) = (0u64, 0u64);
+            let mut buf = [0u8; 1500];
+            let mut mid: u16 = 0;
+            while Instant::now() < deadline {
+                mid = mid.wrapping_add(1);
+                let t = Instant::now();
+                let _ = socket.send_to(&request(mid, &device), server).await;
+                match tokio::time::timeout(Duration::from_secs(2), socket.recv_from(&mut buf)).await
+                {
+                    Ok(Ok((n, _))) if is_changed(&buf[..n]) => {
+                        done += 1;
+                        lat.push(t.elapsed());
+                    }
+                    _ => other += 1,
+                }
+            }
+            (done, other, lat)
+        }));
+    }
+    let (mut done, mut other, mut lat) = (0, 0, Vec::new());
+    for t in tasks {
+        let (d, o, l) = t.await.expect("client");
+        done += d;
+        other += o;
+        lat.extend(l);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    runtime.shutdown().await;
+    lat.sort();
+    Result {
+        sent: done + other,
+        done,
+        other,
+        secs,
+        p50_ms: pct(&lat, 0.5),
+        p99_ms: pct(&lat, 0.99),
+        max_ms: lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+    }
+}
+
+async fn open_loop(rate: u32, run_for: Duration) -> Result {
+    let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    let runtime = start(dir.path());
+    let server: SocketAddr = runtime.coap_addrs()[0];
+    // 64 sockets, requests spread round-robin; a receiver task per socket matches answers by message id.
+    let sockets: Vec<Arc<UdpSocket>> = futures_sockets(64).await;
+    let sent_at: Arc<Vec<std::sync::Mutex<Vec<Option<Instant>>>>> = Arc::new(
+        (0..sockets.len())
+            .map(|_| std::sync::Mutex::new(vec![None; 65_536]))
+            .collect(),
+    );
+    let mut receivers = Vec::new();
+    for (i, s) in sockets.iter().enumerate() {
+        let (s, sent_at) = (s.clone(), sent_at.clone());
+        receivers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut buf = [0u8; 1500];
+            while let Ok(Ok((n, _))) =
+                tokio::time::timeout(Duration::from_secs(2), s.recv_from(&mut buf)).await
+            {
+                let Ok(p) = Packet::from_bytes(&buf[..n]) else {
+                    continue;
+                };
+                if p.header.code != MessageClass::Response(ResponseType::Changed) {
+                    continue;
+                }
+                let t = sent_at[i].lock().expect("lock")[p.header.message_id as usize].take();
+                if let Some(t) = t {
+                    lat.push(t.elapsed());
+                }
+            }
+            lat
+        }));
+    }
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let total = (run_for.as_secs_f64() * f64::from(rate)) as u64;
+    while sent < total {
+        let due = start + interval.mul_f64(sent as f64);
+        let now = Instant::now();
+        if due > now {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let i = (sent % sockets.len() as u64) as usize;
+        let mid = ((sent / sockets.len() as u64) % 65_536) as u16;
+        sent_at[i].lock().expect("lock")[mid as usize] = Some(Instant::now());
+        let _ = sockets[i]
+            .send_to(&request(mid, &format!("dev-{i}")), server)
+            .await;
+        sent += 1;
+    }
+    let mut lat = Vec::new();
+    for r in receivers {
+        lat.extend(r.await.expect("receiver"));
+    }
+    let secs = start.elapsed().as_secs_f64() - 2.0;
+    runtime.shutdown().await;
+    lat.sort();
+    Result {
+        sent,
+        done: lat.len() as u64,
+        other: 0,
+        secs: secs.max(run_for.as_secs_f64()),
+        p50_ms: pct(&lat, 0.5),
+        p99_ms: pct(&lat, 0.99),
+        max_ms: lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+    }
+}
+
+async fn futures_sockets(n: usize) -> Vec<Arc<UdpSocket>> {
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        v.push(Arc::new(
+            UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
+        ));
+    }
+    v
+}
+
+fn pct(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3
+}

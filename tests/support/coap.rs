@@ -1,0 +1,69 @@
+//! libcoap's `coap-client` as a CoAP device, and a raw UDP device for what
+//! no client does on purpose (retransmissions, garbage).
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+/// The `coap-client` binary of Debian's libcoap3-bin (without DTLS).
+const CLIENT: &str = "coap-client-notls";
+
+/// What `coap-client -v 6` saw: the response code (`2.04`) and payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// Response code as libcoap prints it, e.g. `2.04`, `4.00`.
+    pub code: String,
+    /// Message type of the response: `ACK` or `NON`.
+    pub kind: String,
+    /// The response line as printed (payload and options included).
+    pub line: String,
+}
+
+/// Sends one request with `coap-client`; `args` go before the URI. Note
+/// that coap-client percent-decodes `-e` text: write `%` as `%25`.
+/// Panics with the client's output if no response arrived.
+pub fn request(server: SocketAddr, path: &str, args: &[&str]) -> Answer {
+    let uri = format!("coap://{server}/{path}");
+    let out = Command::new(CLIENT)
+        .args(["-v", "6", "-B", "5"])
+        .args(args)
+        .arg(&uri)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {CLIENT} (apt-get install libcoap3-bin): {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The response is the last `v:1 t:ACK|NON c:X.YY` line that is not our request.
+    let line = text
+        .lines()
+        .rfind(|l| {
+            l.contains("v:1 ")
+                && (l.contains(" t:ACK ") || l.contains(" t:NON "))
+                && !l.contains(" c:GET ")
+                && !l.contains(" c:POST ")
+                && !l.contains(" c:PUT ")
+        })
+        .unwrap_or_else(|| panic!("no response to {uri} {args:?}:\n{text}"))
+        .to_owned();
+    let field = |prefix: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(prefix))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    Answer {
+        code: field("c:"),
+        kind: field("t:"),
+        line,
+    }
+}
+
+/// POSTs `payload` with content format `format` to `/r/<device>`.
+pub fn post(server: SocketAddr, device: &str, format: u16, payload: &str) -> Answer {
+    request(
+        server,
+        &format!("r/{device}"),
+        &["-m", "post", "-t", &format.to_string(), "-e", payload],
+    )
+}
