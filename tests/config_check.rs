@@ -269,7 +269,11 @@ fn function_modules_are_checked_against_the_abi() {
 #[test]
 fn bad_coap_settings_are_reported_with_their_keys() {
     refused("[coap]\npath = \"a/b\"\n", "2:1", "one path segment");
-    refused("[coap]\nlisten = [\"localhost\"]\n", "2:11", "invalid socket address");
+    refused(
+        "[coap]\nlisten = [\"localhost\"]\n",
+        "2:11",
+        "invalid socket address",
+    );
     refused(
         "[coap]\n[[coap.observe]]\ndevice = \"d\"\nuri = \"http://x/y\"\n",
         "4:1",
@@ -277,7 +281,10 @@ fn bad_coap_settings_are_reported_with_their_keys() {
     );
     let (ok, stdout, stderr) = check("[coap]\nlisten = [\"127.0.0.1:5683\"]\n");
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("coap on [127.0.0.1:5683] at /r/<device>"), "{stdout}");
+    assert!(
+        stdout.contains("coap on [127.0.0.1:5683] at /r/<device>"),
+        "{stdout}"
+    );
 }
 
 #[test]
