@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --all-targets --features demo -- -D warnings
 
 # Guest functions: their own workspace, built for wasm32 (the gateway's tests
 # load functions/dist/*.wasm), linted, and their unit tests run natively.
@@ -22,5 +23,7 @@ host="$(rustc -vV | sed -n 's/^host: //p')"
 )
 
 cargo test --workspace
+# `sluice demo` (feature `demo`: the embedded broker stays out of production builds).
+cargo test --features demo --test demo
 # The event model is shared with wasm guest functions: it must build without std.
 cargo build -p sluice-event --target wasm32-unknown-unknown

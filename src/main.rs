@@ -42,6 +42,18 @@ enum Command {
         #[command(subcommand)]
         action: FnAction,
     },
+    /// The showcase: an embedded MQTT broker, simulated CoAP devices and the
+    /// standard functions, all on this machine; prints what arrives upstream.
+    #[cfg(feature = "demo")]
+    Demo {
+        /// The folder holding scale.wasm, threshold.wasm and window.wasm
+        /// (functions/build.sh builds them).
+        #[arg(long, default_value = "functions/dist")]
+        modules: PathBuf,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long = "for", value_name = "SECONDS")]
+        run_for: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -115,6 +127,8 @@ fn main() -> ExitCode {
                     function,
                 },
         } => return fn_test(&module, &events, config.as_deref(), function.as_deref()),
+        #[cfg(feature = "demo")]
+        Command::Demo { modules, run_for } => demo(modules, run_for),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -144,9 +158,10 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs to stderr at `SLUICE_LOG`, or at `default` if it is unset.
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -155,7 +170,7 @@ fn init_logging() {
 
 fn run(path: &Path) -> Result<()> {
     let config = load(path)?;
-    init_logging();
+    init_logging("info");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -178,6 +193,25 @@ fn run(path: &Path) -> Result<()> {
         tracing::info!("Stopped cleanly");
         Ok(())
     })
+}
+
+/// `sluice demo`: warnings only by default, so the screen shows the demo.
+#[cfg(feature = "demo")]
+fn demo(modules: PathBuf, run_for: Option<u64>) -> Result<()> {
+    // rumqttd logs every ordinary disconnect at `error`; the demo notices a
+    // broker that does not start by itself.
+    init_logging("warn,rumqttd=off");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let options = sluice::demo::Options {
+        modules,
+        run_for: run_for.map(std::time::Duration::from_secs),
+    };
+    rt.block_on(sluice::demo::run(options))?;
+    Ok(())
 }
 
 /// Pings systemd's watchdog at half its interval, if it asked for one.

@@ -1,0 +1,108 @@
+//! The demo gateway's config: `demo.toml` with the data folder, the broker
+//! and the function modules filled in, parsed and validated like any file.
+
+use crate::config::{Config, ConfigError};
+use std::path::{Path, PathBuf};
+
+/// The template; `@NAME@` placeholders become TOML strings.
+const TEMPLATE: &str = include_str!("demo.toml");
+
+/// The standard functions the demo runs, by module file name (no `.wasm`).
+pub const MODULES: [&str; 3] = ["scale", "threshold", "window"];
+
+/// Why the demo config could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoConfigError {
+    /// A function module is not there.
+    #[error(
+        "{path} is missing: build the standard functions first with `functions/build.sh` \
+         (or point --modules at the folder that holds scale.wasm, threshold.wasm and window.wasm)"
+    )]
+    MissingModule {
+        /// The file looked for.
+        path: PathBuf,
+    },
+    /// The filled-in template is invalid or a module does not load.
+    #[error("the demo config does not work:\n{0}")]
+    Invalid(String),
+}
+
+/// The module files in `dir`, checked to exist, made absolute.
+pub fn modules(dir: &Path) -> Result<Vec<PathBuf>, DemoConfigError> {
+    MODULES
+        .iter()
+        .map(|name| {
+            let path = dir.join(format!("{name}.wasm"));
+            path.canonicalize()
+                .map_err(|_| DemoConfigError::MissingModule { path })
+        })
+        .collect()
+}
+
+/// The config text: the template with every placeholder filled in.
+pub fn text(data_dir: &Path, broker_port: u16, modules: &[PathBuf]) -> String {
+    let string = |s: String| toml::Value::String(s).to_string();
+    let path = |p: &Path| string(p.display().to_string());
+    let mut text = TEMPLATE.replace("@DATA_DIR@", &path(data_dir)).replace(
+        "@BROKER_URL@",
+        &string(format!("mqtt://127.0.0.1:{broker_port}")),
+    );
+    for (name, module) in MODULES.iter().zip(modules) {
+        let placeholder = format!("@{}@", name.to_uppercase());
+        text = text.replace(&placeholder, &path(module));
+    }
+    text
+}
+
+/// Parses and validates the demo config, and loads its modules once to
+/// check them.
+pub fn build(
+    data_dir: &Path,
+    broker_port: u16,
+    modules: &[PathBuf],
+) -> Result<Config, DemoConfigError> {
+    let text = text(data_dir, broker_port, modules);
+    let config =
+        Config::parse(&text, "demo config").map_err(|e| DemoConfigError::Invalid(e.to_string()))?;
+    let problems = config.environment_problems();
+    if !problems.is_empty() {
+        let error = ConfigError::new("demo config", &text, problems);
+        return Err(DemoConfigError::Invalid(error.to_string()));
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filled_in_template_is_a_valid_config() {
+        let modules: Vec<PathBuf> = MODULES
+            .iter()
+            .map(|m| PathBuf::from(format!("/opt/fn dir/{m}.wasm")))
+            .collect();
+        let text = text(Path::new("/tmp/it's \"here\""), 41883, &modules);
+        let unfilled = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains('@'));
+        assert_eq!(unfilled.count(), 0, "{text}");
+        let config = Config::parse(&text, "demo").expect("valid");
+        assert_eq!(config.gateway.data_dir, PathBuf::from("/tmp/it's \"here\""));
+        assert_eq!(config.uplink.url.port, 41883);
+        let names: Vec<&str> = config.functions.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["scale", "threshold", "window"]);
+        assert_eq!(config.functions[1].module, modules[1]);
+    }
+
+    #[test]
+    fn a_missing_module_names_the_build_script() {
+        let err = modules(Path::new("/nonexistent/dist")).expect_err("missing");
+        let message = err.to_string();
+        assert!(
+            message.contains("/nonexistent/dist/scale.wasm"),
+            "{message}"
+        );
+        assert!(message.contains("functions/build.sh"), "{message}");
+    }
+}

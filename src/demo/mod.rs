@@ -1,0 +1,255 @@
+//! `sluice demo`: the whole gateway on one machine. An embedded MQTT broker
+//! stands in for the cloud, simulated devices post readings over real CoAP,
+//! the standard functions turn them into °F, alerts and aggregates, and a
+//! subscriber prints what arrives upstream. Built only with the `demo`
+//! feature; the production binary carries neither rumqttd nor the devices.
+//!
+//! - [`broker`]: rumqttd configured in code, on a free loopback port.
+//! - [`config`]: the gateway config, from the `demo.toml` template.
+//! - [`devices`]: the simulated CoAP devices.
+//! - [`viewer`]: the subscriber standing in for the cloud.
+//! - [`screen`]: every line the demo prints.
+
+mod broker;
+mod config;
+mod devices;
+mod screen;
+mod viewer;
+
+use crate::runtime::{Runtime, StartError};
+use broker::{BrokerError, EmbeddedBroker};
+use config::DemoConfigError;
+use devices::DeviceStats;
+use sluice_adapter_common::Shutdown;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use viewer::{Viewer, ViewerError};
+
+/// How often the live counter line is printed.
+const STATS_EVERY: Duration = Duration::from_secs(2);
+/// How long the viewer waits, after the gateway stopped, for its last messages.
+const VIEWER_GRACE: Duration = Duration::from_secs(2);
+
+/// What `sluice demo` was asked to do.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The folder holding `scale.wasm`, `threshold.wasm` and `window.wasm`.
+    pub modules: PathBuf,
+    /// Stop after this long; `None` runs until SIGINT or SIGTERM.
+    pub run_for: Option<Duration>,
+}
+
+/// Why the demo could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// A module is missing or the config does not validate.
+    #[error(transparent)]
+    Config(#[from] DemoConfigError),
+    /// The temporary data folder could not be made.
+    #[error("cannot create the data folder {path}: {source}")]
+    DataDir {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The embedded broker did not start.
+    #[error("embedded MQTT broker: {0}")]
+    Broker(#[from] BrokerError),
+    /// The viewer could not subscribe.
+    #[error(transparent)]
+    Viewer(#[from] ViewerError),
+    /// The gateway did not start.
+    #[error("cannot start the gateway: {0}")]
+    Start(#[from] StartError),
+    /// Signals cannot be watched.
+    #[error("cannot watch signals: {0}")]
+    Signals(std::io::Error),
+    /// The gateway started without its CoAP listener.
+    #[error("the CoAP adapter did not start")]
+    NoCoap,
+}
+
+/// Runs the demo until `run_for` has passed or a signal came, then stops
+/// everything cleanly and prints a summary. Must run inside tokio.
+pub async fn run(options: Options) -> Result<(), DemoError> {
+    let modules = config::modules(&options.modules)?;
+    let data = DataDir::create()?;
+    let broker = EmbeddedBroker::start().await?;
+    let config = config::build(data.path(), broker.port(), &modules)?;
+    let viewer = Viewer::start(broker.port(), &config.uplink.topic_root).await?;
+    let coap_path = config
+        .coap
+        .as_ref()
+        .map_or_else(|| "r".to_owned(), |c| c.path.clone());
+    let signals = Signals::watch()?;
+    banner(broker.port(), data.path(), &options);
+    let started = Instant::now();
+    let runtime = Runtime::start(config)?;
+    let Some(&coap) = runtime.coap_addrs().first() else {
+        runtime.shutdown().await;
+        return Err(DemoError::NoCoap);
+    };
+    fleet_banner(coap, &coap_path, options.run_for);
+
+    let metrics = runtime.metrics();
+    let device_stats = Arc::new(DeviceStats::default());
+    let (stop, shutdown) = Shutdown::manual();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    let devices = devices::start(coap, &coap_path, seed, &device_stats, &shutdown);
+    let stats = live_stats(metrics.clone());
+
+    let reason = signals.wait(options.run_for).await;
+    screen::show(
+        "demo",
+        format!("{reason}: stopping the devices, then the gateway"),
+    );
+    stats.abort();
+    let _ = stop.send(true);
+    for device in devices {
+        let _ = device.await;
+    }
+    runtime.shutdown().await;
+    let seen = viewer.finish(VIEWER_GRACE).await;
+    println_summary(&screen::summary(
+        started.elapsed(),
+        &device_stats.totals(),
+        &metrics.snapshot(),
+        &seen,
+    ));
+    // The broker's threads end with the process; rumqttd cannot be stopped.
+    drop(broker);
+    Ok(())
+}
+
+/// What runs where, before the gateway starts.
+fn banner(broker: u16, data: &Path, options: &Options) {
+    screen::show(
+        "demo",
+        format!(
+            "Sluice {} demo: MQTT broker (rumqttd) on 127.0.0.1:{broker}, data in {}",
+            env!("CARGO_PKG_VERSION"),
+            data.display()
+        ),
+    );
+    screen::show(
+        "demo",
+        format!(
+            "functions from {}: scale (°C → °F), threshold (alert above 86 °F, clear below 80 °F), window (every 5 s)",
+            options.modules.display()
+        ),
+    );
+}
+
+/// The devices, once the gateway listens.
+fn fleet_banner(coap: SocketAddr, path: &str, run_for: Option<Duration>) {
+    let fleet: Vec<String> = devices::fleet()
+        .iter()
+        .map(|d| {
+            let kind = if d.confirmable { "CON" } else { "NON" };
+            format!("{} ({kind}, {})", d.id, d.encoding.label())
+        })
+        .collect();
+    screen::show(
+        "demo",
+        format!(
+            "devices POST to coap://{coap}/{path}/<id>: {}",
+            fleet.join(", ")
+        ),
+    );
+    let until = match run_for {
+        Some(d) => format!("for {} s", d.as_secs_f64()),
+        None => "until Ctrl-C".to_owned(),
+    };
+    screen::show(
+        "demo",
+        format!(
+            "running {until}; one reading in {} is shown, every alert and window",
+            viewer::READINGS_SHOWN_EVERY
+        ),
+    );
+}
+
+/// Prints the live counter line every [`STATS_EVERY`].
+fn live_stats(metrics: Arc<crate::metrics::Metrics>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(STATS_EVERY);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            screen::show("stats", screen::stats_text(&metrics.snapshot()));
+        }
+    })
+}
+
+/// SIGINT and SIGTERM, watched from before the gateway starts.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn watch() -> Result<Signals, DemoError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt()).map_err(DemoError::Signals)?,
+            term: signal(SignalKind::terminate()).map_err(DemoError::Signals)?,
+        })
+    }
+
+    /// Waits for a signal or the end of `run_for`; says which.
+    async fn wait(mut self, run_for: Option<Duration>) -> &'static str {
+        let timer = async {
+            match run_for {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+            _ = timer => "time is up",
+        }
+    }
+}
+
+fn println_summary(lines: &[(&'static str, String)]) {
+    screen::show("summary", "─".repeat(60));
+    for (name, text) in lines {
+        screen::show("summary", format!("{name:<10} {text}"));
+    }
+}
+
+/// A fresh folder under the system's temporary directory, removed on drop.
+struct DataDir(PathBuf);
+
+impl DataDir {
+    fn create() -> Result<DataDir, DemoError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path =
+            std::env::temp_dir().join(format!("sluice-demo-{}-{nanos:09}", std::process::id()));
+        std::fs::create_dir(&path).map_err(|source| DemoError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(DataDir(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

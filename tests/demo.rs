@@ -1,0 +1,144 @@
+#![cfg(feature = "demo")]
+//! `sluice demo` as a user runs it: the real binary with its embedded broker,
+//! simulated CoAP devices and the standard functions, for a fixed time; its
+//! screen must show readings, alerts, windows and status, and its summary a
+//! clean run.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+/// How long the demo runs; long enough for two window ticks (every 5 s).
+const RUN_FOR_SECS: u64 = 12;
+/// The run plus start and a clean shutdown, with room for a slow machine.
+const DEADLINE: Duration = Duration::from_secs(RUN_FOR_SECS + 15);
+
+/// `functions/dist`, built once if a module the demo needs is missing.
+fn modules() -> PathBuf {
+    static BUILD: Once = Once::new();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dist = root.join("functions/dist");
+    BUILD.call_once(|| {
+        let present = ["scale", "threshold", "window"]
+            .iter()
+            .all(|m| dist.join(format!("{m}.wasm")).is_file());
+        if present {
+            return;
+        }
+        let out = Command::new("bash")
+            .arg(root.join("functions/build.sh"))
+            .output()
+            .expect("run functions/build.sh");
+        assert!(
+            out.status.success(),
+            "functions/build.sh failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    dist
+}
+
+/// The number just before `phrase` in `line` (`"142 events accepted"`).
+fn count_before(line: &str, phrase: &str) -> Option<u64> {
+    let head = &line[..line.find(phrase)?];
+    head.split_whitespace().last()?.parse().ok()
+}
+
+#[test]
+fn the_demo_shows_readings_alerts_and_windows_and_stops_cleanly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["demo", "--for", &RUN_FOR_SECS.to_string(), "--modules"])
+        .arg(modules())
+        .env_remove("SLUICE_LOG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sluice demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+    let err = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sluice demo --for {RUN_FOR_SECS} still running after {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let lines = out.join().expect("stdout reader");
+    let log = err.join().expect("stderr reader");
+    let screen = lines.join("\n");
+    let context = format!("screen:\n{screen}\nstderr:\n{}", log.join("\n"));
+    assert!(status.success(), "exit status {status}\n{context}");
+
+    let kind = |k: &str| {
+        lines
+            .iter()
+            .filter(|l| l.split_whitespace().next() == Some(k))
+            .count()
+    };
+    assert!(kind("reading") >= 3, "too few readings shown\n{context}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("alert ") && l.contains("HIGH")),
+        "no alert\n{context}"
+    );
+    assert!(kind("window") >= 1, "no window\n{context}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("status ") && l.contains("online")),
+        "no online status\n{context}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("device ") && l.contains("→ 4.00")),
+        "no malformed payload answered 4.00\n{context}"
+    );
+    assert!(kind("stats") >= 3, "no live counters\n{context}");
+
+    let summary = |part: &str| {
+        lines
+            .iter()
+            .find(|l| l.split_whitespace().take(2).eq(["summary", part]))
+            .unwrap_or_else(|| panic!("no `{part}` in the summary\n{context}"))
+    };
+    let accepted = count_before(summary("gateway"), "events accepted");
+    assert!(
+        accepted.is_some_and(|n| n > 0),
+        "no events accepted\n{context}"
+    );
+    assert_eq!(
+        count_before(summary("functions"), "dead letters"),
+        Some(0),
+        "well-formed readings were dead-lettered\n{context}"
+    );
+    assert_eq!(
+        count_before(summary("devices"), "refused"),
+        Some(0),
+        "well-formed readings were refused\n{context}"
+    );
+}
