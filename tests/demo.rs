@@ -4,10 +4,11 @@
 //! screen must show readings, alerts, windows and status, and its summary a
 //! clean run.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 /// How long the demo runs; long enough for two window ticks (every 5 s).
@@ -15,30 +16,9 @@ const RUN_FOR_SECS: u64 = 12;
 /// The run plus start and a clean shutdown, with room for a slow machine.
 const DEADLINE: Duration = Duration::from_secs(RUN_FOR_SECS + 15);
 
-/// `functions/dist`, built once if a module the demo needs is missing.
+/// `functions/dist`, built first if needed.
 fn modules() -> PathBuf {
-    static BUILD: Once = Once::new();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dist = root.join("functions/dist");
-    BUILD.call_once(|| {
-        let present = ["scale", "threshold", "window"]
-            .iter()
-            .all(|m| dist.join(format!("{m}.wasm")).is_file());
-        if present {
-            return;
-        }
-        let out = Command::new("bash")
-            .arg(root.join("functions/build.sh"))
-            .output()
-            .expect("run functions/build.sh");
-        assert!(
-            out.status.success(),
-            "functions/build.sh failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
-    dist
+    support::functions::dist()
 }
 
 /// The number just before `phrase` in `line` (`"142 events accepted"`).

@@ -1,6 +1,8 @@
 //! The standard functions (`functions/`), built to wasm by `functions/build.sh`
 //! and run in the real host with the production limits.
 
+mod support;
+
 use sluice::config::Config;
 use sluice::functions::{Compiled, FunctionSet, Input};
 use sluice::ingest::IdMint;
@@ -8,25 +10,10 @@ use sluice::metrics::Metrics;
 use sluice_event::{Event, EventId, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
-/// Builds the standard functions once per test run.
 fn dist(name: &str) -> PathBuf {
-    static BUILD: Once = Once::new();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    BUILD.call_once(|| {
-        let out = std::process::Command::new("bash")
-            .arg(root.join("functions/build.sh"))
-            .output()
-            .expect("run functions/build.sh");
-        assert!(
-            out.status.success(),
-            "functions/build.sh failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
-    root.join("functions/dist").join(format!("{name}.wasm"))
+    support::functions::dist().join(format!("{name}.wasm"))
 }
 
 /// One standard function in the host, fed directly.

@@ -6,6 +6,7 @@
 pub mod broker;
 pub mod coap;
 pub mod collector;
+pub mod functions;
 pub mod process;
 pub mod tls;
 pub mod wasm;

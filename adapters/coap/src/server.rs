@@ -153,20 +153,12 @@ async fn receive(socket: Arc<UdpSocket>, jobs: mpsc::Sender<Job>, state: Arc<Sta
             {
                 c.reject("ingest/backlog-full");
                 let retry = state.config.retry_after.get();
-                let response = status(
-                    job.reply.response,
+                let reply = job.reply.with_status(
                     ResponseType::ServiceUnavailable,
                     Some(retry),
                     "busy, retry later",
                 );
-                finish(
-                    &state,
-                    Reply {
-                        response,
-                        ..job.reply
-                    },
-                )
-                .await;
+                finish(&state, reply).await;
             }
         }
     }
@@ -402,29 +394,26 @@ async fn work<S: Sink>(
         };
         let n = job.events.len() as u64;
         let c = &state.counters;
-        let response = match sink.accept(job.events).await {
+        let reply = match sink.accept(job.events).await {
             Ok(_) => {
                 Counters::add(&c.events_accepted, n);
-                status(job.reply.response, ResponseType::Changed, None, "")
+                job.reply.with_status(ResponseType::Changed, None, "")
             }
             Err(refusal) => {
                 Counters::add(&c.events_refused, n);
                 tracing::warn!(peer = %job.reply.peer, error = %refusal.message, "CoAP readings refused by the queue");
                 match refusal.reason {
-                    RefusalReason::Busy { retry_after } => status(
-                        job.reply.response,
+                    RefusalReason::Busy { retry_after } => job.reply.with_status(
                         ResponseType::ServiceUnavailable,
                         Some(retry_after),
                         "queue full, retry later",
                     ),
-                    RefusalReason::TooLarge => status(
-                        job.reply.response,
+                    RefusalReason::TooLarge => job.reply.with_status(
                         ResponseType::RequestEntityTooLarge,
                         None,
                         "too large for the queue",
                     ),
-                    RefusalReason::Unavailable => status(
-                        job.reply.response,
+                    RefusalReason::Unavailable => job.reply.with_status(
                         ResponseType::ServiceUnavailable,
                         Some(state.config.retry_after.get()),
                         "storage unavailable",
@@ -432,14 +421,17 @@ async fn work<S: Sink>(
                 }
             }
         };
-        finish(
-            &state,
-            Reply {
-                response,
-                ..job.reply
-            },
-        )
-        .await;
+        finish(&state, reply).await;
+    }
+}
+
+impl Reply {
+    /// The same reply, its response set to `code` (see [`status`]).
+    fn with_status(self, code: ResponseType, max_age: Option<Duration>, diagnostic: &str) -> Reply {
+        Reply {
+            response: status(self.response, code, max_age, diagnostic),
+            ..self
+        }
     }
 }
 
