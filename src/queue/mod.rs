@@ -3,6 +3,7 @@
 //! bounded per stream ([`streams`]), inspectable offline ([`inspect`]).
 //! Only this module knows SQL.
 
+mod checkpoint;
 mod function_tables;
 pub mod inspect;
 mod pipeline;
@@ -43,6 +44,7 @@ pub enum OpenError {
 pub struct Queue {
     tx: mpsc::Sender<Command>,
     thread: Option<std::thread::JoinHandle<()>>,
+    checkpointer: Option<std::thread::JoinHandle<()>>,
     ids: Arc<IdMint>,
     router: Arc<Router>,
     added: Arc<Notify>,
@@ -73,8 +75,18 @@ impl Queue {
             metrics.clone(),
             config.pipeline.dead_letter_max,
         )?;
-        let writer =
+        let mut writer =
             Writer::new(conn, &config.queue, pipeline, metrics, added.clone()).map_err(err)?;
+        let mut checkpointer = None;
+        if config.queue.durability == crate::config::Durability::Process {
+            let (nudge, thread) = checkpoint::spawn(&path).map_err(|e| {
+                err(rusqlite::Error::InvalidParameterName(format!(
+                    "cannot start checkpoint thread: {e}"
+                )))
+            })?;
+            writer = writer.with_checkpointer(nudge);
+            checkpointer = Some(thread);
+        }
         let (tx, rx) = mpsc::channel(config.queue.ingest_capacity);
         let thread = std::thread::Builder::new()
             .name("queue-writer".into())
@@ -88,6 +100,7 @@ impl Queue {
         Ok(Queue {
             tx,
             thread: Some(thread),
+            checkpointer,
             ids,
             router,
             added,
@@ -129,6 +142,10 @@ impl Queue {
         if let Some(thread) = self.thread.take() {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
+        // The writer dropped its nudge sender when it stopped.
+        if let Some(thread) = self.checkpointer.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
     }
 }
 
@@ -165,5 +182,55 @@ impl Acker {
     /// Hands the writer a new set of functions (config reload).
     pub async fn install(&self, compiled: Compiled) {
         let _ = self.tx.send(Command::Install(Box::new(compiled))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_event::Event;
+    use std::time::{Duration, Instant};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_is_checkpointed_into_the_database_while_running() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = format!(
+            "[gateway]\ndata_dir = \"{}\"\n[[queue.streams]]\nname = \"all\"\nsubjects = [\"#\"]\nmax_bytes = \"1 GiB\"\n",
+            dir.path().display()
+        );
+        let config = Config::parse(&text, "test").expect("valid");
+        let queue = Queue::open(&config, Arc::new(Metrics::default())).expect("open");
+        let ingest = queue.ingest();
+        // 12 MiB of events: three times the WAL threshold.
+        for batch in 0..30 {
+            let events = (0..100)
+                .map(|n| {
+                    let mut e = Event::new("coap/d", "d", batch * 100 + n);
+                    e.raw = Some(vec![0x5a; 4096]);
+                    e
+                })
+                .collect();
+            ingest
+                .submit(events)
+                .await
+                .expect("open")
+                .durable()
+                .await
+                .expect("accepted");
+        }
+        let db = dir.path().join("queue.db");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let size = std::fs::metadata(&db).map_or(0, |m| m.len());
+            if size > 4 << 20 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the database file is still {size} bytes: no checkpoint ran"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        queue.close().await;
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::config::{Overflow, StreamConfig};
 use crate::ingest::{EncodedRow, IngestError};
-use rusqlite::{Connection, Statement, Transaction, params};
+use rusqlite::{Connection, Transaction, params};
 use std::collections::HashMap;
 
 /// How much a stream holds.
@@ -53,6 +53,36 @@ pub(crate) struct Streams {
     last_seq: i64,
     /// The last sequence number written to `meta`.
     saved_seq: i64,
+    /// Rows accepted in this transaction, not yet inserted: they go in with
+    /// multi-row INSERTs (see [`Streams::write_pending`]).
+    pending: Vec<PendingRow>,
+}
+
+/// A row accepted by the stream's policy, waiting for its INSERT.
+struct PendingRow {
+    seq: i64,
+    stream: i64,
+    priority: u8,
+    enqueued_ms: i64,
+    expires_ms: Option<i64>,
+    event: Vec<u8>,
+}
+
+/// Rows per multi-row INSERT, largest first; what is left goes in one by one.
+const CHUNKS: [usize; 3] = [32, 8, 1];
+
+/// `INSERT INTO records … VALUES (…), (…), …` with `rows` rows.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO records (seq, stream, priority, enqueued_ms, expires_ms, size, event) VALUES ",
+    );
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?,?,?,?,?,?,?)");
+    }
+    sql
 }
 
 impl Streams {
@@ -106,6 +136,7 @@ impl Streams {
             losses: HashMap::new(),
             last_seq,
             saved_seq: last_seq,
+            pending: Vec::new(),
         })
     }
 
@@ -128,20 +159,16 @@ impl Streams {
     pub(crate) fn restore(&mut self, load: HashMap<i64, StreamLoad>) {
         self.load = load;
         self.losses.clear();
+        self.pending.clear();
     }
 
-    /// The statement [`Streams::insert`] runs, prepared once per transaction.
-    pub(crate) const INSERT: &'static str =
-        "INSERT INTO records (seq, stream, priority, enqueued_ms, expires_ms, size, event)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-
-    /// Inserts a submission, all or nothing, with `insert` prepared from
-    /// [`Streams::INSERT`]. The outer error is a storage failure (abort the
-    /// transaction); the inner one a refusal by policy.
+    /// Accepts a submission, all or nothing: applies the streams' policies
+    /// and queues its rows for [`Streams::write_pending`]. The outer error is
+    /// a storage failure (abort the transaction); the inner one a refusal by
+    /// policy.
     pub(crate) fn insert(
         &mut self,
         tx: &Transaction<'_>,
-        insert: &mut Statement<'_>,
         rows: &[EncodedRow],
         now_ms: i64,
     ) -> rusqlite::Result<Result<(), IngestError>> {
@@ -187,22 +214,52 @@ impl Streams {
         }
         for (idx, bytes) in rows {
             let s = &self.configured[*idx];
-            let expires = s.ttl_ms.map(|ttl| now_ms.saturating_add(ttl));
             self.last_seq += 1;
-            insert.execute(params![
-                self.last_seq,
-                s.id,
-                s.priority,
-                now_ms,
-                expires,
-                bytes.len() as i64,
-                bytes
-            ])?;
+            self.pending.push(PendingRow {
+                seq: self.last_seq,
+                stream: s.id,
+                priority: s.priority,
+                enqueued_ms: now_ms,
+                expires_ms: s.ttl_ms.map(|ttl| now_ms.saturating_add(ttl)),
+                event: bytes.clone(),
+            });
             let load = self.load.entry(s.id).or_default();
             load.records += 1;
             load.bytes += bytes.len() as u64;
         }
         Ok(Ok(()))
+    }
+
+    /// Inserts the accepted rows, many per statement; must run before the
+    /// transaction commits and before anything deletes rows.
+    pub(crate) fn write_pending(&mut self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
+        let pending = std::mem::take(&mut self.pending);
+        let mut rest = &pending[..];
+        for chunk in CHUNKS {
+            if rest.len() < chunk {
+                continue;
+            }
+            let mut stmt = tx.prepare_cached(&insert_sql(chunk))?;
+            while rest.len() >= chunk {
+                let (now, later) = rest.split_at(chunk);
+                let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk * 7);
+                let sizes: Vec<i64> = now.iter().map(|r| r.event.len() as i64).collect();
+                for (r, size) in now.iter().zip(&sizes) {
+                    values.extend_from_slice(&[
+                        &r.seq as &dyn rusqlite::ToSql,
+                        &r.stream,
+                        &r.priority,
+                        &r.enqueued_ms,
+                        &r.expires_ms,
+                        size,
+                        &r.event,
+                    ]);
+                }
+                stmt.execute(values.as_slice())?;
+                rest = later;
+            }
+        }
+        Ok(())
     }
 
     /// Deletes the stream's oldest records until `need` fits.
@@ -223,6 +280,8 @@ impl Streams {
         if over(self.load.get(&id).copied().unwrap_or_default()) == (0, 0) {
             return Ok(());
         }
+        // The oldest rows may be ones accepted earlier in this transaction.
+        self.write_pending(tx)?;
         let mut stmt = tx.prepare_cached(
             "DELETE FROM records WHERE seq IN
                (SELECT seq FROM records WHERE stream = ?1 ORDER BY seq LIMIT ?2)
@@ -253,6 +312,7 @@ impl Streams {
     /// Deletes acknowledged records; returns how many still existed.
     /// Consecutive sequence numbers are deleted as one range.
     pub(crate) fn delete(&mut self, tx: &Transaction<'_>, seqs: &[i64]) -> rusqlite::Result<u64> {
+        self.write_pending(tx)?;
         let mut stmt = tx.prepare_cached(
             "DELETE FROM records WHERE seq BETWEEN ?1 AND ?2 RETURNING stream, size",
         )?;
@@ -276,6 +336,7 @@ impl Streams {
 
     /// Deletes records whose TTL has passed.
     pub(crate) fn expire(&mut self, tx: &Transaction<'_>, now_ms: i64) -> rusqlite::Result<()> {
+        self.write_pending(tx)?;
         let mut stmt = tx.prepare_cached(
             "DELETE FROM records WHERE expires_ms IS NOT NULL AND expires_ms <= ?1 RETURNING stream, size",
         )?;
@@ -297,6 +358,7 @@ impl Streams {
     /// Writes the last sequence number and the losses since the last flush,
     /// and returns the losses' total, to be counted once the transaction commits.
     pub(crate) fn flush(&mut self, tx: &Transaction<'_>) -> rusqlite::Result<Losses> {
+        self.write_pending(tx)?;
         if self.last_seq != self.saved_seq {
             tx.prepare_cached(
                 "INSERT INTO meta (key, value) VALUES ('seq', ?1)

@@ -9,7 +9,7 @@ use crate::config::QueueConfig;
 use crate::functions::Compiled;
 use crate::ingest::{EncodedRow, IngestError};
 use crate::metrics::Metrics;
-use rusqlite::{Connection, Statement, Transaction};
+use rusqlite::{Connection, Transaction};
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -46,6 +46,8 @@ pub(crate) struct Writer {
     added: Arc<Notify>,
     max_batch: usize,
     last_loss_warning: Option<std::time::Instant>,
+    /// Nudged after each commit (see `checkpoint`); none in unit tests.
+    checkpoint: Option<std::sync::mpsc::SyncSender<()>>,
 }
 
 /// Least time between two warnings about shed records.
@@ -78,6 +80,7 @@ impl Writer {
             added,
             max_batch: config.max_batch,
             last_loss_warning: None,
+            checkpoint: None,
         };
         writer.publish_load();
         writer.warm_functions();
@@ -120,6 +123,12 @@ impl Writer {
                 tracing::error!(error = %error, "Function reload failed; the previous functions keep running");
             }
         }
+    }
+
+    /// Hands WAL checkpoints to the thread behind `nudge`.
+    pub(crate) fn with_checkpointer(mut self, nudge: std::sync::mpsc::SyncSender<()>) -> Writer {
+        self.checkpoint = Some(nudge);
+        self
     }
 
     /// Runs until `Shutdown` arrives or every sender is gone.
@@ -177,6 +186,10 @@ impl Writer {
             Ok((outcomes, losses)) => {
                 self.pipeline.committed();
                 Metrics::add(&self.metrics.queue_commits, 1);
+                if let Some(nudge) = &self.checkpoint {
+                    // Full means a nudge is already waiting: that is enough.
+                    let _ = nudge.try_send(());
+                }
                 self.count_losses(losses);
                 self.publish_load();
                 // Counters first: whoever holds a receipt sees them already moved.
@@ -233,11 +246,10 @@ impl Writer {
         let tx = self.conn.transaction()?;
         let now = now_ms();
         let mut outcomes = Vec::with_capacity(batch.len());
-        let mut insert = tx.prepare_cached(Streams::INSERT)?;
         for command in batch {
             outcomes.push(match command {
                 Command::Insert { rows, .. } if self.pipeline.is_passthrough() => {
-                    match self.streams.insert(&tx, &mut insert, rows, now)? {
+                    match self.streams.insert(&tx, rows, now)? {
                         Ok(()) => Outcome::Inserted(rows.len() as u64, 0),
                         Err(error) => Outcome::Refused(error),
                     }
@@ -245,12 +257,12 @@ impl Writer {
                 Command::Insert { rows, .. } => {
                     let marks = self.pipeline.marks();
                     let produced = self.pipeline.process(rows);
-                    place(&mut self.streams, &mut self.pipeline, &tx, &mut insert, produced, &marks, now)?
+                    place(&mut self.streams, &mut self.pipeline, &tx, produced, &marks, now)?
                 }
                 Command::Tick { function } => {
                     let marks = self.pipeline.marks();
                     let produced = self.pipeline.tick(function, now);
-                    match place(&mut self.streams, &mut self.pipeline, &tx, &mut insert, produced, &marks, now)? {
+                    match place(&mut self.streams, &mut self.pipeline, &tx, produced, &marks, now)? {
                         Outcome::Refused(error) => {
                             tracing::warn!(function = %function, error = %error, "Tick outputs refused by the queue; the function's state is kept for the next tick");
                             Outcome::Done
@@ -267,7 +279,6 @@ impl Writer {
                 Command::Shutdown => Outcome::Done,
             });
         }
-        drop(insert);
         let losses = self.streams.flush(&tx)?;
         tx.commit()?;
         Ok((outcomes, losses))
@@ -315,12 +326,11 @@ fn place(
     streams: &mut Streams,
     pipeline: &mut Pipeline,
     tx: &Transaction<'_>,
-    insert: &mut Statement<'_>,
     produced: Produced,
     marks: &[usize],
     now: i64,
 ) -> rusqlite::Result<Outcome> {
-    Ok(match streams.insert(tx, insert, &produced.rows, now)? {
+    Ok(match streams.insert(tx, &produced.rows, now)? {
         Ok(()) => {
             pipeline.store(tx, marks, &produced.dead)?;
             Outcome::Inserted(produced.rows.len() as u64, produced.dead.len() as u64)
