@@ -46,7 +46,9 @@ fn run(path: &PathBuf, nudges: Receiver<()>) {
             Ok((_, log, done)) => {
                 tracing::debug!(wal_frames = log, checkpointed = done, "WAL checkpoint")
             }
-            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; retried on the next commit"),
+            Err(e) => {
+                tracing::warn!(error = %e, "WAL checkpoint failed; retried on the next commit")
+            }
         }
     }
 }
