@@ -24,7 +24,7 @@ pub(crate) fn spawn(path: &Path) -> std::io::Result<(SyncSender<()>, JoinHandle<
     Ok((tx, thread))
 }
 
-fn run(path: &PathBuf, nudges: Receiver<()>) {
+fn run(path: &Path, nudges: Receiver<()>) {
     let wal = PathBuf::from(format!("{}-wal", path.display()));
     let mut conn = None;
     while nudges.recv().is_ok() {
