@@ -166,14 +166,15 @@ impl Streams {
     /// and queues its rows for [`Streams::write_pending`]. The outer error is
     /// a storage failure (abort the transaction); the inner one a refusal by
     /// policy.
+    /// The accepted rows' bytes are moved out of `rows` (no copy).
     pub(crate) fn insert(
         &mut self,
         tx: &Transaction<'_>,
-        rows: &[EncodedRow],
+        rows: &mut [EncodedRow],
         now_ms: i64,
     ) -> rusqlite::Result<Result<(), IngestError>> {
         let mut needs: Vec<(usize, StreamLoad)> = Vec::new();
-        for &(idx, ref bytes) in rows {
+        for &(idx, ref bytes) in rows.iter() {
             match needs.iter_mut().find(|(i, _)| *i == idx) {
                 Some((_, need)) => {
                     need.records += 1;
@@ -212,20 +213,21 @@ impl Streams {
                 self.make_room(tx, idx, need)?;
             }
         }
-        for (idx, bytes) in rows {
+        for (idx, bytes) in rows.iter_mut() {
             let s = &self.configured[*idx];
             self.last_seq += 1;
+            let event = std::mem::take(bytes);
+            let load = self.load.entry(s.id).or_default();
+            load.records += 1;
+            load.bytes += event.len() as u64;
             self.pending.push(PendingRow {
                 seq: self.last_seq,
                 stream: s.id,
                 priority: s.priority,
                 enqueued_ms: now_ms,
                 expires_ms: s.ttl_ms.map(|ttl| now_ms.saturating_add(ttl)),
-                event: bytes.clone(),
+                event,
             });
-            let load = self.load.entry(s.id).or_default();
-            load.records += 1;
-            load.bytes += bytes.len() as u64;
         }
         Ok(Ok(()))
     }

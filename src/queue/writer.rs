@@ -180,9 +180,9 @@ impl Writer {
     }
 
     /// One group commit for everything in `batch`.
-    fn commit(&mut self, batch: Vec<Command>) {
+    fn commit(&mut self, mut batch: Vec<Command>) {
         let before = self.streams.snapshot();
-        match self.apply(&batch) {
+        match self.apply(&mut batch) {
             Ok((outcomes, losses)) => {
                 self.pipeline.committed();
                 Metrics::add(&self.metrics.queue_commits, 1);
@@ -242,7 +242,7 @@ impl Writer {
     }
 
     /// Applies the batch in one transaction; on error nothing is committed.
-    fn apply(&mut self, batch: &[Command]) -> rusqlite::Result<(Vec<Outcome>, Losses)> {
+    fn apply(&mut self, batch: &mut [Command]) -> rusqlite::Result<(Vec<Outcome>, Losses)> {
         let tx = self.conn.transaction()?;
         let now = now_ms();
         let mut outcomes = Vec::with_capacity(batch.len());
@@ -326,11 +326,11 @@ fn place(
     streams: &mut Streams,
     pipeline: &mut Pipeline,
     tx: &Transaction<'_>,
-    produced: Produced,
+    mut produced: Produced,
     marks: &[usize],
     now: i64,
 ) -> rusqlite::Result<Outcome> {
-    Ok(match streams.insert(tx, &produced.rows, now)? {
+    Ok(match streams.insert(tx, &mut produced.rows, now)? {
         Ok(()) => {
             pipeline.store(tx, marks, &produced.dead)?;
             Outcome::Inserted(produced.rows.len() as u64, produced.dead.len() as u64)
