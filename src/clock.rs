@@ -1,10 +1,3 @@
-//! Wall-clock time as stamped on events and records.
+//! Wall-clock time as stamped on events and records (shared with adapters).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use sluice_adapter_common::clock::now_ms;

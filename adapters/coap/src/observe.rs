@@ -18,7 +18,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
@@ -395,10 +395,7 @@ async fn ingest<S: Sink>(
     sink: &S,
     counters: &Counters,
 ) {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now_ms = sluice_adapter_common::clock::now_ms();
     let samples = match decode_response(content_format, payload, name, now_ms) {
         Ok(s) => s,
         Err(e) => {

@@ -13,6 +13,7 @@ use coap_lite::{
     CoapOption, CoapRequest, ContentFormat, MessageClass, MessageType, Packet, RequestType,
     ResponseType,
 };
+use sluice_adapter_common::clock::now_ms;
 use sluice_adapter_common::{Counters, RefusalReason, Shutdown, Sink};
 use sluice_event::Event;
 use std::net::SocketAddr;
@@ -123,8 +124,6 @@ struct Reply {
     peer: SocketAddr,
     /// The response, prepared from the request (ACK for CON, NON for NON).
     response: Packet,
-    /// Whether the request is in the exchange cache.
-    cached: bool,
 }
 
 async fn receive(socket: Arc<UdpSocket>, jobs: mpsc::Sender<Job>, state: Arc<State>) {
@@ -211,7 +210,6 @@ async fn handle(
         socket: socket.clone(),
         peer,
         response,
-        cached: true,
     };
     match route(&mut request, state) {
         Ok(events) => Some(Job {
@@ -440,9 +438,7 @@ async fn finish(state: &State, reply: Reply) {
     let Ok(bytes) = reply.response.to_bytes() else {
         return;
     };
-    if reply.cached
-        && let Ok(mut x) = state.exchanges.lock()
-    {
+    if let Ok(mut x) = state.exchanges.lock() {
         x.answer(reply.peer, reply.response.header.message_id, bytes.clone());
     }
     let _ = reply.socket.send_to(&bytes, reply.peer).await;
@@ -494,12 +490,6 @@ fn links(config: &CoapConfig) -> String {
         ));
     }
     links.join(",")
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]
