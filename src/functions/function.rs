@@ -96,11 +96,6 @@ impl Function {
         &self.config.name
     }
 
-    /// Whether the module has a tick entry point.
-    pub fn has_tick(&self) -> bool {
-        self.program.has_tick
-    }
-
     /// The function's durable state.
     pub fn state(&self) -> &StateMap {
         &self.store().data().state

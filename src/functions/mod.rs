@@ -118,11 +118,6 @@ impl Compiled {
         })
     }
 
-    /// The configured functions.
-    pub fn configs(&self) -> impl Iterator<Item = &FunctionConfig> {
-        self.functions.iter().map(|(f, _)| f)
-    }
-
     /// Gives each function its stored state (`load` reads it by function name).
     pub fn start<E: std::fmt::Display>(
         self,
@@ -183,14 +178,17 @@ impl FunctionSet {
     /// Runs every function subscribed to `input` (and to what they emit, down
     /// the chain), and says what is to be queued.
     pub fn dispatch(&mut self, input: &Event, bytes: &[u8]) -> Dispatch {
+        let claimed = self.claimed(&input.subject);
         let mut d = Dispatch {
-            forward_input: self.queues(input, false),
+            forward_input: self.queues(claimed, false),
             ..Dispatch::default()
         };
-        if !d.forward_input && !self.claimed(&input.subject) {
+        if !d.forward_input && !claimed {
             Metrics::add(&self.metrics.pipeline_discarded, 1);
         }
-        self.feed(input, bytes, 1, &mut d);
+        if claimed {
+            self.feed(input, bytes, 1, &mut d);
+        }
         d
     }
 
@@ -275,12 +273,13 @@ impl FunctionSet {
             .any(|f| f.config.subscribe.iter().any(|p| p.matches(subject)))
     }
 
-    /// Whether `event` goes to the queue: see [`Forward`].
-    fn queues(&self, event: &Event, is_output: bool) -> bool {
+    /// Whether an event goes to the queue, given whether a function takes
+    /// it: see [`Forward`].
+    fn queues(&self, claimed: bool, is_output: bool) -> bool {
         match self.forward {
             Forward::All => true,
-            Forward::Unclaimed => !self.claimed(&event.subject),
-            Forward::None => is_output && !self.claimed(&event.subject),
+            Forward::Unclaimed => !claimed,
+            Forward::None => is_output && !claimed,
         }
     }
 
@@ -343,8 +342,11 @@ impl FunctionSet {
                 "Event emitted"
             );
             let bytes = out.encode();
-            let queued = self.queues(&out, true);
-            self.feed(&out, &bytes, depth + 1, d);
+            let claimed = self.claimed(&out.subject);
+            let queued = self.queues(claimed, true);
+            if claimed {
+                self.feed(&out, &bytes, depth + 1, d);
+            }
             if queued {
                 d.outputs.push((out, bytes));
             }

@@ -45,8 +45,6 @@ pub struct Program {
     pub has_init: bool,
     /// Exports `sluice_on_tick`.
     pub has_tick: bool,
-    /// Size of the `.wasm` file.
-    pub bytes: usize,
 }
 
 /// The engine every function runs on: fuel metering on, nothing else enabled
@@ -123,7 +121,6 @@ impl Program {
             has_init: func(abi::EXPORT_INIT),
             has_tick: func(abi::EXPORT_ON_TICK),
             module,
-            bytes: wasm.len(),
         })
     }
 }

@@ -75,13 +75,11 @@ impl Pipeline {
         self.functions.is_empty()
     }
 
-    /// Creates the instances and runs init (their state writes and failures
-    /// are stored by [`Pipeline::store`] like a submission's).
-    pub(crate) fn warm(&mut self) -> Produced {
-        Produced {
-            rows: Vec::new(),
-            dead: self.functions.warm(),
-        }
+    /// Creates the instances and runs init; returns the dead letters of
+    /// inits that failed (state writes and dead letters are stored by
+    /// [`Pipeline::store`] like a submission's).
+    pub(crate) fn warm(&mut self) -> Vec<DeadLetter> {
+        self.functions.warm()
     }
 
     /// Runs the functions on a submission's events.

@@ -93,16 +93,16 @@ impl Writer {
         if self.pipeline.is_passthrough() {
             return;
         }
-        let produced = self.pipeline.warm();
+        let dead = self.pipeline.warm();
         let result = (|| {
             let tx = self.conn.transaction()?;
             self.pipeline
-                .store(&tx, &self.pipeline.zero_marks(), &produced.dead)?;
+                .store(&tx, &self.pipeline.zero_marks(), &dead)?;
             tx.commit()
         })();
         match result {
             Ok(()) => {
-                Metrics::add(&self.metrics.dead_letters, produced.dead.len() as u64);
+                Metrics::add(&self.metrics.dead_letters, dead.len() as u64);
                 self.pipeline.committed();
             }
             Err(error) => {
