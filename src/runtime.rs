@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::functions::{Compiled, SetError};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
-use crate::queue::{Acker, OpenError, Queue};
+use crate::queue::{OpenError, Queue, Upkeep};
 use crate::uplink::Uplink;
 use sluice_adapter_common::Shutdown;
 use std::net::SocketAddr;
@@ -59,24 +59,24 @@ impl Runtime {
             config.clone(),
             metrics.clone(),
             queue.reader()?,
-            queue.acker(),
+            queue.upkeep(),
             queue.added(),
         );
         tasks.push(tokio::spawn(uplink.run(stop.clone())));
         if let Some(every) = expiry_interval(&config) {
-            let acker = queue.acker();
+            let upkeep = queue.upkeep();
             let mut stop = stop.clone();
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 loop {
                     tokio::select! {
-                        _ = tick.tick() => acker.expire().await,
+                        _ = tick.tick() => upkeep.expire().await,
                         _ = stop.changed() => return,
                     }
                 }
             }));
         }
-        let ticks = schedule(&config, &queue.acker(), &stop);
+        let ticks = schedule(&config, &queue.upkeep(), &stop);
         let mut adapters = Vec::new();
         let mut coap_addrs = Vec::new();
         if let Some(coap) = config.coap.clone() {
@@ -128,8 +128,8 @@ impl Runtime {
         for t in self.ticks.drain(..) {
             t.abort();
         }
-        self.queue.acker().install(compiled).await;
-        self.ticks = schedule(config, &self.queue.acker(), &self.shutdown.subscribe());
+        self.queue.upkeep().install(compiled).await;
+        self.ticks = schedule(config, &self.queue.upkeep(), &self.shutdown.subscribe());
         Ok(())
     }
 
@@ -159,13 +159,13 @@ impl Runtime {
 
 /// Starts a task per function with a schedule (`every`) that asks the
 /// writer for its tick. A tick that finds the writer busy waits its turn.
-fn schedule(config: &Config, acker: &Acker, stop: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+fn schedule(config: &Config, upkeep: &Upkeep, stop: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     config
         .functions
         .iter()
         .filter_map(|f| Some((f.name.clone(), f.every?.get())))
         .map(|(name, every)| {
-            let acker = acker.clone();
+            let upkeep = upkeep.clone();
             let mut stop = stop.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
@@ -173,7 +173,7 @@ fn schedule(config: &Config, acker: &Acker, stop: &watch::Receiver<bool>) -> Vec
                 tick.tick().await; // the first tick is immediate; a window starts now
                 loop {
                     tokio::select! {
-                        _ = tick.tick() => acker.tick(&name).await,
+                        _ = tick.tick() => upkeep.tick(&name).await,
                         _ = stop.changed() => return,
                     }
                 }

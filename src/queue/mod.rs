@@ -124,9 +124,10 @@ impl Queue {
         })
     }
 
-    /// Deletes acknowledged records and removes expired ones; for the uplink.
-    pub fn acker(&self) -> Acker {
-        Acker {
+    /// The writer's chores other than ingest: deleting acknowledged and
+    /// expired records (uplink, TTL sweeper), function ticks and reloads.
+    pub fn upkeep(&self) -> Upkeep {
+        Upkeep {
             tx: self.tx.clone(),
         }
     }
@@ -149,13 +150,13 @@ impl Queue {
     }
 }
 
-/// Sends deletions of acknowledged records to the writer.
+/// Sends the writer its chores other than ingest; cheap to clone.
 #[derive(Clone, Debug)]
-pub struct Acker {
+pub struct Upkeep {
     tx: mpsc::Sender<Command>,
 }
 
-impl Acker {
+impl Upkeep {
     /// Queues the deletion of `seqs`; the receiver yields how many existed once committed.
     pub async fn delete(&self, seqs: Vec<i64>) -> oneshot::Receiver<u64> {
         let (reply, rx) = oneshot::channel();

@@ -19,7 +19,7 @@ pub use tracker::{BatchTracker, Sent};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::queue::{Acker, QueueReader, QueuedRecord};
+use crate::queue::{QueueReader, QueuedRecord, Upkeep};
 use crate::record::{BatchWriter, UpstreamRecord};
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, QoS};
 use sluice_event::Event as SluiceEvent;
@@ -36,7 +36,7 @@ pub struct Uplink {
     topics: Topics,
     metrics: Arc<Metrics>,
     reader: Option<QueueReader>,
-    acker: Acker,
+    upkeep: Upkeep,
     added: Arc<Notify>,
     tracker: BatchTracker,
     connected: bool,
@@ -51,12 +51,12 @@ pub struct Uplink {
 }
 
 impl Uplink {
-    /// An uplink for `config`, draining through `reader` and deleting through `acker`.
+    /// An uplink for `config`, draining through `reader` and deleting through `upkeep`.
     pub fn new(
         config: Config,
         metrics: Arc<Metrics>,
         reader: QueueReader,
-        acker: Acker,
+        upkeep: Upkeep,
         added: Arc<Notify>,
     ) -> Uplink {
         Uplink {
@@ -64,7 +64,7 @@ impl Uplink {
             config,
             metrics,
             reader: Some(reader),
-            acker,
+            upkeep,
             added,
             tracker: BatchTracker::default(),
             connected: false,
@@ -168,7 +168,7 @@ impl Uplink {
                         first_seq = seqs.first(),
                         "Batch acknowledged"
                     );
-                    self.last_delete = Some(self.acker.delete(seqs).await);
+                    self.last_delete = Some(self.upkeep.delete(seqs).await);
                     Metrics::add(&self.metrics.uplink_batches_acked, 1);
                     Metrics::add(&self.metrics.uplink_records_acked, records);
                     self.due = true;
