@@ -5,11 +5,11 @@
 
 mod support;
 
-use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
+use coap_lite::{MessageClass, MessageType, Packet};
 use sluice::Runtime;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
-use support::coap::{self, post};
+use support::coap::{self, con_post, post};
 use support::{Broker, Collector, config, free_port, wait_until};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -208,21 +208,6 @@ async fn bad_requests_get_clear_answers_and_are_counted() {
     }
     assert_eq!(c.events_accepted, 2);
     runtime.shutdown().await;
-}
-
-/// A confirmable POST with message id `mid`, built by hand.
-fn con_post(mid: u16, device: &str, payload: &[u8]) -> Vec<u8> {
-    let mut p = Packet::new();
-    p.header.set_version(1);
-    p.header.set_type(MessageType::Confirmable);
-    p.header.code = MessageClass::Request(RequestType::Post);
-    p.header.message_id = mid;
-    p.set_token(vec![0xbe, 0xef]);
-    p.add_option(CoapOption::UriPath, b"r".to_vec());
-    p.add_option(CoapOption::UriPath, device.as_bytes().to_vec());
-    p.add_option(CoapOption::ContentFormat, vec![50]);
-    p.payload = payload.to_vec();
-    p.to_bytes().expect("encode")
 }
 
 fn exchange(socket: &UdpSocket, to: SocketAddr, datagram: &[u8]) -> Vec<u8> {

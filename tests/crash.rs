@@ -77,22 +77,6 @@ async fn sigkill_mid_drain_loses_nothing() {
     }
 }
 
-/// A confirmable POST of reading `n` from device `d`, message id `mid`.
-fn con_post(mid: u16, n: u64) -> Vec<u8> {
-    use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
-    let mut p = Packet::new();
-    p.header.set_version(1);
-    p.header.set_type(MessageType::Confirmable);
-    p.header.code = MessageClass::Request(RequestType::Post);
-    p.header.message_id = mid;
-    p.set_token(mid.to_be_bytes().to_vec());
-    p.add_option(CoapOption::UriPath, b"r".to_vec());
-    p.add_option(CoapOption::UriPath, b"d".to_vec());
-    p.add_option(CoapOption::ContentFormat, vec![50]);
-    p.payload = format!("{{\"n\": {n}}}").into_bytes();
-    p.to_bytes().expect("encode")
-}
-
 /// (the function's stored counter, the records queued) in the database.
 fn stored(db: &std::path::Path) -> (i64, i64) {
     let conn = rusqlite::Connection::open(db).expect("open the queue");
@@ -147,7 +131,17 @@ async fn sigkill_while_devices_post_keeps_function_state_and_outputs_in_step() {
                 .expect("timeout");
             let mut buf = [0u8; 1500];
             for n in 0..20_000u64 {
-                if socket.send_to(&con_post(n as u16, n), server).is_err() {
+                if socket
+                    .send_to(
+                        &support::coap::con_post(
+                            n as u16,
+                            "d",
+                            format!("{{\"n\": {n}}}").as_bytes(),
+                        ),
+                        server,
+                    )
+                    .is_err()
+                {
                     break;
                 }
                 match socket.recv_from(&mut buf) {

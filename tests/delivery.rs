@@ -155,10 +155,12 @@ async fn a_frozen_broker_loses_nothing() {
     // Stream steadily, freeze the broker in the middle, thaw it, keep streaming.
     let ingest = runtime.ingest();
     let producer = tokio::spawn(async move {
+        // A steady stream: 50 events every 40 ms.
+        let mut pace = tokio::time::interval(Duration::from_millis(40));
         for chunk in 0..100u64 {
+            pace.tick().await;
             let events = (0..50).map(|i| reading("dev", chunk * 50 + i)).collect();
             commit(&ingest, events).await.expect("accepted");
-            tokio::time::sleep(Duration::from_millis(40)).await;
         }
     });
     wait_until(Duration::from_secs(20), "streaming under way", || {
@@ -209,10 +211,12 @@ async fn a_restarted_broker_loses_nothing() {
 
     let ingest = runtime.ingest();
     let producer = tokio::spawn(async move {
+        // A steady stream: 50 events every 40 ms.
+        let mut pace = tokio::time::interval(Duration::from_millis(40));
         for chunk in 0..100u64 {
+            pace.tick().await;
             let events = (0..50).map(|i| reading("dev", chunk * 50 + i)).collect();
             commit(&ingest, events).await.expect("accepted");
-            tokio::time::sleep(Duration::from_millis(40)).await;
         }
     });
     wait_until(Duration::from_secs(20), "streaming under way", || {

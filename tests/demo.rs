@@ -9,7 +9,7 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long the demo runs; long enough for two window ticks (every 5 s).
 const RUN_FOR_SECS: u64 = 12;
@@ -54,17 +54,21 @@ fn the_demo_shows_readings_alerts_and_windows_and_stops_cleanly() {
             .collect::<Vec<String>>()
     });
 
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
+    // The exit, waited for on a thread, arrives through a channel with a deadline.
+    let pid = child.id();
+    let (exited, exit) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = exited.send(child.wait());
+    });
+    let status = match exit.recv_timeout(DEADLINE) {
+        Ok(status) => status.expect("wait"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
             panic!("sluice demo --for {RUN_FOR_SECS} still running after {DEADLINE:?}");
         }
-        std::thread::sleep(Duration::from_millis(50));
     };
     let lines = out.join().expect("stdout reader");
     let log = err.join().expect("stderr reader");
