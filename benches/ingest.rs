@@ -321,7 +321,7 @@ fn percentile(sorted_us: &[u32], q: f64) -> f64 {
     sorted_us[i] as f64 / 1000.0
 }
 
-/// The queue's schema, as in `src/queue/schema.rs`.
+/// The queue's first `records` table (before the writer handed out `seq` itself), kept as the baseline.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS records (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -339,7 +339,7 @@ CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_ms) WHERE expires_
 /// How the raw baseline differs from what the queue writer does.
 #[derive(Clone, Copy)]
 struct Raw {
-    /// `seq INTEGER PRIMARY KEY AUTOINCREMENT` as in the queue (else plain rowid).
+    /// `seq INTEGER PRIMARY KEY AUTOINCREMENT` as in the queue's first schema (else plain rowid).
     autoincrement: bool,
     /// One `INSERT … VALUES (…), (…), …` per transaction instead of one per row.
     multi_row: bool,
