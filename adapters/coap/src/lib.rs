@@ -6,13 +6,16 @@
 //!
 //! - [`config`]: the `[coap]` section.
 //! - [`payload`] and [`senml`]: content formats to readings (pure).
-//! - [`exchange`]: the cache of answered confirmable requests (pure).
+//! - [`exchange`]: answered messages by key, to spot retransmissions (pure;
+//!   the server's and the observer's).
+//! - [`option`]: unsigned-integer option values (pure).
 //! - [`rate`]: per-device request budgets (pure).
 //! - [`server`] and [`observe`]: the I/O loops, the only places that await.
 
 pub mod config;
 pub mod exchange;
 pub mod observe;
+pub mod option;
 pub mod payload;
 pub mod rate;
 pub mod senml;

@@ -9,10 +9,11 @@
 //! each device a task with one UDP socket that drives its `Observer`.
 
 use crate::config::ObserveConfig;
+use crate::exchange::Exchanges;
+use crate::option::uint_option;
 use crate::payload::{self, Format, PayloadError, Sample};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
 use sluice_adapter_common::{Counters, Shutdown, Sink};
-use std::collections::VecDeque;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::io;
@@ -524,7 +525,7 @@ struct Pending {
 }
 
 /// A token we sent (always 8 bytes) or received (0 to 8).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Token {
     len: u8,
     bytes: [u8; 8],
@@ -544,14 +545,6 @@ impl Token {
     fn as_slice(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
     }
-}
-
-/// An incoming message already processed: `(message id, token)` and when.
-#[derive(Debug)]
-struct Seen {
-    mid: u16,
-    token: Token,
-    at: Instant,
 }
 
 /// SplitMix64, seeded from the process's random hasher keys: tokens and
@@ -590,7 +583,8 @@ struct Observer {
     token: Option<Token>,
     pending: Option<Pending>,
     phase: Phase,
-    seen: VecDeque<Seen>,
+    /// Notifications handled, by (message id, token), to spot retransmissions.
+    seen: Exchanges<(u16, Token)>,
 }
 
 impl Observer {
@@ -619,7 +613,7 @@ impl Observer {
             token: None,
             pending: None,
             phase: Phase::Waiting { at: now },
-            seen: VecDeque::new(),
+            seen: Exchanges::new(EXCHANGE_LIFETIME, SEEN_CAPACITY),
         }
     }
 
@@ -752,8 +746,7 @@ impl Observer {
                     effects.push(Effect::Reject("observe/bad-message"));
                     return effects;
                 }
-                self.forget_old(now);
-                if self.seen.iter().any(|s| s.mid == mid && s.token == token) {
+                if self.seen.lookup(&(mid, token), now).is_some() {
                     // A retransmission: our ACK was lost; acknowledge again.
                     if confirmable {
                         effects.push(Effect::Send(empty_message(
@@ -777,7 +770,7 @@ impl Observer {
                         mid,
                     )));
                 }
-                self.remember(mid, token, now);
+                self.seen.record((mid, token), Vec::new(), now);
                 self.on_response(packet, now, &mut effects);
             }
         }
@@ -947,27 +940,6 @@ impl Observer {
         self.next_mid = self.next_mid.wrapping_add(1);
         mid
     }
-
-    fn remember(&mut self, mid: u16, token: Token, now: Instant) {
-        if self.seen.len() >= SEEN_CAPACITY {
-            self.seen.pop_front();
-        }
-        self.seen.push_back(Seen {
-            mid,
-            token,
-            at: now,
-        });
-    }
-
-    fn forget_old(&mut self, now: Instant) {
-        while self
-            .seen
-            .front()
-            .is_some_and(|s| now.saturating_duration_since(s.at) > EXCHANGE_LIFETIME)
-        {
-            self.seen.pop_front();
-        }
-    }
 }
 
 /// RFC 7641 §3.4: whether notification `new` (Observe number, arrival) is
@@ -976,12 +948,6 @@ fn is_newer(old: (u32, Instant), new: (u32, Instant)) -> bool {
     const HALF: u32 = 1 << 23;
     let ((v1, t1), (v2, t2)) = (old, new);
     (v1 < v2 && v2 - v1 < HALF) || (v1 > v2 && v1 - v2 > HALF) || t2 > t1 + OBSERVE_WINDOW
-}
-
-/// An unsigned-integer option (RFC 7252 §3.2), if present and at most 4 bytes.
-fn uint_option(packet: &Packet, option: CoapOption) -> Option<u64> {
-    let raw = packet.get_first_option(option)?;
-    (raw.len() <= 4).then(|| raw.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
 }
 
 /// Whether a Block2 option says more blocks follow (its M bit).

@@ -6,6 +6,7 @@
 
 use crate::config::CoapConfig;
 use crate::exchange::{Exchanges, Seen};
+use crate::option::{encode_uint, uint_option};
 use crate::payload::{self, Format};
 use crate::rate::RateLimit;
 use coap_lite::block_handler::{BlockHandler, BlockHandlerConfig, BlockValue};
@@ -189,7 +190,7 @@ async fn handle(
     }
     let message_id = packet.header.message_id;
     let seen = match state.exchanges.lock() {
-        Ok(mut x) => x.begin(peer, message_id, Instant::now()),
+        Ok(mut x) => x.begin((peer, message_id), Instant::now()),
         Err(_) => Seen::New,
     };
     match seen {
@@ -351,24 +352,19 @@ fn route(request: &mut CoapRequest<SocketAddr>, state: &State) -> Result<Vec<Eve
         ));
     }
     let payload = &request.message.payload;
-    let format = match request.message.get_first_option(CoapOption::ContentFormat) {
+    let format = match uint_option(&request.message, CoapOption::ContentFormat) {
         None if payload.first() == Some(&b'{') => Format::Json,
         None => Format::Text,
-        Some(raw) => {
-            let number = raw.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b));
-            match u16::try_from(number).ok().and_then(Format::from_number) {
-                Some(f) => f,
-                None => {
-                    c.reject("decode/unsupported-format");
-                    return Err(Answer::Diagnostic(
-                        ResponseType::UnsupportedContentFormat,
-                        format!(
-                            "content format {number} is not supported (use 0, 50, 60, 110 or 112)"
-                        ),
-                    ));
-                }
+        Some(number) => match u16::try_from(number).ok().and_then(Format::from_number) {
+            Some(f) => f,
+            None => {
+                c.reject("decode/unsupported-format");
+                return Err(Answer::Diagnostic(
+                    ResponseType::UnsupportedContentFormat,
+                    format!("content format {number} is not supported (use 0, 50, 60, 110 or 112)"),
+                ));
             }
-        }
+        },
     };
     let now = now_ms();
     match payload::decode(format, payload, &name, now) {
@@ -439,7 +435,10 @@ async fn finish(state: &State, reply: Reply) {
         return;
     };
     if let Ok(mut x) = state.exchanges.lock() {
-        x.answer(reply.peer, reply.response.header.message_id, bytes.clone());
+        x.answer(
+            &(reply.peer, reply.response.header.message_id),
+            bytes.clone(),
+        );
     }
     let _ = reply.socket.send_to(&bytes, reply.peer).await;
 }
@@ -469,13 +468,6 @@ fn status(
     response
 }
 
-/// A CoAP uint option value: big-endian, without leading zero bytes.
-fn encode_uint(n: u32) -> Vec<u8> {
-    let bytes = n.to_be_bytes();
-    let skip = bytes.iter().take_while(|b| **b == 0).count();
-    bytes[skip..].to_vec()
-}
-
 /// `/.well-known/core` (RFC 6690): the readings collection, and the allowed devices.
 fn links(config: &CoapConfig) -> String {
     let formats = "ct=\"0 50 60 110 112\"";
@@ -495,13 +487,6 @@ fn links(config: &CoapConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn uint_options_have_no_leading_zeros() {
-        assert_eq!(encode_uint(0), Vec::<u8>::new());
-        assert_eq!(encode_uint(5), vec![5]);
-        assert_eq!(encode_uint(300), vec![1, 44]);
-    }
 
     #[test]
     fn well_known_core_lists_the_collection_and_allowed_devices() {
