@@ -144,7 +144,7 @@ fn load(path: &Path) -> Result<Config> {
 }
 
 fn check(path: &Path) -> ExitCode {
-    match Config::load(path) {
+    match Config::check(path) {
         Ok(config) => {
             let _ = write_stdout(&format!("{}: ok\n{}", path.display(), config.summary()));
             ExitCode::SUCCESS

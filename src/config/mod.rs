@@ -513,6 +513,17 @@ impl<'de> Deserialize<'de> for BrokerUrl {
 impl Config {
     /// Reads, parses and validates a config file, and checks that the files it names can be read.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::read(path, false)
+    }
+
+    /// Like [`Config::load`], and also compiles every function module and
+    /// checks it against the function ABI (`sluice check`). `load` only
+    /// checks that modules can be read: the runtime compiles them anyway.
+    pub fn check(path: &Path) -> Result<Config, ConfigError> {
+        Config::read(path, true)
+    }
+
+    fn read(path: &Path, compile_modules: bool) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(path, &e))?;
         let origin = path.display().to_string();
         let mut config = Config::parse(&text, &origin)?;
@@ -522,7 +533,10 @@ impl Config {
                 f.module = dir.join(&f.module);
             }
         }
-        let problems = config.environment_problems();
+        let mut problems = config.environment_problems();
+        if compile_modules && problems.is_empty() {
+            problems.extend(config.module_problems());
+        }
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -665,7 +679,7 @@ impl Config {
     }
 
     /// Problems of the machine rather than the text: files the config names
-    /// that cannot be read or hold no usable PEM data.
+    /// that cannot be read, or TLS files that hold no usable PEM data.
     pub fn environment_problems(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         if let Some(tls) = &self.uplink.tls {
@@ -686,14 +700,29 @@ impl Config {
             }
         }
         for (i, f) in self.functions.iter().enumerate() {
-            if let Err(e) = crate::functions::Program::load(f) {
+            if let Err(e) = std::fs::File::open(&f.module) {
                 problems.push(Problem::at_key(
                     format!("functions[{i}].module"),
-                    e.to_string(),
+                    format!("cannot read {}: {e}", f.module.display()),
                 ));
             }
         }
         problems
+    }
+
+    /// Function modules that do not compile or do not follow the function ABI.
+    pub fn module_problems(&self) -> Vec<Problem> {
+        self.functions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| {
+                let e = crate::functions::Program::load(f).err()?;
+                Some(Problem::at_key(
+                    format!("functions[{i}].module"),
+                    e.to_string(),
+                ))
+            })
+            .collect()
     }
 
     /// The queue database file.

@@ -54,8 +54,8 @@ pub fn text(data_dir: &Path, broker_port: u16, modules: &[PathBuf]) -> String {
     text
 }
 
-/// Parses and validates the demo config, and loads its modules once to
-/// check them.
+/// Parses and validates the demo config and checks that its modules can be
+/// read (the runtime compiles them when it starts).
 pub fn build(
     data_dir: &Path,
     broker_port: u16,
