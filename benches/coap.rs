@@ -68,7 +68,7 @@ struct Result {
     max_ms: f64,
 }
 
-fn start(dir: &std::path::Path) -> sluice::Runtime {
+async fn start(dir: &std::path::Path) -> sluice::Runtime {
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -78,7 +78,7 @@ fn start(dir: &std::path::Path) -> sluice::Runtime {
         dir.display()
     );
     let config = Config::parse(&text, "bench.toml").unwrap_or_else(|e| panic!("{e}"));
-    sluice::Runtime::start(config).expect("starts")
+    sluice::Runtime::start(config).await.expect("starts")
 }
 
 fn request(mid: u16, device: &str) -> Vec<u8> {
@@ -103,8 +103,8 @@ fn is_changed(bytes: &[u8]) -> bool {
 
 async fn closed_loop(clients: usize, run_for: Duration) -> Result {
     let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
-    let runtime = start(dir.path());
-    let server = runtime.coap_addrs()[0];
+    let runtime = start(dir.path()).await;
+    let server = runtime.udp_addrs("coap")[0];
     let deadline = Instant::now() + run_for;
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -155,8 +155,8 @@ async fn closed_loop(clients: usize, run_for: Duration) -> Result {
 
 async fn open_loop(rate: u32, run_for: Duration) -> Result {
     let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
-    let runtime = start(dir.path());
-    let server: SocketAddr = runtime.coap_addrs()[0];
+    let runtime = start(dir.path()).await;
+    let server: SocketAddr = runtime.udp_addrs("coap")[0];
     // 64 sockets, requests spread round-robin; a receiver task per socket matches answers by message id.
     let sockets: Vec<Arc<UdpSocket>> = futures_sockets(64).await;
     let sent_at: Arc<Vec<std::sync::Mutex<Vec<Option<Instant>>>>> = Arc::new(

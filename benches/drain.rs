@@ -172,8 +172,9 @@ reconnect_max = "1 s"
 
 /// Commits `count` events with the uplink pointed at a closed port.
 async fn prefill(dir: &Path, count: u64) {
-    let runtime =
-        sluice::Runtime::start(config(dir, closed_port(), 500, "256 KiB", 8)).expect("start");
+    let runtime = sluice::Runtime::start(config(dir, closed_port(), 500, "256 KiB", 8))
+        .await
+        .expect("start");
     let ingest = runtime.ingest();
     let mut receipts = Vec::new();
     for start in (0..count).step_by(1000) {
@@ -207,6 +208,7 @@ async fn drain_run(
     let cpu0 = (cpu_seconds("self"), broker.cpu_seconds());
     let start = Instant::now();
     let runtime = sluice::Runtime::start(config(dir, broker.port, batch, max_bytes, inflight))
+        .await
         .expect("start");
     let metrics = runtime.metrics();
     let deadline = start + DEADLINE;

@@ -216,7 +216,7 @@ async fn run(dir: &Path, extra: &str, run_for: Duration) -> Run {
         dir.display()
     );
     let config = Config::parse(&text, "bench.toml").unwrap_or_else(|e| panic!("{e}"));
-    let runtime = sluice::Runtime::start(config).expect("starts");
+    let runtime = sluice::Runtime::start(config).await.expect("starts");
     let metrics = runtime.metrics();
     let before = metrics.snapshot();
     let writer_before = thread_cpu_s("queue-writer");

@@ -251,7 +251,9 @@ async fn sluice_run(
     per_submit: usize,
     run_for: Duration,
 ) -> RunResult {
-    let runtime = sluice::Runtime::start(config(dir, mode)).expect("runtime starts");
+    let runtime = sluice::Runtime::start(config(dir, mode))
+        .await
+        .expect("runtime starts");
     let metrics = runtime.metrics();
     let before = metrics.snapshot();
     let io_before = Io::read();

@@ -9,6 +9,7 @@ use sluice::record::UpstreamRecord;
 use sluice_event::Event;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Sluice: an edge gateway runtime.
 #[derive(Parser)]
@@ -177,18 +178,25 @@ fn run(path: &Path) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let mut runtime = Runtime::start(config).context("cannot start the gateway")?;
+        let runtime = Runtime::start(config)
+            .await
+            .context("cannot start the gateway")?;
         tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %path.display(), "Sluice running");
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-        let watchdog = watchdog();
+        let runtime = Arc::new(tokio::sync::Mutex::new(runtime));
+        let watchdog = watchdog(runtime.clone());
         while wait_for_signal().await? == Signal::Reload {
-            reload(&mut runtime, path).await;
+            reload(&mut *runtime.lock().await, path).await;
         }
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         tracing::info!("Stopping: intake closed, committing what is pending");
         if let Some(w) = watchdog {
             w.abort();
+            let _ = w.await;
         }
+        let runtime = Arc::try_unwrap(runtime)
+            .map_err(|_| anyhow::anyhow!("the runtime is still in use"))?
+            .into_inner();
         runtime.shutdown().await;
         tracing::info!("Stopped cleanly");
         Ok(())
@@ -214,14 +222,32 @@ fn demo(modules: PathBuf, run_for: Option<u64>) -> Result<()> {
     Ok(())
 }
 
-/// Pings systemd's watchdog at half its interval, if it asked for one.
-fn watchdog() -> Option<tokio::task::JoinHandle<()>> {
+/// Pings systemd's watchdog at half its interval, if it asked for one, but
+/// only while the queue writer and the uplink are making progress: a stuck
+/// writer or uplink stops the pings, and systemd restarts the service.
+fn watchdog(runtime: Arc<tokio::sync::Mutex<Runtime>>) -> Option<tokio::task::JoinHandle<()>> {
     let interval = sd_notify::watchdog_enabled()? / 2;
     Some(tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut withheld = false;
         loop {
             tick.tick().await;
-            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            // A reload holds the runtime for a while; that is progress too.
+            let alive = match runtime.try_lock() {
+                Ok(r) => r.is_alive(interval / 2).await,
+                Err(_) => true,
+            };
+            if alive {
+                if withheld {
+                    tracing::info!("Watchdog: queue writer and uplink are making progress again");
+                }
+                withheld = false;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            } else {
+                withheld = true;
+                tracing::error!("Watchdog ping withheld: the queue writer or the uplink is stuck");
+            }
         }
     }))
 }
@@ -245,15 +271,18 @@ async fn wait_for_signal() -> Result<Signal> {
     })
 }
 
-/// Re-reads the config file and reloads the functions; a broken file
-/// changes nothing.
+/// Re-reads the config file and applies it: only what changed restarts. A
+/// broken file, a change that needs a restart, or a config that cannot
+/// start changes nothing; the running config keeps serving.
 async fn reload(runtime: &mut Runtime, path: &Path) {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
     match Config::load(path) {
-        Ok(config) => match runtime.reload_functions(&config).await {
-            Ok(()) => tracing::info!(config = %path.display(), "Functions reloaded"),
+        Ok(config) => match runtime.apply(config).await {
+            Ok(changes) => {
+                tracing::info!(config = %path.display(), changes = %changes, "Config reloaded")
+            }
             Err(error) => {
-                tracing::error!(error = %error, "Reload failed; the running functions are kept")
+                tracing::error!(error = %error, "Reload refused; the running config keeps serving")
             }
         },
         Err(error) => {

@@ -19,9 +19,11 @@ fn coap_section(extra: &str) -> String {
 }
 
 /// A runtime with CoAP on a free loopback port; the uplink goes to `port`.
-fn start(dir: &std::path::Path, port: u16, extra: &str) -> (Runtime, SocketAddr) {
-    let runtime = Runtime::start(config(dir, port, "", extra)).expect("start");
-    let addr = runtime.coap_addrs()[0];
+async fn start(dir: &std::path::Path, port: u16, extra: &str) -> (Runtime, SocketAddr) {
+    let runtime = Runtime::start(config(dir, port, "", extra))
+        .await
+        .expect("start");
+    let addr = runtime.udp_addrs("coap")[0];
     (runtime, addr)
 }
 
@@ -66,7 +68,7 @@ async fn what_devices_send_in_every_format_is_what_the_broker_receives() {
     let broker = Broker::start();
     let collector = Collector::start(broker.port).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (runtime, addr) = start(dir.path(), broker.port, &coap_section(""));
+    let (runtime, addr) = start(dir.path(), broker.port, &coap_section("")).await;
 
     let cbor_file = dir.path().join("pack.cbor");
     std::fs::write(
@@ -117,7 +119,7 @@ async fn what_devices_send_in_every_format_is_what_the_broker_receives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_senml_pack_arrives_block_wise() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (runtime, addr) = start(dir.path(), free_port(), &coap_section(""));
+    let (runtime, addr) = start(dir.path(), free_port(), &coap_section("")).await;
     let pack: Vec<String> = (0..80)
         .map(|i| format!(r#"{{"n":"sensor-{i:02}","u":"Cel","v":{i}.5}}"#))
         .collect();
@@ -160,7 +162,7 @@ async fn a_large_senml_pack_arrives_block_wise() {
 async fn bad_requests_get_clear_answers_and_are_counted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let extra = coap_section("allow = [\"ok\", \"busy\"]\nrate_per_device = 2");
-    let (runtime, addr) = start(dir.path(), free_port(), &extra);
+    let (runtime, addr) = start(dir.path(), free_port(), &extra).await;
     let answers = tokio::task::spawn_blocking(move || {
         vec![
             post(addr, "ok", 50, r#"{"temperature": 21.5"#),
@@ -222,7 +224,7 @@ fn exchange(socket: &UdpSocket, to: SocketAddr, datagram: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retransmitted_request_is_ingested_once_and_answered_twice() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (runtime, addr) = start(dir.path(), free_port(), &coap_section(""));
+    let (runtime, addr) = start(dir.path(), free_port(), &coap_section("")).await;
     let (first, second) = tokio::task::spawn_blocking(move || {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
         socket
@@ -256,7 +258,8 @@ async fn random_and_truncated_datagrams_never_stall_the_server() {
         dir.path(),
         free_port(),
         &coap_section("rate_per_device = 100000"),
-    );
+    )
+    .await;
     let answer = tokio::task::spawn_blocking(move || {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
         socket
@@ -328,7 +331,7 @@ async fn a_full_queue_answers_5_03_with_max_age() {
         "[[queue.streams]]\nname = \"small\"\nsubjects = [\"#\"]\nmax_records = 2\noverflow = \"reject_new\"\n{}",
         coap_section("")
     );
-    let (runtime, addr) = start(dir.path(), free_port(), &extra);
+    let (runtime, addr) = start(dir.path(), free_port(), &extra).await;
     let answers = tokio::task::spawn_blocking(move || {
         (0..3)
             .map(|i| post(addr, "d", 0, &i.to_string()))

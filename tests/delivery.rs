@@ -57,6 +57,7 @@ async fn every_event_arrives_exactly_once_in_order_per_device() {
         "batch_max_records = 100",
         "",
     ))
+    .await
     .expect("start");
 
     let ids = submit(&runtime, &["a", "b", "c"], 3_000, 7).await;
@@ -109,7 +110,9 @@ async fn events_accepted_while_the_broker_is_absent_are_delivered_when_it_starts
     let mut broker = absent_broker_with_subscriber().await;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let runtime = Runtime::start(config(dir.path(), broker.port, "", "")).expect("start");
+    let runtime = Runtime::start(config(dir.path(), broker.port, "", ""))
+        .await
+        .expect("start");
     submit(&runtime, &["a", "b"], 10_000, 50).await;
     let metrics = runtime.metrics();
     assert_eq!(
@@ -149,6 +152,7 @@ async fn a_frozen_broker_loses_nothing() {
         "batch_max_records = 50\nmax_inflight = 20",
         "",
     ))
+    .await
     .expect("start");
     let metrics = runtime.metrics();
 
@@ -206,6 +210,7 @@ async fn a_restarted_broker_loses_nothing() {
         "batch_max_records = 50\nmax_inflight = 20",
         "",
     ))
+    .await
     .expect("start");
     let metrics = runtime.metrics();
 

@@ -183,7 +183,7 @@ async fn queue_dead_letters_lists_what_functions_failed_on() {
     );
     let path = write(dir.path(), "gw.toml", &text_config);
     let config = sluice::config::Config::load(Path::new(&path)).expect("valid");
-    let runtime = sluice::Runtime::start(config).expect("start");
+    let runtime = sluice::Runtime::start(config).await.expect("start");
     let ids = commit(&runtime.ingest(), vec![reading("d", 1), reading("d", 2)])
         .await
         .expect("accepted");

@@ -36,7 +36,9 @@ async fn outputs_carry_their_cause_and_replace_the_inputs_they_consume() {
     let dir = tempfile::tempdir().expect("tempdir");
     let count = wasm::write(dir.path(), "count", wasm::COUNT);
     let functions = function_toml("count", &count, "\"coap/a\"", "");
-    let runtime = Runtime::start(config(dir.path(), broker.port, "", &functions)).expect("start");
+    let runtime = Runtime::start(config(dir.path(), broker.port, "", &functions))
+        .await
+        .expect("start");
     let ingest = runtime.ingest();
 
     // Device a goes through the function; device b is unclaimed and queued as it is.
@@ -93,7 +95,9 @@ async fn a_trapping_function_dead_letters_its_input_and_everyone_else_keeps_flow
         function_toml("sturdy", &count, "\"coap/+\"", ""),
     ]
     .concat();
-    let runtime = Runtime::start(config(dir.path(), broker.port, "", &functions)).expect("start");
+    let runtime = Runtime::start(config(dir.path(), broker.port, "", &functions))
+        .await
+        .expect("start");
     let ingest = runtime.ingest();
 
     let mut poisoned_ids = Vec::new();
@@ -160,7 +164,9 @@ async fn runaway_functions_hit_their_caps_and_are_suspended() {
     })
     .collect::<String>();
     let extra = format!("[pipeline]\nforward = \"all\"\n{functions}");
-    let runtime = Runtime::start(config(dir.path(), broker.port, "", &extra)).expect("start");
+    let runtime = Runtime::start(config(dir.path(), broker.port, "", &extra))
+        .await
+        .expect("start");
     let ingest = runtime.ingest();
     for n in 0..5 {
         commit(&ingest, vec![reading("d", n)])
@@ -206,7 +212,7 @@ async fn a_suspended_function_resumes_on_reload() {
     let module = wasm::write(dir.path(), "poisonable", wasm::POISONABLE);
     let functions = function_toml("fragile", &module, "\"coap/+\"", "suspend_after = 2");
     let config = config(dir.path(), broker.port, "", &functions);
-    let mut runtime = Runtime::start(config.clone()).expect("start");
+    let mut runtime = Runtime::start(config.clone()).await.expect("start");
     let ingest = runtime.ingest();
     for n in 0..2 {
         commit(&ingest, vec![poisoned("d", n)])
@@ -247,7 +253,7 @@ async fn functions_feed_functions_and_state_outlives_a_restart() {
     ]
     .concat();
     let config = config(dir.path(), broker.port, "", &functions);
-    let runtime = Runtime::start(config.clone()).expect("start");
+    let runtime = Runtime::start(config.clone()).await.expect("start");
     commit(&runtime.ingest(), vec![reading("d", 41)])
         .await
         .expect("accepted");
@@ -259,7 +265,7 @@ async fn functions_feed_functions_and_state_outlives_a_restart() {
 
     // After a restart the state is still there: ticks go on emitting it.
     let seen = collector.unique();
-    let runtime = Runtime::start(config).expect("restart");
+    let runtime = Runtime::start(config).await.expect("restart");
     wait_until(WAIT, "a tick output after the restart", || {
         collector.unique() > seen
     })

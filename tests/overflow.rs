@@ -47,6 +47,7 @@ async fn drop_oldest_keeps_the_newest_records_and_counts_the_rest() {
         "",
         &streams("drop_oldest", 1000, "1 MiB", ""),
     ))
+    .await
     .expect("start");
     let ingest = runtime.ingest();
     for n in 0..1500 {
@@ -91,6 +92,7 @@ async fn drop_oldest_also_bounds_bytes() {
         "",
         &streams("drop_oldest", 1_000_000, "4 KiB", ""),
     ))
+    .await
     .expect("start");
     let ingest = runtime.ingest();
     for n in 0..1000 {
@@ -120,6 +122,7 @@ async fn reject_new_refuses_hands_back_and_recovers_after_draining() {
         "",
         &streams("reject_new", 1000, "1 MiB", ""),
     ))
+    .await
     .expect("start");
     let ingest = runtime.ingest();
     let mut refused = 0;
@@ -182,6 +185,7 @@ async fn records_past_their_ttl_expire_and_are_counted() {
         "",
         &streams("drop_oldest", 1000, "1 MiB", "ttl = \"300 ms\""),
     ))
+    .await
     .expect("start");
     let ingest = runtime.ingest();
     let events = (0..10).map(|n| reading("capped", n)).collect();

@@ -74,6 +74,7 @@ subjects = ["#"]
         "batch_max_records = 100",
         streams,
     ))
+    .await
     .expect("start");
     let ingest = runtime.ingest();
     let telemetry = (0..300).map(|n| reading("bulk", n)).collect();

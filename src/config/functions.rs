@@ -8,7 +8,7 @@ use sluice_event::{Meta, Value};
 use std::path::PathBuf;
 
 /// `[pipeline]`: what reaches the queue.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Which events are queued for the uplink besides function outputs.
@@ -54,7 +54,7 @@ pub enum Forward {
 }
 
 /// `[[functions]]`: one wasm function.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionConfig {
     /// Unique name, one subject level: outputs are published as `fn/<name>/…`.

@@ -13,6 +13,8 @@ pub use diagnostics::{ConfigError, Problem};
 pub use functions::{Forward, FunctionConfig, MAX_CHAIN, PipelineConfig};
 pub use sluice_adapter_common::units::{ByteSize, HumanDuration};
 
+use sluice_adapter_common::Adapter;
+
 use crate::subject::SubjectPattern;
 use serde::{Deserialize, Deserializer};
 use std::fmt;
@@ -20,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// The whole configuration file.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Who this gateway is and where it keeps its data.
@@ -38,12 +40,33 @@ pub struct Config {
     /// WebAssembly functions run on matching events and on schedules.
     #[serde(default)]
     pub functions: Vec<FunctionConfig>,
-    /// The CoAP adapter (absent: off).
+    /// `[coap]`: the CoAP adapter (absent: off).
     pub coap: Option<sluice_coap::CoapConfig>,
 }
 
+/// Every adapter Sluice has, one variant each, holding its config section.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AdapterConfig {
+    /// `[coap]`.
+    Coap(sluice_coap::CoapConfig),
+}
+
+impl AdapterConfig {
+    /// The adapter behind the section: validation, claims, opening.
+    pub fn adapter(&self) -> &dyn Adapter {
+        match self {
+            AdapterConfig::Coap(c) => c,
+        }
+    }
+
+    /// The adapter's name (its section).
+    pub fn name(&self) -> &'static str {
+        self.adapter().name()
+    }
+}
+
 /// `[gateway]`: identity and storage location.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     /// Gateway id: part of every MQTT topic and of the upstream records.
@@ -135,7 +158,7 @@ impl fmt::Display for Durability {
 }
 
 /// `[queue]`: the SQLite store-and-forward queue.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
     /// Database file; defaults to `<data_dir>/queue.db`.
@@ -209,7 +232,7 @@ impl Overflow {
 }
 
 /// `[[queue.streams]]`: a class of records with its own bounds and priority.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamConfig {
     /// Unique name, used in stats and upstream records.
@@ -268,7 +291,7 @@ fn default_overflow() -> Overflow {
 }
 
 /// `[uplink]`: the MQTT connection to the cloud.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UplinkConfig {
     /// Broker address, `mqtt://host:port` or `mqtts://host:port`.
@@ -387,7 +410,7 @@ fn default_health_interval() -> HumanDuration {
 }
 
 /// `[uplink.tls]`: files in PEM format.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// CA certificate(s) that signed the broker's certificate.
@@ -670,11 +693,14 @@ impl Config {
             at("uplink.password".into(), "needs uplink.username".into());
         }
         problems.extend(functions::validate(&self.functions, &self.pipeline));
-        if let Some(coap) = &self.coap {
-            for (key, message) in coap.validate() {
-                problems.push(Problem::at_key(format!("coap.{key}"), message));
+        let adapters = self.adapters();
+        for a in &adapters {
+            let name = a.name();
+            for (key, message) in a.adapter().validate() {
+                problems.push(Problem::at_key(format!("{name}.{key}"), message));
             }
         }
+        problems.extend(claim_collisions(&adapters));
         problems
     }
 
@@ -723,6 +749,12 @@ impl Config {
                 ))
             })
             .collect()
+    }
+
+    /// Every configured adapter, in a fixed order.
+    pub fn adapters(&self) -> Vec<AdapterConfig> {
+        let coap = self.coap.clone().map(AdapterConfig::Coap);
+        coap.into_iter().collect()
     }
 
     /// The queue database file.
@@ -777,15 +809,8 @@ impl Config {
                 f.state_max
             );
         }
-        if let Some(coap) = &self.coap {
-            let listen: Vec<String> = coap.listen.iter().map(|a| a.to_string()).collect();
-            let _ = writeln!(
-                out,
-                "coap on [{}] at /{}/<device>, {} observed device(s)",
-                listen.join(", "),
-                coap.path,
-                coap.observe.len()
-            );
+        for a in self.adapters() {
+            let _ = writeln!(out, "{}", a.adapter().summary());
         }
         let u = &self.uplink;
         let _ = writeln!(
@@ -800,5 +825,91 @@ impl Config {
             u.linger
         );
         out
+    }
+}
+
+/// Two claims on one resource (a port, a serial device, a controller),
+/// whether by two adapters or twice by one: a problem at each key, each
+/// naming the other.
+fn claim_collisions(adapters: &[AdapterConfig]) -> Vec<Problem> {
+    let claims: Vec<(String, sluice_adapter_common::Claim)> = adapters
+        .iter()
+        .flat_map(|a| {
+            let name = a.name();
+            a.adapter()
+                .claims()
+                .into_iter()
+                .map(move |c| (format!("{name}.{}", c.key), c))
+        })
+        .collect();
+    collisions(&claims)
+}
+
+/// The pure part of [`claim_collisions`]: claims keyed by their full config key.
+fn collisions(claims: &[(String, sluice_adapter_common::Claim)]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (i, (key_a, a)) in claims.iter().enumerate() {
+        for (key_b, b) in &claims[i + 1..] {
+            if a.resource.collides_with(&b.resource) {
+                problems.push(Problem::at_key(
+                    key_a.clone(),
+                    format!("{} is also claimed by `{key_b}`", a.resource),
+                ));
+                problems.push(Problem::at_key(
+                    key_b.clone(),
+                    format!("{} is also claimed by `{key_a}`", b.resource),
+                ));
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod claim_tests {
+    use super::*;
+    use sluice_adapter_common::{Claim, Resource};
+
+    fn claim(key: &str, resource: Resource) -> (String, Claim) {
+        (
+            key.to_owned(),
+            Claim {
+                key: key.to_owned(),
+                resource,
+            },
+        )
+    }
+
+    #[test]
+    fn two_adapters_on_one_port_are_both_named() {
+        let claims = [
+            claim(
+                "coap.listen[0]",
+                Resource::Udp("0.0.0.0:1700".parse().expect("addr")),
+            ),
+            claim(
+                "lorawan.listen",
+                Resource::Udp("127.0.0.1:1700".parse().expect("addr")),
+            ),
+            claim(
+                "modbus.buses[0].path",
+                Resource::Serial("/dev/ttyUSB0".into()),
+            ),
+            claim(
+                "modbus.buses[1].path",
+                Resource::Serial("/dev/ttyUSB1".into()),
+            ),
+        ];
+        let problems = collisions(&claims);
+        let text: Vec<String> = problems.iter().map(|p| format!("{p:?}")).collect();
+        assert_eq!(problems.len(), 2, "{text:?}");
+        assert!(
+            text[0].contains("coap.listen[0]") && text[0].contains("lorawan.listen"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].contains("lorawan.listen") && text[1].contains("coap.listen[0]"),
+            "{text:?}"
+        );
     }
 }

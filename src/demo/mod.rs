@@ -89,8 +89,8 @@ pub async fn run(options: Options) -> Result<(), DemoError> {
     let signals = Signals::watch()?;
     banner(broker.port(), data.path(), &options);
     let started = Instant::now();
-    let runtime = Runtime::start(config)?;
-    let Some(&coap) = runtime.coap_addrs().first() else {
+    let runtime = Runtime::start(config).await?;
+    let Some(&coap) = runtime.udp_addrs("coap").first() else {
         runtime.shutdown().await;
         return Err(DemoError::NoCoap);
     };

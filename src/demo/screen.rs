@@ -510,7 +510,7 @@ mod tests {
     fn the_summary_counts_every_rejection() {
         let metrics = crate::metrics::Metrics::default();
         let coap = metrics.adapter("coap");
-        coap.reject("decode/malformed");
+        coap.reject(sluice_coap::rejection::Rejection::Malformed);
         sluice_adapter_common::Counters::add(&coap.events_accepted, 9);
         let m = metrics.snapshot();
         assert!(

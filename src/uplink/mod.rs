@@ -18,6 +18,7 @@ pub use tracker::{BatchTracker, Sent};
 
 use crate::clock::now_ms;
 use crate::config::Config;
+use crate::heartbeat::Heartbeat;
 use crate::metrics::Metrics;
 use crate::queue::{QueueReader, QueuedRecord, Upkeep};
 use crate::record::{BatchWriter, UpstreamRecord};
@@ -48,7 +49,12 @@ pub struct Uplink {
     last_delete: Option<oneshot::Receiver<u64>>,
     batches: u64,
     started: Instant,
+    /// Beats every time round the loop, and at least every [`BEAT`].
+    heartbeat: Heartbeat,
 }
+
+/// The uplink beats at least this often while it is not stuck.
+const BEAT: Duration = Duration::from_secs(1);
 
 impl Uplink {
     /// An uplink for `config`, draining through `reader` and deleting through `upkeep`.
@@ -58,6 +64,7 @@ impl Uplink {
         reader: QueueReader,
         upkeep: Upkeep,
         added: Arc<Notify>,
+        heartbeat: Heartbeat,
     ) -> Uplink {
         Uplink {
             topics: Topics::new(&config),
@@ -73,6 +80,7 @@ impl Uplink {
             last_delete: None,
             batches: 0,
             started: Instant::now(),
+            heartbeat,
         }
     }
 
@@ -97,7 +105,10 @@ impl Uplink {
         let max_inflight = u.max_inflight as usize;
         tracing::info!(broker = %url, topic = %self.topics.telemetry, "Uplink starting");
 
+        let mut beat = tokio::time::interval(BEAT);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !*shutdown.borrow() {
+            self.heartbeat.beat();
             if self.connected {
                 self.pump(&client).await;
             }
@@ -122,6 +133,7 @@ impl Uplink {
                     self.due = true;
                 }
                 _ = health.tick(), if self.connected => self.publish_health(&client),
+                _ = beat.tick() => {}
             }
         }
         self.close(&client, &mut eventloop).await;
@@ -197,9 +209,14 @@ impl Uplink {
             tracing::warn!(broker = %url, error = %error, retry_in_ms = retry_in.as_millis() as u64,
                 "MQTT connection failed; retrying");
         }
-        tokio::select! {
-            _ = tokio::time::sleep(retry_in) => {}
-            _ = shutdown.changed() => {}
+        // Waiting to reconnect is not being stuck: keep beating.
+        let until = tokio::time::Instant::now() + retry_in;
+        while tokio::time::Instant::now() < until {
+            self.heartbeat.beat();
+            tokio::select! {
+                _ = tokio::time::sleep_until(until.min(tokio::time::Instant::now() + BEAT)) => {}
+                _ = shutdown.changed() => return,
+            }
         }
     }
 

@@ -88,7 +88,9 @@ pub fn config(dir: &Path, port: u16, uplink_extra: &str, extra: &str) -> Config 
 /// Commits `count` events (device `dev`, readings 0..count) into the
 /// queue of `dir` without sending anything: the uplink points at a closed port.
 pub async fn prefill(dir: &Path, count: u64, extra: &str) {
-    let runtime = sluice::Runtime::start(config(dir, free_port(), "", extra)).expect("start");
+    let runtime = sluice::Runtime::start(config(dir, free_port(), "", extra))
+        .await
+        .expect("start");
     let ingest = runtime.ingest();
     let mut receipts = Vec::new();
     for start in (0..count).step_by(1000) {

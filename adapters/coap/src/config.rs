@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The `[coap]` section.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CoapConfig {
     /// UDP addresses to listen on (IPv4 and IPv6).
@@ -42,7 +42,7 @@ pub struct CoapConfig {
 }
 
 /// `[[coap.observe]]`: a device that serves its readings.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ObserveConfig {
     /// Device id: events get subject `coap/<device>`.

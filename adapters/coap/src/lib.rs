@@ -10,14 +10,19 @@
 //!   the server's and the observer's).
 //! - [`option`]: unsigned-integer option values (pure).
 //! - [`rate`]: per-device request budgets (pure).
+//! - [`rejection`]: why a message was turned away, one counter each.
 //! - [`server`] and [`observe`]: the I/O loops, the only places that await.
 
+pub mod adapter;
 pub mod config;
+pub mod directory;
+pub mod downlink;
 pub mod exchange;
 pub mod observe;
 pub mod option;
 pub mod payload;
 pub mod rate;
+pub mod rejection;
 pub mod senml;
 pub mod server;
 

@@ -12,6 +12,7 @@ use crate::config::ObserveConfig;
 use crate::exchange::Exchanges;
 use crate::option::uint_option;
 use crate::payload::{self, Format, PayloadError, Sample};
+use crate::rejection::Rejection;
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
 use sluice_adapter_common::{Counters, Shutdown, Sink};
 use std::collections::hash_map::RandomState;
@@ -283,7 +284,7 @@ async fn observe_device<S: Sink>(
                     Counters::add(&counters.messages_in, 1);
                     Counters::add(&counters.bytes_in, n as u64);
                     if n > Packet::MAX_SIZE {
-                        counters.reject("observe/too-large");
+                        counters.reject(Rejection::TooLarge);
                         continue;
                     }
                     observer.on_datagram(&buf[..n], Instant::now())
@@ -400,7 +401,7 @@ async fn ingest<S: Sink>(
     let samples = match decode_response(content_format, payload, name, now_ms) {
         Ok(s) => s,
         Err(e) => {
-            counters.reject(e.reason());
+            counters.reject(e.rejection());
             warn!(device = %device, error = %e, "Response not understood");
             return;
         }
@@ -435,10 +436,10 @@ enum IngestError {
 
 impl IngestError {
     /// The rejection counter.
-    fn reason(&self) -> &'static str {
+    fn rejection(&self) -> Rejection {
         match self {
-            IngestError::UnsupportedFormat(_) => "observe/unsupported-format",
-            IngestError::Payload(_) => "observe/malformed",
+            IngestError::UnsupportedFormat(_) => Rejection::UnsupportedFormat,
+            IngestError::Payload(_) => Rejection::Malformed,
         }
     }
 }
@@ -478,7 +479,7 @@ enum Effect {
         payload: Vec<u8>,
     },
     /// Count a message that was not ingested, under `observe/<reason>`.
-    Reject(&'static str),
+    Reject(Rejection),
 }
 
 /// How the readings are fetched.
@@ -699,10 +700,10 @@ impl Observer {
     fn on_datagram(&mut self, bytes: &[u8], now: Instant) -> Vec<Effect> {
         let packet = match Packet::from_bytes(bytes) {
             Ok(p) if p.header.get_version() == 1 => p,
-            Ok(_) => return vec![Effect::Reject("observe/bad-message")],
+            Ok(_) => return vec![Effect::Reject(Rejection::MalformedDatagram)],
             Err(e) => {
                 debug!(device = %self.device, error = %e, "Undecodable message");
-                return vec![Effect::Reject("observe/bad-message")];
+                return vec![Effect::Reject(Rejection::MalformedDatagram)];
             }
         };
         let mid = packet.header.message_id;
@@ -712,18 +713,18 @@ impl Observer {
             kind @ (MessageType::Acknowledgement | MessageType::Reset) => {
                 if self.pending.as_ref().map(|p| p.mid) != Some(mid) {
                     // A late or repeated answer to a request already settled.
-                    effects.push(Effect::Reject("observe/stray"));
+                    effects.push(Effect::Reject(Rejection::Stray));
                 } else if kind == MessageType::Reset {
                     warn!(device = %self.device, "Device reset the request");
                     self.end(now);
-                    effects.push(Effect::Reject("observe/reset"));
+                    effects.push(Effect::Reject(Rejection::Reset));
                 } else if packet.header.code == MessageClass::Empty {
                     // The response follows separately (RFC 7252 §5.2.2).
                     self.pending = None;
                 } else if Some(token) == self.token {
                     self.on_response(packet, now, &mut effects);
                 } else {
-                    effects.push(Effect::Reject("observe/stray"));
+                    effects.push(Effect::Reject(Rejection::Stray));
                 }
             }
             kind @ (MessageType::Confirmable | MessageType::NonConfirmable) => {
@@ -734,7 +735,7 @@ impl Observer {
                     if confirmable {
                         effects.push(Effect::Send(empty_message(MessageType::Reset, mid)));
                     } else {
-                        effects.push(Effect::Reject("observe/bad-message"));
+                        effects.push(Effect::Reject(Rejection::MalformedDatagram));
                     }
                     return effects;
                 }
@@ -743,7 +744,7 @@ impl Observer {
                     if confirmable {
                         effects.push(Effect::Send(empty_message(MessageType::Reset, mid)));
                     }
-                    effects.push(Effect::Reject("observe/bad-message"));
+                    effects.push(Effect::Reject(Rejection::MalformedDatagram));
                     return effects;
                 }
                 if self.seen.lookup(&(mid, token), now).is_some() {
@@ -754,14 +755,14 @@ impl Observer {
                             mid,
                         )));
                     }
-                    effects.push(Effect::Reject("observe/duplicate"));
+                    effects.push(Effect::Reject(Rejection::Duplicate));
                     return effects;
                 }
                 if Some(token) != self.token {
                     // An observation we no longer want (RFC 7641 §3.6).
                     debug!(device = %self.device, "Unknown token; rejecting");
                     effects.push(Effect::Send(empty_message(MessageType::Reset, mid)));
-                    effects.push(Effect::Reject("observe/stray"));
+                    effects.push(Effect::Reject(Rejection::Stray));
                     return effects;
                 }
                 if confirmable {
@@ -790,13 +791,13 @@ impl Observer {
                     device = %self.device, code = %code, retry_in = ?self.poll,
                     "Device answered with an error"
                 );
-                effects.push(Effect::Reject("observe/error-response"));
+                effects.push(Effect::Reject(Rejection::ErrorResponse));
             } else {
                 warn!(
                     device = %self.device, code = %code, retry_in = ?self.poll,
                     "Device answered without content"
                 );
-                effects.push(Effect::Reject("observe/unexpected-response"));
+                effects.push(Effect::Reject(Rejection::UnexpectedResponse));
             }
             self.end(now);
             return;
@@ -830,7 +831,7 @@ impl Observer {
                 };
                 if !fresh {
                     debug!(device = %self.device, observe = v, "Older notification; ignored");
-                    effects.push(Effect::Reject("observe/stale"));
+                    effects.push(Effect::Reject(Rejection::Stale));
                     return;
                 }
             }
@@ -841,13 +842,13 @@ impl Observer {
             }
             (Mode::Observe, Phase::Waiting { .. }, _) => {
                 // Unreachable: there is no token while waiting.
-                effects.push(Effect::Reject("observe/stray"));
+                effects.push(Effect::Reject(Rejection::Stray));
                 return;
             }
         }
         if block2_has_more(&packet) {
             // Block-wise transfer (RFC 7959) is not reassembled here.
-            effects.push(Effect::Reject("observe/blockwise"));
+            effects.push(Effect::Reject(Rejection::Blockwise));
             return;
         }
         effects.push(Effect::Ingest {
@@ -1212,12 +1213,12 @@ mod tests {
             (
                 "retransmitted",
                 notification(100, &token, 6, b"6"),
-                vec![ack(100), Effect::Reject("observe/duplicate")],
+                vec![ack(100), Effect::Reject(Rejection::Duplicate)],
             ),
             (
                 "late",
                 notification(101, &token, 4, b"4"),
-                vec![ack(101), Effect::Reject("observe/stale")],
+                vec![ack(101), Effect::Reject(Rejection::Stale)],
             ),
             (
                 "non",
@@ -1235,7 +1236,7 @@ mod tests {
             (
                 "other token",
                 notification(103, b"zz", 8, b"8"),
-                vec![rst(103), Effect::Reject("observe/stray")],
+                vec![rst(103), Effect::Reject(Rejection::Stray)],
             ),
         ];
         for (name, datagram, expected) in cases {
@@ -1301,7 +1302,7 @@ mod tests {
         let old = notification(8, &token, 7, b"7");
         assert_eq!(
             o.on_datagram(&old, deadline),
-            [rst(8), Effect::Reject("observe/stray")]
+            [rst(8), Effect::Reject(Rejection::Stray)]
         );
     }
 
@@ -1347,7 +1348,7 @@ mod tests {
         assert_eq!(o.on_datagram(&separate, t), [ack(900), ingest(b"2")]);
         assert_eq!(
             o.on_datagram(&separate, t),
-            [ack(900), Effect::Reject("observe/duplicate")]
+            [ack(900), Effect::Reject(Rejection::Duplicate)]
         );
     }
 
@@ -1359,14 +1360,14 @@ mod tests {
             (
                 "not found",
                 ResponseType::NotFound,
-                "observe/error-response",
+                Rejection::ErrorResponse,
             ),
             (
                 "server error",
                 ResponseType::InternalServerError,
-                "observe/error-response",
+                Rejection::ErrorResponse,
             ),
-            ("valid", ResponseType::Valid, "observe/unexpected-response"),
+            ("valid", ResponseType::Valid, Rejection::UnexpectedResponse),
         ];
         for (name, code, reason) in cases {
             let mut o = observer(true, t);
@@ -1382,7 +1383,7 @@ mod tests {
         let mut o = observer(true, t);
         let (mid, _, _) = request(&o.on_timer(t));
         let reset = empty_message(MessageType::Reset, mid);
-        assert_eq!(o.on_datagram(&reset, t), [Effect::Reject("observe/reset")]);
+        assert_eq!(o.on_datagram(&reset, t), [Effect::Reject(Rejection::Reset)]);
         assert_eq!(o.next_deadline(), t + POLL);
     }
 
@@ -1397,12 +1398,12 @@ mod tests {
             (
                 "garbage",
                 vec![0xFF, 0x00],
-                vec![Effect::Reject("observe/bad-message")],
+                vec![Effect::Reject(Rejection::MalformedDatagram)],
             ),
             (
                 "version 2",
                 vec![0x80, 0x45, 0, 1],
-                vec![Effect::Reject("observe/bad-message")],
+                vec![Effect::Reject(Rejection::MalformedDatagram)],
             ),
             (
                 "ping",
@@ -1412,12 +1413,12 @@ mod tests {
             (
                 "request",
                 get,
-                vec![rst(5), Effect::Reject("observe/bad-message")],
+                vec![rst(5), Effect::Reject(Rejection::MalformedDatagram)],
             ),
             (
                 "late ack",
                 empty_message(MessageType::Acknowledgement, 1),
-                vec![Effect::Reject("observe/stray")],
+                vec![Effect::Reject(Rejection::Stray)],
             ),
         ];
         for (name, datagram, expected) in cases {

@@ -5,10 +5,12 @@
 //! device gets `5.03` at once (back-pressure), never an unbounded backlog.
 
 use crate::config::CoapConfig;
+use crate::directory::Directory;
 use crate::exchange::{Exchanges, Seen};
 use crate::option::{encode_uint, uint_option};
 use crate::payload::{self, Format};
 use crate::rate::RateLimit;
+use crate::rejection::Rejection;
 use coap_lite::block_handler::{BlockHandler, BlockHandlerConfig, BlockValue};
 use coap_lite::{
     CoapOption, CoapRequest, ContentFormat, MessageClass, MessageType, Packet, RequestType,
@@ -40,23 +42,13 @@ pub struct Bound {
 
 impl Bound {
     /// Binds every `listen` address (IPv6 sockets are IPv6-only, so
-    /// `0.0.0.0:5683` and `[::]:5683` can be bound together).
-    pub fn bind(config: CoapConfig) -> std::io::Result<Bound> {
+    /// `0.0.0.0:5683` and `[::]:5683` can be bound together). A failure
+    /// names the address.
+    pub fn bind(config: CoapConfig) -> Result<Bound, (SocketAddr, std::io::Error)> {
         let mut sockets = Vec::new();
         for addr in &config.listen {
-            let domain = socket2::Domain::for_address(*addr);
-            let socket =
-                socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
-            if addr.is_ipv6() {
-                socket.set_only_v6(true)?;
-            }
-            socket.set_nonblocking(true)?;
-            // Room for bursts while the loop is busy (the kernel caps it at rmem_max).
-            let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER);
-            socket.bind(&(*addr).into()).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot bind CoAP on {addr}: {e}"))
-            })?;
-            sockets.push(Arc::new(UdpSocket::from_std(socket.into())?));
+            let socket = bind_one(*addr).map_err(|e| (*addr, e))?;
+            sockets.push(Arc::new(socket));
         }
         Ok(Bound { sockets, config })
     }
@@ -69,9 +61,17 @@ impl Bound {
             .collect()
     }
 
-    /// Serves until shutdown; then stops reading and lets the workers finish.
-    pub async fn serve<S: Sink>(self, sink: S, counters: Arc<Counters>, mut shutdown: Shutdown) {
+    /// Serves until shutdown; then stops reading and lets the workers
+    /// finish. Devices whose requests are accepted are noted in `directory`.
+    pub async fn serve<S: Sink>(
+        self,
+        sink: S,
+        counters: Arc<Counters>,
+        directory: Arc<Directory>,
+        mut shutdown: Shutdown,
+    ) {
         let state = Arc::new(State {
+            directory,
             exchanges: Mutex::new(Exchanges::new(
                 self.config.exchange_lifetime.get(),
                 self.config.max_exchanges,
@@ -104,8 +104,23 @@ impl Bound {
     }
 }
 
+/// One UDP socket, non-blocking, with a large receive buffer.
+fn bind_one(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    // Room for bursts while the loop is busy (the kernel caps it at rmem_max).
+    let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER);
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
 /// Shared by the receive loops and the workers.
 struct State {
+    directory: Arc<Directory>,
     exchanges: Mutex<Exchanges>,
     rate: Mutex<RateLimit>,
     blocks: Mutex<BlockHandler<SocketAddr>>,
@@ -142,7 +157,7 @@ async fn receive(socket: Arc<UdpSocket>, jobs: mpsc::Sender<Job>, state: Arc<Sta
         Counters::add(&c.messages_in, 1);
         Counters::add(&c.bytes_in, n as u64);
         let Ok(packet) = Packet::from_bytes(&buf[..n]) else {
-            c.reject("decode/malformed-datagram");
+            c.reject(Rejection::MalformedDatagram);
             continue;
         };
         if let Some(job) = handle(packet, peer, &socket, &state).await
@@ -151,7 +166,7 @@ async fn receive(socket: Arc<UdpSocket>, jobs: mpsc::Sender<Job>, state: Arc<Sta
             ) = jobs.try_send(job)
         {
             {
-                c.reject("ingest/backlog-full");
+                c.reject(Rejection::BacklogFull);
                 let retry = state.config.retry_after.get();
                 let reply = job.reply.with_status(
                     ResponseType::ServiceUnavailable,
@@ -185,7 +200,7 @@ async fn handle(
             rst.header.message_id = packet.header.message_id;
             send(socket, peer, &rst).await;
         }
-        c.reject("decode/not-a-request");
+        c.reject(Rejection::NotARequest);
         return None;
     }
     let message_id = packet.header.message_id;
@@ -196,11 +211,11 @@ async fn handle(
     match seen {
         Seen::New => {}
         Seen::InProgress => {
-            c.reject("exchange/duplicate");
+            c.reject(Rejection::Duplicate);
             return None;
         }
         Seen::Answered(bytes) => {
-            c.reject("exchange/duplicate");
+            c.reject(Rejection::Duplicate);
             let _ = socket.send_to(&bytes, peer).await;
             return None;
         }
@@ -212,7 +227,7 @@ async fn handle(
         peer,
         response,
     };
-    match route(&mut request, state) {
+    match route(&mut request, peer, state) {
         Ok(events) => Some(Job {
             events,
             reply: reply(request.response.map(|r| r.message).unwrap_or(response)),
@@ -255,7 +270,11 @@ impl Answer {
 }
 
 /// Checks path, method, device, rate and content; decodes the payload.
-fn route(request: &mut CoapRequest<SocketAddr>, state: &State) -> Result<Vec<Event>, Answer> {
+fn route(
+    request: &mut CoapRequest<SocketAddr>,
+    peer: SocketAddr,
+    state: &State,
+) -> Result<Vec<Event>, Answer> {
     let c = &state.counters;
     let config = &state.config;
     let path = request.get_path_as_vec().unwrap_or_default();
@@ -274,7 +293,7 @@ fn route(request: &mut CoapRequest<SocketAddr>, state: &State) -> Result<Vec<Eve
         [root, device] if *root == config.path => (device.clone(), "value".to_owned()),
         [root, device, name] if *root == config.path => (device.clone(), name.clone()),
         _ => {
-            c.reject("route/unknown-path");
+            c.reject(Rejection::UnknownPath);
             return Err(Answer::Status(
                 ResponseType::NotFound,
                 "no such resource",
@@ -283,7 +302,7 @@ fn route(request: &mut CoapRequest<SocketAddr>, state: &State) -> Result<Vec<Eve
         }
     };
     if !matches!(method, RequestType::Post | RequestType::Put) {
-        c.reject("route/method");
+        c.reject(Rejection::Method);
         return Err(Answer::Status(
             ResponseType::MethodNotAllowed,
             "POST or PUT readings",
@@ -291,7 +310,7 @@ fn route(request: &mut CoapRequest<SocketAddr>, state: &State) -> Result<Vec<Eve
         ));
     }
     if device.is_empty() || device.contains(['+', '#']) {
-        c.reject("route/bad-device");
+        c.reject(Rejection::BadDevice);
         return Err(Answer::Status(
             ResponseType::BadRequest,
             "bad device id",
@@ -299,7 +318,7 @@ fn route(request: &mut CoapRequest<SocketAddr>, state: &State) -> Result<Vec<Eve
         ));
     }
     if !config.allow.is_empty() && !config.allow.contains(&device) {
-        c.reject("route/not-allowed");
+        c.reject(Rejection::NotAllowed);
         return Err(Answer::Status(
             ResponseType::Forbidden,
             "device not allowed",
@@ -313,7 +332,7 @@ fn route(request: &mut CoapRequest<SocketAddr>, state: &State) -> Result<Vec<Eve
         .and_then(Result::ok);
     let so_far = block.as_ref().map_or(0, |b| usize::from(b.num) * b.size());
     if so_far + request.message.payload.len() > max {
-        c.reject("decode/too-large");
+        c.reject(Rejection::PayloadTooLarge);
         return Err(Answer::Status(
             ResponseType::RequestEntityTooLarge,
             "payload too large",
@@ -329,7 +348,7 @@ fn route(request: &mut CoapRequest<SocketAddr>, state: &State) -> Result<Vec<Eve
         Ok(true) => return Err(Answer::Prepared),
         Ok(false) => {}
         Err(_) => {
-            c.reject("decode/block");
+            c.reject(Rejection::Block);
             return Err(Answer::Status(
                 ResponseType::BadRequest,
                 "bad block-wise transfer",
@@ -344,7 +363,7 @@ fn route(request: &mut CoapRequest<SocketAddr>, state: &State) -> Result<Vec<Eve
         .map(|mut r| r.allow(&device, Instant::now()))
         .unwrap_or(true);
     if !allowed {
-        c.reject("route/rate-limited");
+        c.reject(Rejection::RateLimited);
         return Err(Answer::Status(
             ResponseType::TooManyRequests,
             "too many requests",
@@ -358,7 +377,7 @@ fn route(request: &mut CoapRequest<SocketAddr>, state: &State) -> Result<Vec<Eve
         Some(number) => match u16::try_from(number).ok().and_then(Format::from_number) {
             Some(f) => f,
             None => {
-                c.reject("decode/unsupported-format");
+                c.reject(Rejection::UnsupportedFormat);
                 return Err(Answer::Diagnostic(
                     ResponseType::UnsupportedContentFormat,
                     format!("content format {number} is not supported (use 0, 50, 60, 110 or 112)"),
@@ -368,9 +387,12 @@ fn route(request: &mut CoapRequest<SocketAddr>, state: &State) -> Result<Vec<Eve
     };
     let now = now_ms();
     match payload::decode(format, payload, &name, now) {
-        Ok(samples) => Ok(payload::to_events(&device, samples, now)),
+        Ok(samples) => {
+            state.directory.heard(&device, peer);
+            Ok(payload::to_events(&device, samples, now))
+        }
         Err(e) => {
-            c.reject("decode/malformed");
+            c.reject(Rejection::Malformed);
             Err(Answer::Diagnostic(ResponseType::BadRequest, e.to_string()))
         }
     }

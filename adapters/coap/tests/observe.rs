@@ -6,6 +6,7 @@ use sluice_adapter_common::testing::CollectingSink;
 use sluice_adapter_common::{Counters, HumanDuration, Shutdown};
 use sluice_coap::config::ObserveConfig;
 use sluice_coap::observe;
+use sluice_coap::rejection::Rejection;
 use sluice_event::Event;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -183,14 +184,14 @@ async fn notifications_become_events() {
     );
     assert_eq!(counters.events_refused, 0, "{counters:?}");
     for reason in [
-        "observe/malformed",
-        "observe/error-response",
-        "observe/stale",
+        Rejection::Malformed,
+        Rejection::ErrorResponse,
+        Rejection::Stale,
     ] {
         assert_eq!(
             observers.counters.rejected(reason),
             0,
-            "{reason}: {counters:?}"
+            "{reason:?}: {counters:?}"
         );
     }
     observers.shut_down().await;
@@ -265,7 +266,7 @@ async fn devices_without_observe_are_polled() {
             assert_eq!(e.subject, format!("coap/{device}"));
         }
     }
-    assert_eq!(observers.counters.rejected("observe/malformed"), 0);
+    assert_eq!(observers.counters.rejected(Rejection::Malformed), 0);
     assert!(observers.counters.events_accepted.load(Ordering::Relaxed) >= 6);
     observers.shut_down().await;
 }

@@ -1,11 +1,60 @@
 //! The counters every adapter reports, the same names for every protocol:
 //! bytes and messages in, events accepted, rejections by stage and reason,
-//! events the core refused.
+//! events the core refused. A rejection is a typed value: each adapter
+//! names its reasons in an enum that implements [`Rejection`], so a
+//! counter cannot be misspelled and every reason has its own counter.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Where on the way from the wire to the queue a message was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    /// The datagram or frame itself: malformed, truncated, too large.
+    Receive,
+    /// The payload: an unknown or broken format.
+    Decode,
+    /// The sender could not be trusted: bad MIC, bad signature, unknown key.
+    Authenticate,
+    /// Where it was going: unknown path or device, not allowed, over its rate.
+    Route,
+    /// The protocol's exchange: a duplicate, a replay, a stray or stale answer.
+    Exchange,
+    /// The device answered with an error.
+    Device,
+    /// The core could not take it (backlog full).
+    Ingest,
+}
+
+impl Stage {
+    /// The stage's name in counters: `receive`, `decode`, ….
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Receive => "receive",
+            Stage::Decode => "decode",
+            Stage::Authenticate => "authenticate",
+            Stage::Route => "route",
+            Stage::Exchange => "exchange",
+            Stage::Device => "device",
+            Stage::Ingest => "ingest",
+        }
+    }
+}
+
+/// A reason an adapter rejects a message: an enum per adapter, each variant
+/// a counter of its own.
+pub trait Rejection: Copy {
+    /// The stage it happened in.
+    fn stage(self) -> Stage;
+    /// The reason in kebab case, unique within its stage (`malformed`, `bad-mic`).
+    fn reason(self) -> &'static str;
+    /// The counter's key: `stage/reason`.
+    fn key(self) -> String {
+        format!("{}/{}", self.stage().as_str(), self.reason())
+    }
+}
 
 /// One adapter's counters; shared by value (`Arc`) with the core.
 #[derive(Debug, Default)]
@@ -18,19 +67,27 @@ pub struct Counters {
     pub events_accepted: AtomicU64,
     /// Events the core refused (queue full, storage failure); the device was told to retry.
     pub events_refused: AtomicU64,
-    /// Messages rejected, by `stage/reason` (for example `decode/malformed`).
-    rejected: Mutex<BTreeMap<&'static str, u64>>,
+    /// Times the adapter failed while running and was restarted.
+    pub restarts: AtomicU64,
+    /// Messages rejected, by stage and reason.
+    rejected: Mutex<BTreeMap<(Stage, &'static str), u64>>,
 }
 
 /// A copy of [`Counters`], as published in health messages.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-#[allow(missing_docs)]
 pub struct CountersSnapshot {
+    /// Bytes received from devices.
     pub bytes_in: u64,
+    /// Messages received.
     pub messages_in: u64,
+    /// Events the core accepted.
     pub events_accepted: u64,
+    /// Events the core refused.
     pub events_refused: u64,
-    pub rejected: BTreeMap<&'static str, u64>,
+    /// Times the adapter failed and was restarted.
+    pub restarts: u64,
+    /// By `stage/reason` (for example `decode/malformed`).
+    pub rejected: BTreeMap<String, u64>,
 }
 
 impl Counters {
@@ -39,18 +96,18 @@ impl Counters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Counts one rejected message under `stage/reason`.
-    pub fn reject(&self, reason: &'static str) {
+    /// Counts one rejected message.
+    pub fn reject(&self, why: impl Rejection) {
         if let Ok(mut map) = self.rejected.lock() {
-            *map.entry(reason).or_insert(0) += 1;
+            *map.entry((why.stage(), why.reason())).or_insert(0) += 1;
         }
     }
 
-    /// Rejections counted under `reason`.
-    pub fn rejected(&self, reason: &str) -> u64 {
+    /// Rejections counted for `why`.
+    pub fn rejected(&self, why: impl Rejection) -> u64 {
         self.rejected
             .lock()
-            .map(|m| m.get(reason).copied().unwrap_or(0))
+            .map(|m| m.get(&(why.stage(), why.reason())).copied().unwrap_or(0))
             .unwrap_or(0)
     }
 
@@ -62,7 +119,56 @@ impl Counters {
             messages_in: get(&self.messages_in),
             events_accepted: get(&self.events_accepted),
             events_refused: get(&self.events_refused),
-            rejected: self.rejected.lock().map(|m| m.clone()).unwrap_or_default(),
+            restarts: get(&self.restarts),
+            rejected: self
+                .rejected
+                .lock()
+                .map(|m| {
+                    m.iter()
+                        .map(|((stage, reason), n)| (format!("{}/{reason}", stage.as_str()), *n))
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Copy)]
+    enum Why {
+        Malformed,
+        BadMic,
+    }
+
+    impl Rejection for Why {
+        fn stage(self) -> Stage {
+            match self {
+                Why::Malformed => Stage::Receive,
+                Why::BadMic => Stage::Authenticate,
+            }
+        }
+        fn reason(self) -> &'static str {
+            match self {
+                Why::Malformed => "malformed",
+                Why::BadMic => "bad-mic",
+            }
+        }
+    }
+
+    #[test]
+    fn each_rejection_has_its_own_counter_keyed_stage_slash_reason() {
+        let c = Counters::default();
+        c.reject(Why::BadMic);
+        c.reject(Why::BadMic);
+        c.reject(Why::Malformed);
+        assert_eq!(c.rejected(Why::BadMic), 2);
+        assert_eq!(c.rejected(Why::Malformed), 1);
+        let snapshot = c.snapshot();
+        assert_eq!(snapshot.rejected["authenticate/bad-mic"], 2);
+        assert_eq!(snapshot.rejected["receive/malformed"], 1);
+        assert_eq!(Why::BadMic.key(), "authenticate/bad-mic");
     }
 }

@@ -1,14 +1,23 @@
 //! What every protocol adapter shares with the core, and nothing more: the
-//! [`Sink`] its events go into (resolving once they are durable), the
-//! [`Shutdown`] signal, the [`Counters`] every adapter reports, and the
-//! human units its config uses, and the wall clock events are stamped with. Adapters never see SQLite or MQTT.
+//! [`Adapter`] contract (open, then run with one [`Context`]), the
+//! [`Resource`]s adapters claim, the [`Sink`] their events go into
+//! (resolving once they are durable), [`Shutdown`], [`downlink`]s from the
+//! core to devices, the [`Counters`] every adapter reports with typed
+//! rejections, the human units their configs use, the wall clock events
+//! are stamped with, and test doubles. Adapters never see SQLite or MQTT.
 
+pub mod adapter;
 pub mod clock;
 pub mod counters;
+pub mod downlink;
+pub mod resource;
 pub mod sink;
 pub mod testing;
 pub mod units;
 
-pub use counters::Counters;
+pub use adapter::{Adapter, BoxFuture, Context, EventSink, OpenError, Opened, RunError};
+pub use counters::{Counters, Rejection, Stage};
+pub use downlink::{Downlink, DownlinkError, DownlinkReceiver, DownlinkSender};
+pub use resource::{Claim, Resource};
 pub use sink::{Refusal, RefusalReason, Shutdown, Sink};
 pub use units::{ByteSize, HumanDuration};

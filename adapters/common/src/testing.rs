@@ -1,7 +1,11 @@
-//! A [`Sink`] for adapter tests that need no core: it keeps what it is given
-//! and can be told to refuse, so an adapter's test drives only the adapter.
+//! Test doubles next to the real types, so adapter tests need no core: a
+//! [`Sink`] that keeps what it is given and can be told to refuse, and a
+//! [`Context`] whose shutdown and downlinks the test holds.
 
-use crate::sink::{Refusal, RefusalReason, Sink};
+use crate::adapter::{Context, EventSink};
+use crate::counters::Counters;
+use crate::downlink::{self, DownlinkSender};
+use crate::sink::{Refusal, RefusalReason, Shutdown, Sink};
 use sluice_event::{Event, EventId};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -67,4 +71,37 @@ impl Sink for CollectingSink {
         }
         Ok(ids)
     }
+}
+
+/// The test's side of a [`context`]: stop the adapter, send it downlinks,
+/// read its counters.
+#[derive(Debug)]
+pub struct Controls {
+    /// Fires the adapter's shutdown when set to `true`.
+    pub stop: tokio::sync::watch::Sender<bool>,
+    /// Sends downlinks to the adapter.
+    pub downlinks: DownlinkSender,
+    /// The adapter's counters.
+    pub counters: Arc<Counters>,
+}
+
+/// A run context over `sink`, with fresh counters, and its controls.
+pub fn context<S: Sink>(sink: S) -> (Context, Controls) {
+    let (stop, shutdown) = Shutdown::manual();
+    let (tx, rx) = downlink::channel();
+    let counters = Arc::new(Counters::default());
+    let context = Context {
+        sink: EventSink::new(sink),
+        counters: counters.clone(),
+        shutdown,
+        downlinks: rx,
+    };
+    (
+        context,
+        Controls {
+            stop,
+            downlinks: tx,
+            counters,
+        },
+    )
 }
