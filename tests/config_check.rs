@@ -320,3 +320,25 @@ fn every_shipped_config_parses() {
     }
     assert!(seen >= 2, "found {seen} configs");
 }
+
+#[test]
+fn two_claims_on_one_port_are_refused_with_both_keys() {
+    let text = "[coap]\nlisten = [\n  \"0.0.0.0:5683\",\n  \"127.0.0.1:5683\",\n]\n";
+    let (ok, _, stderr) = check(text);
+    assert!(!ok, "accepted:\n{text}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("gw.toml:3:3: ")
+            && l.contains("UDP 0.0.0.0:5683 is also claimed by `coap.listen[1]`")),
+        "{stderr}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("gw.toml:4:3: ")
+            && l.contains("UDP 127.0.0.1:5683 is also claimed by `coap.listen[0]`")),
+        "{stderr}"
+    );
+    // Other addresses, or other ports, do not collide.
+    let (ok, _, stderr) =
+        check("[coap]\nlisten = [\"127.0.0.1:5683\", \"127.0.0.2:5683\", \"[::1]:5683\"]\n");
+    assert!(ok, "{stderr}");
+}

@@ -23,6 +23,7 @@ use crate::uplink::Uplink;
 use sluice_adapter_common::{Downlink, DownlinkError, Resource, downlink};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use supervisor::{Core, Supervised};
 use tokio::sync::watch;
@@ -34,6 +35,9 @@ pub const ADAPTER_STOP_DEADLINE: Duration = Duration::from_secs(5);
 /// How long the uplink may take to stop (it waits for acknowledgements of
 /// batches in flight for up to 3 s of this, then says `offline`).
 const UPLINK_STOP_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The longest the uplink may go without a beat before it counts as stuck.
+const UPLINK_SILENCE: Duration = Duration::from_secs(5);
 
 /// A running gateway: queue writer, uplink, housekeeping and adapters.
 pub struct Runtime {
@@ -147,7 +151,10 @@ impl Runtime {
     /// live, and rolls back adapters when a new one cannot open; either way
     /// the old config keeps serving. Returns what changed, in words.
     pub async fn apply(&mut self, new: Config) -> Result<String, ApplyError> {
-        let plan = plan::plan(&self.config, &new).map_err(ApplyError::NeedsRestart)?;
+        let mut plan = plan::plan(&self.config, &new).map_err(ApplyError::NeedsRestart)?;
+        // A reload is also how suspended functions are resumed.
+        let suspended = self.metrics.functions_suspended.load(Ordering::Relaxed) > 0;
+        plan.functions |= suspended;
         // What can fail comes first, before anything running is touched.
         let compiled = match plan.functions {
             true => Some(Compiled::new(&new)?),
@@ -290,12 +297,12 @@ impl Runtime {
 
     /// Whether the queue writer and the uplink are making progress: the
     /// writer answers a ping within `within`, and the uplink went round its
-    /// loop within `within` (it does at least every second unless stuck).
+    /// loop within [`UPLINK_SILENCE`] (it does every second unless stuck).
     pub async fn is_alive(&self, within: Duration) -> bool {
         let writer = tokio::time::timeout(within, self.queue.upkeep().ping())
             .await
             .unwrap_or(false);
-        writer && self.uplink_heartbeat.since() < within
+        writer && self.uplink_heartbeat.since() < UPLINK_SILENCE
     }
 
     /// A handle for producers (adapters, tests).
