@@ -8,6 +8,7 @@ pub mod config;
 pub mod demo;
 pub mod fn_test;
 pub mod functions;
+pub mod ids;
 pub mod ingest;
 pub mod metrics;
 pub mod queue;

@@ -5,7 +5,7 @@ mod support;
 
 use sluice::config::Config;
 use sluice::functions::{Compiled, FunctionSet, Input};
-use sluice::ingest::IdMint;
+use sluice::ids::IdMint;
 use sluice::metrics::Metrics;
 use sluice_event::{Event, EventId, Value};
 use std::collections::BTreeMap;

@@ -16,14 +16,32 @@ pub use function::{CallReport, Function, Input};
 pub use imports::{GuestData, LogLine};
 pub use program::{Program, ProgramError, engine};
 
-use crate::config::{Config, Forward, FunctionConfig, MAX_CHAIN};
-use crate::ingest::IdMint;
+use crate::config::{Config, Forward, FunctionConfig, MAX_CHAIN, Problem};
+use crate::ids::IdMint;
 use crate::metrics::Metrics;
 use sluice_event::{Event, EventId, FORMAT_VERSION};
 use state::StateChange;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmi::Linker;
+
+/// Every function module of `config` that does not compile or does not
+/// follow the function ABI, at its key path (`sluice check`; the runtime
+/// compiles the modules itself when it starts).
+pub fn check_modules(config: &Config) -> Vec<Problem> {
+    config
+        .functions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            let e = Program::load(f).err()?;
+            Some(Problem::at_key(
+                format!("functions[{i}].module"),
+                e.to_string(),
+            ))
+        })
+        .collect()
+}
 
 /// An input a function could not handle, kept for inspection.
 #[derive(Debug, Clone, PartialEq)]
