@@ -12,7 +12,8 @@ mod imports;
 mod program;
 pub mod state;
 
-pub use function::{CallReport, Function, Input};
+pub use crate::metrics::FailureKind;
+pub use function::{CallError, CallReport, Function, Input};
 pub use imports::{GuestData, LogLine};
 pub use program::{Program, ProgramError, engine};
 
@@ -312,7 +313,10 @@ impl FunctionSet {
                 continue;
             }
             if depth > MAX_CHAIN {
-                let error = format!("chain deeper than {MAX_CHAIN}");
+                let error = CallError {
+                    kind: FailureKind::ChainTooDeep,
+                    message: format!("chain deeper than {MAX_CHAIN}"),
+                };
                 self.failed(i, error, Some(bytes), &mut d.dead);
                 continue;
             }
@@ -376,18 +380,22 @@ impl FunctionSet {
     fn failed(
         &mut self,
         i: usize,
-        error: String,
+        error: CallError,
         input: Option<&[u8]>,
         dead: &mut Vec<DeadLetter>,
     ) {
-        Metrics::add(&self.metrics.functions_failed, 1);
+        self.metrics.function_failed(error.kind);
+        let CallError {
+            kind,
+            message: error,
+        } = error;
         let f = &mut self.functions[i];
         f.failures_in_row += 1;
         let event_id = input
             .and_then(|b| Event::decode(b).ok())
             .map(|e| e.id)
             .unwrap_or_default();
-        tracing::warn!(function = %f.name(), event_id = %event_id, error = %error, "Function failed; input dead-lettered");
+        tracing::warn!(function = %f.name(), event_id = %event_id, kind = ?kind, error = %error, "Function failed; input dead-lettered");
         if f.failures_in_row >= f.config.suspend_after && f.suspended.is_none() {
             tracing::error!(
                 function = %f.name(),
