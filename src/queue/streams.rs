@@ -543,9 +543,11 @@ mod tests {
         vec![stream("alerts", &["alert/#"]), stream("all", &["#"])]
     }
 
-    /// What `stream_change_needs_restart` says about `new` against [`two`],
-    /// as (stream, how or field).
-    fn verdict(new: Vec<StreamConfig>) -> Option<(String, &'static str)> {
+    /// A restart verdict as (stream, how or field).
+    type Verdict = Option<(String, &'static str)>;
+
+    /// What `stream_change_needs_restart` says about `new` against [`two`].
+    fn verdict(new: Vec<StreamConfig>) -> Verdict {
         match stream_change_needs_restart(&two(), &new)? {
             StreamChangeError::Layout { stream, how } => Some((stream, how)),
             StreamChangeError::Field { stream, field } => Some((stream, field)),
@@ -561,7 +563,7 @@ mod tests {
             s
         };
         let at = |stream: &str, what| Some((stream.to_owned(), what));
-        let cases: [(&str, Vec<StreamConfig>, Option<(String, &str)>); 9] = [
+        let cases: [(&str, Vec<StreamConfig>, Verdict); 9] = [
             ("unchanged", two(), None),
             (
                 "bounds, overflow and ttl",
