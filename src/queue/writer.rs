@@ -75,21 +75,29 @@ impl Inbox {
     /// Blocks until there is work, upkeep first; `None` once both channels
     /// are closed and empty.
     fn next(&mut self) -> Option<Command> {
+        /// What one wait ended with.
+        enum Woke {
+            Work(Command),
+            SubmissionsClosed,
+            UpkeepClosed,
+        }
         loop {
             let (submissions, upkeep) = (&mut self.submissions, &mut self.upkeep);
             let (s_open, u_open) = (self.submissions_open, self.upkeep_open);
-            let got = self.waiter.block_on(async {
+            let woke = self.waiter.block_on(async {
                 tokio::select! {
                     biased;
-                    c = upkeep.recv(), if u_open => Some(c.ok_or(false)),
-                    s = submissions.recv(), if s_open => Some(s.map(Command::Insert).ok_or(true)),
+                    c = upkeep.recv(), if u_open => Some(c.map_or(Woke::UpkeepClosed, Woke::Work)),
+                    s = submissions.recv(), if s_open => {
+                        Some(s.map_or(Woke::SubmissionsClosed, |s| Woke::Work(Command::Insert(s))))
+                    }
                     else => None,
                 }
             })?;
-            match got {
-                Ok(command) => return Some(command),
-                Err(true) => self.submissions_open = false,
-                Err(false) => self.upkeep_open = false,
+            match woke {
+                Woke::Work(command) => return Some(command),
+                Woke::SubmissionsClosed => self.submissions_open = false,
+                Woke::UpkeepClosed => self.upkeep_open = false,
             }
         }
     }
