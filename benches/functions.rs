@@ -8,7 +8,7 @@
 
 use sluice::config::Config;
 use sluice::functions::{Compiled, FunctionSet, Input, Program, engine};
-use sluice::ingest::IdMint;
+use sluice::ids::IdMint;
 use sluice::metrics::Metrics;
 use sluice_event::{Event, EventId, Value};
 use std::collections::BTreeMap;

@@ -13,7 +13,7 @@
 
 use crate::config::FunctionConfig;
 use crate::functions::{CallReport, Compiled, FunctionSet, Input};
-use crate::ingest::IdMint;
+use crate::ids::IdMint;
 use crate::metrics::Metrics;
 use serde::Deserialize;
 use sluice_event::{Event, Meta, Reading, Value};

@@ -3,16 +3,19 @@
 //! (or refused). Adapters never see SQLite.
 
 use crate::config::StreamConfig;
-use crate::queue::writer::Command;
+use crate::ids::IdMint;
 use crate::subject::SubjectPattern;
 use sluice_adapter_common::{Refusal, RefusalReason, Sink};
 use sluice_event::{Event, EventId};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
+/// What a storage failure was, kept whole (SQLite's error, for the queue)
+/// without this module knowing the storage's types.
+pub type StorageError = Arc<dyn std::error::Error + Send + Sync>;
+
 /// Why events were not accepted.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum IngestError {
     /// The stream is full and its overflow policy is `reject_new`: slow down and retry.
     #[error("queue stream `{stream}` is full")]
@@ -31,9 +34,16 @@ pub enum IngestError {
     /// The writer's inbox is full (only from [`Ingest::try_submit`]).
     #[error("queue writer is busy")]
     Busy,
+    /// No stream takes the subject. `sluice check` demands a catch-all
+    /// stream, so only a config built in code gets here.
+    #[error("no queue stream takes subject `{subject}`")]
+    NoStream {
+        /// The first subject that had nowhere to go.
+        subject: String,
+    },
     /// The database refused the transaction (disk full, I/O error, …).
     #[error("queue storage failed: {0}")]
-    Storage(String),
+    Storage(#[source] StorageError),
     /// The writer has shut down.
     #[error("queue is closed")]
     Closed,
@@ -60,28 +70,6 @@ impl std::fmt::Display for Rejected {
 }
 
 impl std::error::Error for Rejected {}
-
-/// Mints gateway-unique event ids: this boot's number and a sequence.
-#[derive(Debug)]
-pub struct IdMint {
-    boot: u32,
-    next: AtomicU64,
-}
-
-impl IdMint {
-    /// Ids for boot number `boot`, starting at sequence 1.
-    pub fn new(boot: u32) -> IdMint {
-        IdMint {
-            boot,
-            next: AtomicU64::new(1),
-        }
-    }
-
-    /// The next id.
-    pub fn mint(&self) -> EventId {
-        EventId::new(self.boot, self.next.fetch_add(1, Ordering::Relaxed))
-    }
-}
 
 /// Picks each event's stream: the first configured stream whose subject
 /// patterns match. Shared by all producers, so routing and encoding happen on
@@ -111,10 +99,20 @@ impl Router {
 /// One event ready for the writer: its stream's index and its encoding.
 pub(crate) type EncodedRow = (usize, Vec<u8>);
 
+/// A producer's events, routed and encoded, and where to say how they fared:
+/// what the queue writer takes from producers.
+#[derive(Debug)]
+pub(crate) struct Submission {
+    /// The events, in submission order.
+    pub(crate) rows: Vec<EncodedRow>,
+    /// Answered once the rows are committed, or refused.
+    pub(crate) reply: oneshot::Sender<Result<(), IngestError>>,
+}
+
 /// Handle for submitting events; cheap to clone, one per producer.
 #[derive(Clone, Debug)]
 pub struct Ingest {
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::Sender<Submission>,
     ids: Arc<IdMint>,
     router: Arc<Router>,
 }
@@ -158,7 +156,11 @@ impl Receipt {
 }
 
 impl Ingest {
-    pub(crate) fn new(tx: mpsc::Sender<Command>, ids: Arc<IdMint>, router: Arc<Router>) -> Ingest {
+    pub(crate) fn new(
+        tx: mpsc::Sender<Submission>,
+        ids: Arc<IdMint>,
+        router: Arc<Router>,
+    ) -> Ingest {
         Ingest { tx, ids, router }
     }
 
@@ -166,8 +168,8 @@ impl Ingest {
     /// an id keep it), then queues the submission for the next group commit.
     /// Waits while the writer is busy: that wait is the back-pressure.
     pub async fn submit(&self, events: Vec<Event>) -> Result<Receipt, Rejected> {
-        let (command, receipt) = self.prepare(events)?;
-        match self.tx.send(command).await {
+        let (submission, receipt) = self.prepare(events)?;
+        match self.tx.send(submission).await {
             Ok(()) => Ok(receipt),
             Err(_) => Err(receipt.refuse(IngestError::Closed)),
         }
@@ -176,8 +178,8 @@ impl Ingest {
     /// Like [`Ingest::submit`], but fails at once with the events handed back
     /// when the writer's inbox is full.
     pub fn try_submit(&self, events: Vec<Event>) -> Result<Receipt, Rejected> {
-        let (command, receipt) = self.prepare(events)?;
-        match self.tx.try_send(command) {
+        let (submission, receipt) = self.prepare(events)?;
+        match self.tx.try_send(submission) {
             Ok(()) => Ok(receipt),
             Err(mpsc::error::TrySendError::Full(_)) => Err(receipt.refuse(IngestError::Busy)),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(receipt.refuse(IngestError::Closed)),
@@ -185,7 +187,7 @@ impl Ingest {
     }
 
     /// Mints ids, routes and encodes: everything that need not happen on the writer thread.
-    fn prepare(&self, mut events: Vec<Event>) -> Result<(Command, Receipt), Rejected> {
+    fn prepare(&self, mut events: Vec<Event>) -> Result<(Submission, Receipt), Rejected> {
         let mut ids = Vec::with_capacity(events.len());
         let mut rows = Vec::with_capacity(events.len());
         let mut unrouted = None;
@@ -197,15 +199,13 @@ impl Ingest {
             ids.push(event.id);
             match self.router.route(&event.subject) {
                 Some(stream) => rows.push((stream, event.encode())),
-                None => unrouted = Some(event.subject.clone()),
+                None if unrouted.is_none() => unrouted = Some(event.subject.clone()),
+                None => {}
             }
         }
         if let Some(subject) = unrouted {
-            // `sluice check` demands a catch-all stream, so only a config built in code gets here.
             return Err(Rejected {
-                error: IngestError::QueueFull {
-                    stream: format!("(no stream for {subject})"),
-                },
+                error: IngestError::NoStream { subject },
                 events,
             });
         }
@@ -215,7 +215,7 @@ impl Ingest {
             events,
             reply: rx,
         };
-        Ok((Command::Insert { rows, reply: tx }, receipt))
+        Ok((Submission { rows, reply: tx }, receipt))
     }
 }
 
@@ -244,7 +244,9 @@ impl Sink for Ingest {
                 retry_after: RETRY_AFTER,
             },
             IngestError::TooLarge { .. } => RefusalReason::TooLarge,
-            IngestError::Storage(_) | IngestError::Closed => RefusalReason::Unavailable,
+            IngestError::NoStream { .. } | IngestError::Storage(_) | IngestError::Closed => {
+                RefusalReason::Unavailable
+            }
         };
         Err(Refusal {
             reason,
@@ -256,3 +258,48 @@ impl Sink for Ingest {
 
 /// What adapters tell devices to wait when the queue is full.
 const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handle whose only stream takes `alert/#`, and the writer's end of its channel.
+    fn alerts_only() -> (Ingest, mpsc::Receiver<Submission>) {
+        let mut stream = StreamConfig::catch_all("alerts");
+        stream.subjects = vec!["alert/#".parse().expect("valid pattern")];
+        let (tx, rx) = mpsc::channel(4);
+        let ingest = Ingest::new(
+            tx,
+            Arc::new(IdMint::new(1)),
+            Arc::new(Router::new(&[stream])),
+        );
+        (ingest, rx)
+    }
+
+    #[tokio::test]
+    async fn a_subject_without_a_stream_is_refused_as_unavailable_not_as_full() {
+        let (ingest, mut rx) = alerts_only();
+        let events = vec![Event::new("alert/d", "d", 1), Event::new("coap/d", "d", 2)];
+        let refusal = ingest
+            .accept(events)
+            .await
+            .expect_err("coap/d has no stream");
+        assert!(
+            matches!(refusal.reason, RefusalReason::Unavailable),
+            "{:?}",
+            refusal.reason
+        );
+        assert_eq!(refusal.message, "no queue stream takes subject `coap/d`");
+        assert_eq!(refusal.events.len(), 2, "both events handed back");
+        assert!(rx.try_recv().is_err(), "nothing reached the writer");
+
+        let rejected = ingest
+            .try_submit(vec![Event::new("coap/e", "e", 3)])
+            .expect_err("no stream");
+        assert!(
+            matches!(&rejected.error, IngestError::NoStream { subject } if subject == "coap/e"),
+            "{:?}",
+            rejected.error
+        );
+    }
+}

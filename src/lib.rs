@@ -9,6 +9,7 @@ pub mod demo;
 pub mod fn_test;
 pub mod functions;
 pub mod heartbeat;
+pub mod ids;
 pub mod ingest;
 pub mod metrics;
 pub mod queue;

@@ -145,7 +145,7 @@ fn load(path: &Path) -> Result<Config> {
 }
 
 fn check(path: &Path) -> ExitCode {
-    match Config::check(path) {
+    match Config::load_with(path, sluice::functions::check_modules) {
         Ok(config) => {
             let _ = write_stdout(&format!("{}: ok\n{}", path.display(), config.summary()));
             ExitCode::SUCCESS

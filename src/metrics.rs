@@ -8,6 +8,45 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// Why a function call failed. Each kind has its own counter, so health
+/// tells a runaway loop (fuel) from a guest panic (trap) from bad output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// A trap other than fuel or memory: `unreachable` (a guest panic), an
+    /// out-of-bounds access, a division by zero, …
+    Trap,
+    /// The call used up its fuel.
+    Fuel,
+    /// The instance reached its memory cap.
+    Memory,
+    /// The call emitted more events or bytes than its caps allow.
+    EmitCap,
+    /// The call emitted something that is not a valid event.
+    BadOutput,
+    /// The entry point (or init) returned a non-zero code.
+    NonZeroReturn,
+    /// The module broke the function ABI otherwise: a missing export, another
+    /// ABI version, a bad buffer from its allocator.
+    Abi,
+    /// Outputs fed on to functions went deeper than the chain limit.
+    ChainTooDeep,
+}
+
+impl FailureKind {
+    /// Every kind, in counter order.
+    pub const ALL: [FailureKind; 8] = [
+        FailureKind::Trap,
+        FailureKind::Fuel,
+        FailureKind::Memory,
+        FailureKind::EmitCap,
+        FailureKind::BadOutput,
+        FailureKind::NonZeroReturn,
+        FailureKind::Abi,
+        FailureKind::ChainTooDeep,
+    ];
+}
+
 /// Counters every part of the core updates; read by health messages and tests.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -43,8 +82,10 @@ pub struct Metrics {
     pub uplink_undecodable: AtomicU64,
     /// Function calls made (events and ticks).
     pub functions_calls: AtomicU64,
-    /// Function calls that failed (trap, fuel, memory, bad output, non-zero return, suspended).
+    /// Function calls that failed, of every kind (see [`Metrics::function_failed`]).
     pub functions_failed: AtomicU64,
+    /// Failed function calls per [`FailureKind`], in the order of [`FailureKind::ALL`].
+    functions_failed_by: [AtomicU64; FailureKind::ALL.len()],
     /// Events emitted by functions.
     pub functions_emitted: AtomicU64,
     /// Functions currently suspended (a gauge).
@@ -78,6 +119,8 @@ pub struct MetricsSnapshot {
     pub uplink_undecodable: u64,
     pub functions_calls: u64,
     pub functions_failed: u64,
+    /// Failed function calls by kind; every kind is present.
+    pub functions_failed_by: BTreeMap<FailureKind, u64>,
     pub functions_emitted: u64,
     pub functions_suspended: u64,
     pub dead_letters: u64,
@@ -90,6 +133,12 @@ impl Metrics {
     /// Adds `n` to a counter.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts a failed function call: the total and its kind's counter.
+    pub fn function_failed(&self, kind: FailureKind) {
+        Metrics::add(&self.functions_failed, 1);
+        Metrics::add(&self.functions_failed_by[kind as usize], 1);
     }
 
     /// Copies every counter.
@@ -113,6 +162,11 @@ impl Metrics {
             uplink_undecodable: get(&self.uplink_undecodable),
             functions_calls: get(&self.functions_calls),
             functions_failed: get(&self.functions_failed),
+            functions_failed_by: FailureKind::ALL
+                .iter()
+                .zip(&self.functions_failed_by)
+                .map(|(kind, c)| (*kind, get(c)))
+                .collect(),
             functions_emitted: get(&self.functions_emitted),
             functions_suspended: get(&self.functions_suspended),
             dead_letters: get(&self.dead_letters),
@@ -131,5 +185,30 @@ impl Metrics {
             Ok(mut a) => a.entry(name).or_default().clone(),
             Err(_) => Arc::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_failure_kind_moves_its_own_counter_and_the_total() {
+        for (i, kind) in FailureKind::ALL.iter().enumerate() {
+            assert_eq!(*kind as usize, i, "ALL is in declaration order");
+        }
+        let m = Metrics::default();
+        m.function_failed(FailureKind::Fuel);
+        m.function_failed(FailureKind::Fuel);
+        m.function_failed(FailureKind::NonZeroReturn);
+        let s = m.snapshot();
+        assert_eq!(s.functions_failed, 3);
+        assert_eq!(s.functions_failed_by.len(), FailureKind::ALL.len());
+        assert_eq!(s.functions_failed_by[&FailureKind::Fuel], 2);
+        assert_eq!(s.functions_failed_by[&FailureKind::NonZeroReturn], 1);
+        assert_eq!(s.functions_failed_by[&FailureKind::Trap], 0);
+        let json = serde_json::to_value(&s).expect("serializes");
+        assert_eq!(json["functions_failed_by"]["non_zero_return"], 1);
+        assert_eq!(json["functions_failed_by"]["emit_cap"], 0);
     }
 }

@@ -5,6 +5,7 @@
 mod support;
 
 use sluice::Runtime;
+use sluice::metrics::{FailureKind, MetricsSnapshot};
 use sluice::queue::inspect;
 use sluice_event::Event;
 use std::path::Path;
@@ -19,6 +20,15 @@ fn poisoned(device: &str, n: u64) -> Event {
     let mut e = reading(device, n);
     e.raw = Some(vec![0xee; 300]);
     e
+}
+
+/// The failed-call counters that are not zero, by kind.
+fn failures(m: &MetricsSnapshot) -> Vec<(FailureKind, u64)> {
+    m.functions_failed_by
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| (*k, *n))
+        .collect()
 }
 
 fn records(collector: &Collector) -> Vec<serde_json::Value> {
@@ -138,6 +148,7 @@ async fn a_trapping_function_dead_letters_its_input_and_everyone_else_keeps_flow
         (m.functions_failed, m.dead_letters, m.functions_suspended),
         (10, 10, 0)
     );
+    assert_eq!(failures(&m), [(FailureKind::Trap, 10)]);
     runtime.shutdown().await;
 }
 
@@ -152,6 +163,7 @@ async fn runaway_functions_hit_their_caps_and_are_suspended() {
         ("grow", wasm::GROW),
         ("bad-emit", wasm::BAD_EMIT),
         ("fail-7", wasm::FAIL_7),
+        ("twice", wasm::EMIT_TWICE),
     ]
     .iter()
     .map(|(name, body)| {
@@ -159,7 +171,7 @@ async fn runaway_functions_hit_their_caps_and_are_suspended() {
             name,
             &wasm::write(dir.path(), name, body),
             "\"coap/+\"",
-            limits,
+            &format!("{limits}\nmax_emit = 1"),
         )
     })
     .collect::<String>();
@@ -177,7 +189,7 @@ async fn runaway_functions_hit_their_caps_and_are_suspended() {
     wait_until(WAIT, "5 inputs upstream", || collector.unique() == 5).await;
 
     let dead = dead_letters(dir.path());
-    assert_eq!(dead.len(), 20, "5 inputs × 4 functions");
+    assert_eq!(dead.len(), 25, "5 inputs × 5 functions");
     let errors = |f: &str| -> Vec<String> {
         dead.iter()
             .filter(|d| d.function == f)
@@ -199,8 +211,21 @@ async fn runaway_functions_hit_their_caps_and_are_suspended() {
     expect("grow", "trap: memory cap reached");
     expect("bad-emit", "emit: malformed event encoding");
     expect("fail-7", "returned 7");
+    expect("twice", "emit: more than 1 events in one call");
     let m = runtime.metrics().snapshot();
-    assert_eq!((m.functions_calls, m.functions_suspended), (12, 4));
+    assert_eq!((m.functions_calls, m.functions_suspended), (15, 5));
+    // Each kind of failure moves its own counter; calls to suspended functions are not calls.
+    assert_eq!(m.functions_failed, 15);
+    assert_eq!(
+        failures(&m),
+        [
+            (FailureKind::Fuel, 3),
+            (FailureKind::Memory, 3),
+            (FailureKind::EmitCap, 3),
+            (FailureKind::BadOutput, 3),
+            (FailureKind::NonZeroReturn, 3),
+        ]
+    );
     runtime.shutdown().await;
 }
 

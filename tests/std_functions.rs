@@ -5,7 +5,7 @@ mod support;
 
 use sluice::config::Config;
 use sluice::functions::{Compiled, FunctionSet, Input};
-use sluice::ingest::IdMint;
+use sluice::ids::IdMint;
 use sluice::metrics::Metrics;
 use sluice_event::{Event, EventId, Value};
 use std::collections::BTreeMap;
@@ -45,12 +45,18 @@ impl Harness {
         event.id = EventId::new(1, self.seq);
         let bytes = event.encode();
         let report = self.set.call_alone(0, Input::Event(&bytes), Some(&event));
-        report.outcome.map(|()| report.emitted)
+        report
+            .outcome
+            .map(|()| report.emitted)
+            .map_err(|e| e.message)
     }
 
     fn tick(&mut self, now_ms: i64) -> Result<Vec<Event>, String> {
         let report = self.set.call_alone(0, Input::Tick(now_ms), None);
-        report.outcome.map(|()| report.emitted)
+        report
+            .outcome
+            .map(|()| report.emitted)
+            .map_err(|e| e.message)
     }
 }
 

@@ -536,17 +536,17 @@ impl<'de> Deserialize<'de> for BrokerUrl {
 impl Config {
     /// Reads, parses and validates a config file, and checks that the files it names can be read.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        Config::read(path, false)
+        Config::load_with(path, |_| Vec::new())
     }
 
-    /// Like [`Config::load`], and also compiles every function module and
-    /// checks it against the function ABI (`sluice check`). `load` only
-    /// checks that modules can be read: the runtime compiles them anyway.
-    pub fn check(path: &Path) -> Result<Config, ConfigError> {
-        Config::read(path, true)
-    }
-
-    fn read(path: &Path, compile_modules: bool) -> Result<Config, ConfigError> {
+    /// Like [`Config::load`], then, if that found nothing wrong, runs
+    /// `more`: checks that belong to other modules (`sluice check` compiles
+    /// the function modules against the ABI). Their problems are rendered
+    /// like the config's own, at `file:line:column` of their key paths.
+    pub fn load_with(
+        path: &Path,
+        more: impl FnOnce(&Config) -> Vec<Problem>,
+    ) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(path, &e))?;
         let origin = path.display().to_string();
         let mut config = Config::parse(&text, &origin)?;
@@ -557,8 +557,8 @@ impl Config {
             }
         }
         let mut problems = config.environment_problems();
-        if compile_modules && problems.is_empty() {
-            problems.extend(config.module_problems());
+        if problems.is_empty() {
+            problems = more(&config);
         }
         if problems.is_empty() {
             Ok(config)
@@ -734,21 +734,6 @@ impl Config {
             }
         }
         problems
-    }
-
-    /// Function modules that do not compile or do not follow the function ABI.
-    pub fn module_problems(&self) -> Vec<Problem> {
-        self.functions
-            .iter()
-            .enumerate()
-            .filter_map(|(i, f)| {
-                let e = crate::functions::Program::load(f).err()?;
-                Some(Problem::at_key(
-                    format!("functions[{i}].module"),
-                    e.to_string(),
-                ))
-            })
-            .collect()
     }
 
     /// Every configured adapter, in a fixed order.

@@ -2,10 +2,11 @@
 //! across calls (re-instantiated after a trap), per-call limits, and its
 //! durable state, which outlives instances.
 
-use super::imports::{CallState, GuestData, LogLine};
+use super::imports::{CallState, GuestData, HostFault, LogLine};
 use super::program::Program;
 use super::state::StateMap;
 use crate::config::FunctionConfig;
+use crate::metrics::FailureKind;
 use sluice_event::{Event, abi};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -20,11 +21,40 @@ pub enum Input<'a> {
     Tick(i64),
 }
 
+/// Why a call failed: its kind, which is counted, and the message that goes
+/// into the dead letter.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CallError {
+    /// What went wrong, as counted in health.
+    pub kind: FailureKind,
+    /// What went wrong, in words (see `docs/function-abi.md`, *Failures*).
+    pub message: String,
+}
+
+impl CallError {
+    /// The module broke the function ABI.
+    fn abi(message: impl Into<String>) -> CallError {
+        CallError {
+            kind: FailureKind::Abi,
+            message: message.into(),
+        }
+    }
+
+    /// The same failure, saying where it happened.
+    fn at(self, place: &str) -> CallError {
+        CallError {
+            message: format!("{place}: {}", self.message),
+            ..self
+        }
+    }
+}
+
 /// Everything one call did, for the pipeline, logs and `sluice fn test`.
 #[derive(Debug)]
 pub struct CallReport {
     /// `Err` says why the call failed (its outputs and state writes are gone).
-    pub outcome: Result<(), String>,
+    pub outcome: Result<(), CallError>,
     /// Events the call emitted, as the guest wrote them (not yet stamped).
     pub emitted: Vec<Event>,
     /// Lines the guest logged.
@@ -143,7 +173,12 @@ impl Function {
         let _ = store.set_fuel(fuel);
     }
 
-    fn finish(&mut self, outcome: Result<(), String>, mark: usize, started: Instant) -> CallReport {
+    fn finish(
+        &mut self,
+        outcome: Result<(), CallError>,
+        mark: usize,
+        started: Instant,
+    ) -> CallReport {
         let fuel_left = self.store().get_fuel().unwrap_or(0);
         let call = std::mem::take(&mut self.store_mut().data_mut().call);
         let emitted = if outcome.is_ok() {
@@ -163,7 +198,7 @@ impl Function {
     }
 
     /// Instantiates, checks the ABI version and runs init, unless already done.
-    fn ensure_instance(&mut self, linker: &Linker<GuestData>) -> Result<(), String> {
+    fn ensure_instance(&mut self, linker: &Linker<GuestData>) -> Result<(), CallError> {
         if self.entry.is_some() {
             return Ok(());
         }
@@ -174,13 +209,13 @@ impl Function {
         result
     }
 
-    fn instantiate(&mut self, linker: &Linker<GuestData>) -> Result<(), String> {
+    fn instantiate(&mut self, linker: &Linker<GuestData>) -> Result<(), CallError> {
         let module = self.program.module.clone();
         let (has_tick, has_init) = (self.program.has_tick, self.program.has_init);
         let store = self.store_mut();
         let instance = linker
             .instantiate_and_start(&mut *store, &module)
-            .map_err(|e| format!("instantiate: {}", describe(&e)))?;
+            .map_err(|e| describe(&e).at("instantiate"))?;
         let version: TypedFunc<(), i32> = typed(&instance, store, abi::EXPORT_ABI_VERSION)?;
         let entry = Entry {
             alloc: typed(&instance, store, abi::EXPORT_ALLOC)?,
@@ -199,21 +234,21 @@ impl Function {
         };
         let v = version
             .call(&mut *store, ())
-            .map_err(|e| format!("{}: {}", abi::EXPORT_ABI_VERSION, describe(&e)))?;
+            .map_err(|e| describe(&e).at(abi::EXPORT_ABI_VERSION))?;
         if v != abi::ABI_VERSION {
-            return Err(format!(
+            return Err(CallError::abi(format!(
                 "the module speaks function ABI version {v}; this gateway runs version {}",
                 abi::ABI_VERSION
-            ));
+            )));
         }
         if let Some(init) = init {
             let settings = self.settings.clone();
             let (ptr, len) = self.hand_over(&entry, &settings)?;
             let code = init
                 .call(self.store_mut(), (ptr, len))
-                .map_err(|e| format!("init: {}", describe(&e)))?;
+                .map_err(|e| describe(&e).at("init"))?;
             if code != abi::OK {
-                return Err(format!("init: returned {code}"));
+                return Err(returned(code).at("init"));
             }
         }
         self.entry = Some(entry);
@@ -221,9 +256,9 @@ impl Function {
     }
 
     /// Runs the entry point for `input` on the live instance.
-    fn enter(&mut self, input: Input<'_>) -> Result<(), String> {
+    fn enter(&mut self, input: Input<'_>) -> Result<(), CallError> {
         let Some(entry) = self.entry.take() else {
-            return Err("no instance".into());
+            return Err(CallError::abi("no instance"));
         };
         let result = match input {
             Input::Event(bytes) => self.hand_over(&entry, bytes).and_then(|(ptr, len)| {
@@ -236,7 +271,10 @@ impl Function {
                 Some(on_tick) => on_tick
                     .call(self.store_mut(), now_ms)
                     .map_err(|e| describe(&e)),
-                None => Err(format!("no exported `{}`", abi::EXPORT_ON_TICK)),
+                None => Err(CallError::abi(format!(
+                    "no exported `{}`",
+                    abi::EXPORT_ON_TICK
+                ))),
             },
         };
         match result {
@@ -245,7 +283,7 @@ impl Function {
                 if code == abi::OK {
                     Ok(())
                 } else {
-                    Err(format!("returned {code}"))
+                    Err(returned(code))
                 }
             }
             Err(e) => {
@@ -257,24 +295,27 @@ impl Function {
     }
 
     /// Copies `bytes` into a buffer from the guest's allocator.
-    fn hand_over(&mut self, entry: &Entry, bytes: &[u8]) -> Result<(i32, i32), String> {
-        let len = i32::try_from(bytes.len()).map_err(|_| "input too large".to_owned())?;
+    fn hand_over(&mut self, entry: &Entry, bytes: &[u8]) -> Result<(i32, i32), CallError> {
+        let len = i32::try_from(bytes.len()).map_err(|_| CallError::abi("input too large"))?;
         let store = self.store_mut();
         let ptr = entry
             .alloc
             .call(&mut *store, len)
-            .map_err(|e| format!("{}: {}", abi::EXPORT_ALLOC, describe(&e)))?;
+            .map_err(|e| describe(&e).at(abi::EXPORT_ALLOC))?;
         let memory = entry
             .instance
             .get_memory(&*store, abi::EXPORT_MEMORY)
-            .ok_or_else(|| "no exported memory".to_owned())?;
+            .ok_or_else(|| CallError::abi("no exported memory"))?;
         let at = usize::try_from(ptr)
             .ok()
             .filter(|&p| p != 0)
-            .ok_or_else(|| format!("{} returned {ptr}", abi::EXPORT_ALLOC))?;
-        memory
-            .write(&mut *store, at, bytes)
-            .map_err(|_| format!("{} returned a buffer outside the memory", abi::EXPORT_ALLOC))?;
+            .ok_or_else(|| CallError::abi(format!("{} returned {ptr}", abi::EXPORT_ALLOC)))?;
+        memory.write(&mut *store, at, bytes).map_err(|_| {
+            CallError::abi(format!(
+                "{} returned a buffer outside the memory",
+                abi::EXPORT_ALLOC
+            ))
+        })?;
         Ok((ptr, len))
     }
 
@@ -313,10 +354,10 @@ fn typed<P: wasmi::WasmParams, R: wasmi::WasmResults>(
     instance: &Instance,
     store: &Store<GuestData>,
     name: &str,
-) -> Result<TypedFunc<P, R>, String> {
+) -> Result<TypedFunc<P, R>, CallError> {
     instance
         .get_typed_func(store, name)
-        .map_err(|e| format!("export `{name}`: {e}"))
+        .map_err(|e| CallError::abi(format!("export `{name}`: {e}")))
 }
 
 fn limits(config: &FunctionConfig) -> wasmi::StoreLimits {
@@ -336,13 +377,28 @@ fn new_store(engine: &Engine, data: GuestData) -> Store<GuestData> {
     store
 }
 
-/// A short description of a failed call, as it appears in dead letters.
-fn describe(e: &wasmi::Error) -> String {
-    match e.as_trap_code() {
-        Some(TrapCode::OutOfFuel) => "trap: out of fuel".into(),
-        Some(TrapCode::UnreachableCodeReached) => "trap: unreachable".into(),
-        Some(TrapCode::GrowthOperationLimited) => "trap: memory cap reached".into(),
-        Some(code) => format!("trap: {code}"),
-        None => e.to_string(),
+/// An entry point returned `code` instead of `OK`.
+fn returned(code: i32) -> CallError {
+    CallError {
+        kind: FailureKind::NonZeroReturn,
+        message: format!("returned {code}"),
     }
+}
+
+/// What a failed wasmi call was: a host function's fault as it was raised,
+/// a trap by its code, and anything else (linking, signatures) an ABI breach.
+fn describe(e: &wasmi::Error) -> CallError {
+    if let Some(HostFault(fault)) = e.downcast_ref::<HostFault>() {
+        return fault.clone();
+    }
+    let (kind, message) = match e.as_trap_code() {
+        Some(TrapCode::OutOfFuel) => (FailureKind::Fuel, "trap: out of fuel".into()),
+        Some(TrapCode::UnreachableCodeReached) => (FailureKind::Trap, "trap: unreachable".into()),
+        Some(TrapCode::GrowthOperationLimited) => {
+            (FailureKind::Memory, "trap: memory cap reached".into())
+        }
+        Some(code) => (FailureKind::Trap, format!("trap: {code}")),
+        None => (FailureKind::Abi, e.to_string()),
+    };
+    CallError { kind, message }
 }

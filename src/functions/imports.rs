@@ -2,7 +2,9 @@
 //! the per-instance data they work on. Guests get exactly these imports and
 //! nothing else: no WASI, no files, no sockets.
 
+use super::function::CallError;
 use super::state::StateMap;
+use crate::metrics::FailureKind;
 use crate::subject::is_concrete;
 use sluice_event::Event;
 use sluice_event::abi::{self, ERR_BAD_ARGUMENT, ERR_NOT_FOUND, ERR_STATE_FULL, MAX_KEY_LEN, OK};
@@ -93,28 +95,54 @@ fn key(caller: &Caller<'_, GuestData>, ptr: i32, len: i32) -> Option<Vec<u8>> {
     read(caller, ptr, len).filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
 }
 
+/// A host function's refusal that ends the call, with its kind, so the
+/// failure is counted by what the guest did wrong.
+#[derive(Debug)]
+pub(crate) struct HostFault(pub(crate) CallError);
+
+impl std::fmt::Display for HostFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl wasmi::errors::HostError for HostFault {}
+
+/// Ends the call as failed with `kind`.
+fn fault(kind: FailureKind, message: String) -> Error {
+    Error::host(HostFault(CallError { kind, message }))
+}
+
 fn emit(mut caller: Caller<'_, GuestData>, ptr: i32, len: i32) -> Result<i32, Error> {
-    let bytes =
-        read(&caller, ptr, len).ok_or_else(|| Error::new("emit: buffer outside the memory"))?;
+    let bytes = read(&caller, ptr, len).ok_or_else(|| {
+        fault(
+            FailureKind::BadOutput,
+            "emit: buffer outside the memory".into(),
+        )
+    })?;
     let call = &mut caller.data_mut().call;
     if call.emitted.len() >= call.max_emit as usize {
-        return Err(Error::new(format!(
-            "emit: more than {} events in one call",
-            call.max_emit
-        )));
+        return Err(fault(
+            FailureKind::EmitCap,
+            format!("emit: more than {} events in one call", call.max_emit),
+        ));
     }
     if call.emitted_bytes + bytes.len() as u64 > call.max_emit_bytes {
-        return Err(Error::new(format!(
-            "emit: more than {} bytes in one call",
-            call.max_emit_bytes
-        )));
+        return Err(fault(
+            FailureKind::EmitCap,
+            format!("emit: more than {} bytes in one call", call.max_emit_bytes),
+        ));
     }
-    let event = Event::decode(&bytes).map_err(|e| Error::new(format!("emit: {e}")))?;
+    let event =
+        Event::decode(&bytes).map_err(|e| fault(FailureKind::BadOutput, format!("emit: {e}")))?;
     if !is_concrete(&event.subject) {
-        return Err(Error::new(format!(
-            "emit: subject `{}` is not one or more non-empty levels without `+` or `#`",
-            event.subject
-        )));
+        return Err(fault(
+            FailureKind::BadOutput,
+            format!(
+                "emit: subject `{}` is not one or more non-empty levels without `+` or `#`",
+                event.subject
+            ),
+        ));
     }
     call.emitted_bytes += bytes.len() as u64;
     call.emitted.push(event);

@@ -12,18 +12,37 @@ mod imports;
 mod program;
 pub mod state;
 
-pub use function::{CallReport, Function, Input};
+pub use crate::metrics::FailureKind;
+pub use function::{CallError, CallReport, Function, Input};
 pub use imports::{GuestData, LogLine};
 pub use program::{Program, ProgramError, engine};
 
-use crate::config::{Config, Forward, FunctionConfig, MAX_CHAIN};
-use crate::ingest::IdMint;
+use crate::config::{Config, Forward, FunctionConfig, MAX_CHAIN, Problem};
+use crate::ids::IdMint;
 use crate::metrics::Metrics;
 use sluice_event::{Event, EventId, FORMAT_VERSION};
 use state::StateChange;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmi::Linker;
+
+/// Every function module of `config` that does not compile or does not
+/// follow the function ABI, at its key path (`sluice check`; the runtime
+/// compiles the modules itself when it starts).
+pub fn check_modules(config: &Config) -> Vec<Problem> {
+    config
+        .functions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            let e = Program::load(f).err()?;
+            Some(Problem::at_key(
+                format!("functions[{i}].module"),
+                e.to_string(),
+            ))
+        })
+        .collect()
+}
 
 /// An input a function could not handle, kept for inspection.
 #[derive(Debug, Clone, PartialEq)]
@@ -294,7 +313,10 @@ impl FunctionSet {
                 continue;
             }
             if depth > MAX_CHAIN {
-                let error = format!("chain deeper than {MAX_CHAIN}");
+                let error = CallError {
+                    kind: FailureKind::ChainTooDeep,
+                    message: format!("chain deeper than {MAX_CHAIN}"),
+                };
                 self.failed(i, error, Some(bytes), &mut d.dead);
                 continue;
             }
@@ -358,18 +380,22 @@ impl FunctionSet {
     fn failed(
         &mut self,
         i: usize,
-        error: String,
+        error: CallError,
         input: Option<&[u8]>,
         dead: &mut Vec<DeadLetter>,
     ) {
-        Metrics::add(&self.metrics.functions_failed, 1);
+        self.metrics.function_failed(error.kind);
+        let CallError {
+            kind,
+            message: error,
+        } = error;
         let f = &mut self.functions[i];
         f.failures_in_row += 1;
         let event_id = input
             .and_then(|b| Event::decode(b).ok())
             .map(|e| e.id)
             .unwrap_or_default();
-        tracing::warn!(function = %f.name(), event_id = %event_id, error = %error, "Function failed; input dead-lettered");
+        tracing::warn!(function = %f.name(), event_id = %event_id, kind = ?kind, error = %error, "Function failed; input dead-lettered");
         if f.failures_in_row >= f.config.suspend_after && f.suspended.is_none() {
             tracing::error!(
                 function = %f.name(),

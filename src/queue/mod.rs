@@ -13,15 +13,21 @@ mod streams;
 pub(crate) mod writer;
 
 pub use reader::{QueueReader, QueuedRecord};
+pub use streams::{StreamChangeError, stream_change_needs_restart};
 
-use crate::config::Config;
+use crate::config::{Config, StreamConfig};
 use crate::functions::{Compiled, SetError};
-use crate::ingest::{IdMint, Ingest, Router};
+use crate::ids::IdMint;
+use crate::ingest::{Ingest, Router, Submission};
 use crate::metrics::Metrics;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot};
-use writer::{Command, Writer};
+use writer::{Command, Inbox, Writer};
+
+/// Upkeep commands waiting for the writer before their senders wait. They
+/// come at the pace of acknowledgements and timers, so few are ever waiting.
+const UPKEEP_CAPACITY: usize = 64;
 
 /// Why the queue could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +48,8 @@ pub enum OpenError {
 
 /// The open queue: its writer thread and the handles to reach it.
 pub struct Queue {
-    tx: mpsc::Sender<Command>,
+    submissions: mpsc::Sender<Submission>,
+    upkeep: mpsc::Sender<Command>,
     thread: Option<std::thread::JoinHandle<()>>,
     checkpointer: Option<std::thread::JoinHandle<()>>,
     ids: Arc<IdMint>,
@@ -87,18 +94,25 @@ impl Queue {
             writer = writer.with_checkpointer(nudge);
             checkpointer = Some(thread);
         }
-        let (tx, rx) = mpsc::channel(config.queue.ingest_capacity);
+        let cannot_start = |e: std::io::Error| {
+            err(rusqlite::Error::InvalidParameterName(format!(
+                "cannot start writer thread: {e}"
+            )))
+        };
+        let (submissions, submissions_rx) = mpsc::channel(config.queue.ingest_capacity);
+        let (upkeep, upkeep_rx) = mpsc::channel(UPKEEP_CAPACITY);
+        let waiter = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(cannot_start)?;
+        let inbox = Inbox::new(submissions_rx, upkeep_rx, waiter);
         let thread = std::thread::Builder::new()
             .name("queue-writer".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| {
-                err(rusqlite::Error::InvalidParameterName(format!(
-                    "cannot start writer thread: {e}"
-                )))
-            })?;
+            .spawn(move || writer.run(inbox))
+            .map_err(cannot_start)?;
         tracing::info!(path = %path.display(), boot, "Queue open");
         Ok(Queue {
-            tx,
+            submissions,
+            upkeep,
             thread: Some(thread),
             checkpointer,
             ids,
@@ -111,7 +125,11 @@ impl Queue {
 
     /// A handle for producers.
     pub fn ingest(&self) -> Ingest {
-        Ingest::new(self.tx.clone(), self.ids.clone(), self.router.clone())
+        Ingest::new(
+            self.submissions.clone(),
+            self.ids.clone(),
+            self.router.clone(),
+        )
     }
 
     /// A new reading connection, for draining.
@@ -125,10 +143,12 @@ impl Queue {
     }
 
     /// The writer's chores other than ingest: deleting acknowledged and
-    /// expired records (uplink, TTL sweeper), function ticks and reloads.
+    /// expired records (uplink, TTL sweeper), function ticks and reloads,
+    /// stream bounds, pings. They travel on a channel of their own, so they
+    /// never wait behind producers' submissions.
     pub fn upkeep(&self) -> Upkeep {
         Upkeep {
-            tx: self.tx.clone(),
+            tx: self.upkeep.clone(),
         }
     }
 
@@ -139,7 +159,7 @@ impl Queue {
 
     /// Commits what is pending and stops the writer thread.
     pub async fn close(mut self) {
-        let _ = self.tx.send(Command::Shutdown).await;
+        let _ = self.upkeep.send(Command::Shutdown).await;
         if let Some(thread) = self.thread.take() {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
@@ -180,29 +200,136 @@ impl Upkeep {
             .await;
     }
 
-    /// Whether the writer takes commands: resolves `true` once it has
-    /// reached this one, `false` if it is gone. A writer stuck in a commit
-    /// does not answer; callers bound the wait.
-    pub async fn ping(&self) -> bool {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(Command::Ping(reply)).await.is_ok() && rx.await.is_ok()
-    }
-
-    /// New stream bounds (records, bytes, overflow, TTL) for the same
-    /// streams; the runtime has checked that the layout is unchanged.
-    pub async fn set_streams(&self, _streams: Vec<crate::config::StreamConfig>) {}
-
     /// Hands the writer a new set of functions (config reload).
     pub async fn install(&self, compiled: Compiled) {
         let _ = self.tx.send(Command::Install(Box::new(compiled))).await;
+    }
+
+    /// Resolves `true` once the writer has taken this and committed the
+    /// group it came in with, and so everything sent through `Upkeep`
+    /// before it: the writer is making progress. `false` if the writer is
+    /// gone. Producers' submissions travel on their own channel and may
+    /// still be waiting.
+    pub async fn ping(&self) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Ping(reply)).await.is_err() {
+            return false;
+        }
+        rx.await.is_ok()
+    }
+
+    /// Applies new `max_records`, `max_bytes`, `overflow` and `ttl` to the
+    /// streams at once: they hold from the next commit, and queued records
+    /// take the expiry time of a new TTL. Refuses, changing nothing, what
+    /// needs a restart (see [`stream_change_needs_restart`]).
+    pub async fn set_streams(&self, streams: Vec<StreamConfig>) -> Result<(), StreamChangeError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::SetStreams { streams, reply })
+            .await
+            .map_err(|_| StreamChangeError::Closed)?;
+        rx.await.unwrap_or(Err(StreamChangeError::Closed))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{HumanDuration, Overflow};
+    use crate::ingest::IngestError;
     use sluice_event::Event;
     use std::time::{Duration, Instant};
+
+    async fn submit(ingest: &Ingest, n: i64) -> Result<(), IngestError> {
+        let events = (0..n).map(|i| Event::new("coap/d", "d", i)).collect();
+        match ingest.submit(events).await {
+            Ok(receipt) => receipt.durable().await.map(drop).map_err(|r| r.error),
+            Err(r) => Err(r.error),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stream_bounds_change_while_running_and_the_rest_needs_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = format!(
+            "[gateway]\ndata_dir = \"{}\"\n[[queue.streams]]\nname = \"all\"\nsubjects = [\"#\"]\nmax_records = 10\n",
+            dir.path().display()
+        );
+        let config = Config::parse(&text, "test").expect("valid");
+        let metrics = Arc::new(Metrics::default());
+        let queue = Queue::open(&config, metrics.clone()).expect("open");
+        let (ingest, upkeep) = (queue.ingest(), queue.upkeep());
+        submit(&ingest, 10).await.expect("fits");
+        assert!(upkeep.ping().await, "the writer answers");
+
+        // Fewer records under `reject_new`: the full stream refuses at once.
+        let mut streams = config.queue.streams.clone();
+        streams[0].max_records = 4;
+        streams[0].overflow = Overflow::RejectNew;
+        upkeep
+            .set_streams(streams.clone())
+            .await
+            .expect("bounds change live");
+        let refused = submit(&ingest, 1).await.expect_err("over the new bound");
+        assert!(
+            matches!(&refused, IngestError::QueueFull { stream } if stream == "all"),
+            "{refused:?}"
+        );
+
+        // Under `drop_oldest` the next commit trims the stream to the new bound.
+        streams[0].overflow = Overflow::DropOldest;
+        upkeep
+            .set_streams(streams.clone())
+            .await
+            .expect("overflow changes live");
+        submit(&ingest, 1).await.expect("room is made");
+        let m = metrics.snapshot();
+        assert_eq!((m.queue_records, m.queue_dropped), (4, 7));
+
+        // A new TTL applies to records already queued: all of them are due now.
+        streams[0].ttl = Some(HumanDuration::millis(0));
+        upkeep
+            .set_streams(streams.clone())
+            .await
+            .expect("ttl changes live");
+        upkeep.expire().await;
+        assert!(upkeep.ping().await, "the expiry is committed");
+        let m = metrics.snapshot();
+        assert_eq!((m.queue_records, m.queue_expired), (0, 4));
+
+        // What routing or drain order depend on is refused, and nothing changes.
+        let mut moved = streams.clone();
+        moved[0].priority = 1;
+        let error = upkeep
+            .set_streams(moved)
+            .await
+            .expect_err("priority is fixed");
+        assert!(
+            matches!(&error, StreamChangeError::Field { stream, field: "priority" } if stream == "all"),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "stream `all`: changing `priority` needs a restart"
+        );
+        let mut added = streams.clone();
+        added.push(StreamConfig::catch_all("more"));
+        let error = upkeep
+            .set_streams(added)
+            .await
+            .expect_err("streams are fixed");
+        assert!(
+            matches!(&error, StreamChangeError::Layout { stream, how: "added" } if stream == "more"),
+            "{error:?}"
+        );
+
+        queue.close().await;
+        assert!(!upkeep.ping().await, "the writer is gone");
+        assert!(matches!(
+            upkeep.set_streams(streams).await,
+            Err(StreamChangeError::Closed)
+        ));
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_wal_is_checkpointed_into_the_database_while_running() {

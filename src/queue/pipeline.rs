@@ -4,7 +4,8 @@
 
 use super::function_tables;
 use crate::functions::{Compiled, DeadLetter, Dispatch, FunctionSet, SetError};
-use crate::ingest::{EncodedRow, IdMint, Router};
+use crate::ids::IdMint;
+use crate::ingest::{EncodedRow, Router};
 use crate::metrics::Metrics;
 use rusqlite::{Connection, Transaction};
 use sluice_event::Event;

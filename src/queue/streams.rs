@@ -1,7 +1,9 @@
 //! Streams: keeping each stream within its bounds by its overflow policy,
 //! and handing out sequence numbers. Events arrive already routed and encoded
 //! (see `ingest::Router`). The in-memory load mirrors the table and is
-//! restored when a transaction fails.
+//! restored when a transaction fails. Bounds, overflow policies and TTLs
+//! can change while running; names, order, subjects and priorities cannot
+//! (routing and drain order are set at start).
 
 use crate::config::{Overflow, StreamConfig};
 use crate::ingest::{EncodedRow, IngestError};
@@ -29,6 +31,79 @@ impl Losses {
         self.rejected += other.rejected;
         self.expired += other.expired;
     }
+}
+
+/// Why the streams cannot be changed while running.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamChangeError {
+    /// A stream was added, removed, renamed or moved: routing and drain
+    /// order are set at start.
+    #[error("stream `{stream}` was {how}; changing the list of streams needs a restart")]
+    Layout {
+        /// The stream.
+        stream: String,
+        /// `added`, `removed`, `renamed` or `moved`.
+        how: &'static str,
+    },
+    /// A field that routing or drain order depends on changed.
+    #[error("stream `{stream}`: changing `{field}` needs a restart")]
+    Field {
+        /// The stream.
+        stream: String,
+        /// `subjects` or `priority`.
+        field: &'static str,
+    },
+    /// The new expiry times could not be stored; nothing changed.
+    #[error("cannot store the new stream bounds: {0}")]
+    Storage(#[source] rusqlite::Error),
+    /// The writer has shut down.
+    #[error("queue is closed")]
+    Closed,
+}
+
+/// Why going from streams `old` to `new` needs a restart (a
+/// [`StreamChangeError::Layout`] or [`StreamChangeError::Field`]), or `None`
+/// if only bounds, overflow policies and TTLs differ. Pure, so a caller can
+/// refuse a change before touching anything.
+pub fn stream_change_needs_restart(
+    old: &[StreamConfig],
+    new: &[StreamConfig],
+) -> Option<StreamChangeError> {
+    let layout = |stream: &str, how| {
+        Some(StreamChangeError::Layout {
+            stream: stream.to_owned(),
+            how,
+        })
+    };
+    let added = new.iter().find(|n| !old.iter().any(|o| o.name == n.name));
+    let removed = old.iter().find(|o| !new.iter().any(|n| n.name == o.name));
+    match (added, removed) {
+        (Some(_), Some(o)) if old.len() == new.len() => return layout(&o.name, "renamed"),
+        (Some(n), _) => return layout(&n.name, "added"),
+        (None, Some(o)) => return layout(&o.name, "removed"),
+        (None, None) => {}
+    }
+    for (o, n) in old.iter().zip(new) {
+        let field = if o.name != n.name {
+            return layout(&n.name, "moved");
+        } else if !o
+            .subjects
+            .iter()
+            .map(|p| p.as_str())
+            .eq(n.subjects.iter().map(|p| p.as_str()))
+        {
+            "subjects"
+        } else if o.priority != n.priority {
+            "priority"
+        } else {
+            continue;
+        };
+        return Some(StreamChangeError::Field {
+            stream: n.name.clone(),
+            field,
+        });
+    }
+    None
 }
 
 /// A configured stream with its row id in the `streams` table.
@@ -104,7 +179,7 @@ impl Streams {
                 max_records: c.max_records,
                 max_bytes: c.max_bytes.bytes(),
                 overflow: c.overflow,
-                ttl_ms: c.ttl.map(|t| t.get().as_millis() as i64),
+                ttl_ms: ttl_ms(c),
             });
         }
         let mut load = HashMap::new();
@@ -138,6 +213,37 @@ impl Streams {
             saved_seq: last_seq,
             pending: Vec::new(),
         })
+    }
+
+    /// Gives queued records of streams whose TTL differs in `configs` the
+    /// expiry time of the new TTL. `configs` lists the same streams in the
+    /// same order (see [`stream_change_needs_restart`]).
+    pub(crate) fn retime(
+        &mut self,
+        tx: &Transaction<'_>,
+        configs: &[StreamConfig],
+    ) -> rusqlite::Result<()> {
+        self.write_pending(tx)?;
+        let mut stmt = tx
+            .prepare_cached("UPDATE records SET expires_ms = enqueued_ms + ?2 WHERE stream = ?1")?;
+        for (s, c) in self.configured.iter().zip(configs) {
+            let ttl_ms = ttl_ms(c);
+            if ttl_ms != s.ttl_ms {
+                stmt.execute(params![s.id, ttl_ms])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the bounds, overflow policies and TTLs of `configs` (the same
+    /// streams in the same order); they hold from the next insert.
+    pub(crate) fn set_bounds(&mut self, configs: &[StreamConfig]) {
+        for (s, c) in self.configured.iter_mut().zip(configs) {
+            s.max_records = c.max_records;
+            s.max_bytes = c.max_bytes.bytes();
+            s.overflow = c.overflow;
+            s.ttl_ms = ttl_ms(c);
+        }
     }
 
     /// Total load of the queue.
@@ -396,6 +502,11 @@ impl Streams {
     }
 }
 
+/// A stream's TTL in ms, if it has one.
+fn ttl_ms(c: &StreamConfig) -> Option<i64> {
+    c.ttl.map(|t| t.get().as_millis() as i64)
+}
+
 /// Splits sequence numbers into runs of consecutive numbers, as `(first, last)`.
 /// Only truly consecutive numbers are merged, so a range never covers a record
 /// that was not asked for.
@@ -415,7 +526,95 @@ fn runs(seqs: &[i64]) -> Vec<(i64, i64)> {
 
 #[cfg(test)]
 mod tests {
-    use super::runs;
+    use super::*;
+    use crate::config::HumanDuration;
+
+    fn stream(name: &str, subjects: &[&str]) -> StreamConfig {
+        let mut s = StreamConfig::catch_all(name);
+        s.subjects = subjects
+            .iter()
+            .map(|p| p.parse().expect("valid pattern"))
+            .collect();
+        s
+    }
+
+    /// The streams `alerts` (`alert/#`) then `all` (`#`).
+    fn two() -> Vec<StreamConfig> {
+        vec![stream("alerts", &["alert/#"]), stream("all", &["#"])]
+    }
+
+    /// A restart verdict as (stream, how or field).
+    type Verdict = Option<(String, &'static str)>;
+
+    /// What `stream_change_needs_restart` says about `new` against [`two`].
+    fn verdict(new: Vec<StreamConfig>) -> Verdict {
+        match stream_change_needs_restart(&two(), &new)? {
+            StreamChangeError::Layout { stream, how } => Some((stream, how)),
+            StreamChangeError::Field { stream, field } => Some((stream, field)),
+            other => panic!("not a restart verdict: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_bounds_overflow_and_ttl_change_without_a_restart() {
+        let same = |f: fn(&mut Vec<StreamConfig>)| {
+            let mut s = two();
+            f(&mut s);
+            s
+        };
+        let at = |stream: &str, what| Some((stream.to_owned(), what));
+        let cases: [(&str, Vec<StreamConfig>, Verdict); 9] = [
+            ("unchanged", two(), None),
+            (
+                "bounds, overflow and ttl",
+                same(|s| {
+                    s[0].max_records = 5;
+                    s[0].max_bytes = crate::config::ByteSize(4096);
+                    s[1].overflow = Overflow::RejectNew;
+                    s[1].ttl = Some(HumanDuration::secs(60));
+                }),
+                None,
+            ),
+            (
+                "added",
+                same(|s| s.push(stream("more", &["#"]))),
+                at("more", "added"),
+            ),
+            (
+                "removed",
+                same(|s| drop(s.remove(0))),
+                at("alerts", "removed"),
+            ),
+            (
+                "renamed",
+                same(|s| s[0].name = "urgent".into()),
+                at("alerts", "renamed"),
+            ),
+            ("moved", same(|s| s.swap(0, 1)), at("all", "moved")),
+            (
+                "subjects",
+                same(|s| s[0].subjects = vec!["alarm/#".parse().expect("valid")]),
+                at("alerts", "subjects"),
+            ),
+            (
+                "priority",
+                same(|s| s[1].priority = 7),
+                at("all", "priority"),
+            ),
+            (
+                "removed and another added",
+                same(|s| {
+                    s.remove(0);
+                    s.push(stream("x", &["x"]));
+                    s.push(stream("y", &["y"]));
+                }),
+                at("x", "added"),
+            ),
+        ];
+        for (name, new, expected) in cases {
+            assert_eq!(verdict(new), expected, "{name}");
+        }
+    }
 
     #[test]
     fn runs_merge_only_consecutive_numbers() {

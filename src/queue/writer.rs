@@ -1,26 +1,27 @@
 //! The queue writer: one thread owns the writing SQLite connection and
 //! commits everything that is pending in one transaction (group commit), so
-//! many producers share each commit and its fsync.
+//! many producers share each commit and its fsync. Producers' submissions
+//! and upkeep commands arrive on separate channels ([`Inbox`]), so an
+//! acknowledgement never waits behind a backlog of submissions.
 
 use super::pipeline::{Pipeline, Produced};
 use super::streams::{Losses, StreamLoad, Streams};
+use super::streams::{StreamChangeError, stream_change_needs_restart};
 use crate::clock::now_ms;
-use crate::config::QueueConfig;
+use crate::config::{QueueConfig, StreamConfig};
 use crate::functions::Compiled;
-use crate::ingest::{EncodedRow, IngestError};
+use crate::ingest::{IngestError, Submission};
 use crate::metrics::Metrics;
 use rusqlite::{Connection, Transaction};
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-/// Work for the writer thread.
+/// Work for the writer thread. Producers send [`Submission`]s on a channel
+/// of their own; the writer wraps them in `Insert`.
 #[derive(Debug)]
 pub(crate) enum Command {
     /// Commit these routed, encoded events durably, then reply.
-    Insert {
-        rows: Vec<EncodedRow>,
-        reply: oneshot::Sender<Result<(), IngestError>>,
-    },
+    Insert(Submission),
     /// Delete acknowledged records, then reply with how many existed.
     Delete {
         seqs: Vec<i64>,
@@ -32,16 +33,96 @@ pub(crate) enum Command {
     Tick { function: String },
     /// Replace the functions (config reload).
     Install(Box<Compiled>),
-    /// Answer once the writer has taken this command: it is not stuck.
+    /// Reply once the group this arrives in is committed.
     Ping(oneshot::Sender<()>),
+    /// Change the bounds, overflow policies and TTLs of the streams.
+    SetStreams {
+        streams: Vec<StreamConfig>,
+        reply: oneshot::Sender<Result<(), StreamChangeError>>,
+    },
     /// Commit what is pending and stop.
     Shutdown,
+}
+
+/// Where the writer's work comes from: producers' submissions and upkeep
+/// commands, on two bounded channels.
+pub(crate) struct Inbox {
+    submissions: mpsc::Receiver<Submission>,
+    upkeep: mpsc::Receiver<Command>,
+    /// Parks the thread until either channel has something; no polling.
+    waiter: tokio::runtime::Runtime,
+    submissions_open: bool,
+    upkeep_open: bool,
+}
+
+impl Inbox {
+    /// An inbox over both channels; `waiter` is a current-thread runtime
+    /// used only to wait on them.
+    pub(crate) fn new(
+        submissions: mpsc::Receiver<Submission>,
+        upkeep: mpsc::Receiver<Command>,
+        waiter: tokio::runtime::Runtime,
+    ) -> Inbox {
+        Inbox {
+            submissions,
+            upkeep,
+            waiter,
+            submissions_open: true,
+            upkeep_open: true,
+        }
+    }
+
+    /// Blocks until there is work, upkeep first; `None` once both channels
+    /// are closed and empty.
+    fn next(&mut self) -> Option<Command> {
+        /// What one wait ended with.
+        enum Woke {
+            Work(Command),
+            SubmissionsClosed,
+            UpkeepClosed,
+        }
+        loop {
+            let (submissions, upkeep) = (&mut self.submissions, &mut self.upkeep);
+            let (s_open, u_open) = (self.submissions_open, self.upkeep_open);
+            let woke = self.waiter.block_on(async {
+                tokio::select! {
+                    biased;
+                    c = upkeep.recv(), if u_open => Some(c.map_or(Woke::UpkeepClosed, Woke::Work)),
+                    s = submissions.recv(), if s_open => {
+                        Some(s.map_or(Woke::SubmissionsClosed, |s| Woke::Work(Command::Insert(s))))
+                    }
+                    else => None,
+                }
+            })?;
+            match woke {
+                Woke::Work(command) => return Some(command),
+                Woke::SubmissionsClosed => self.submissions_open = false,
+                Woke::UpkeepClosed => self.upkeep_open = false,
+            }
+        }
+    }
+
+    /// Work that is already waiting, upkeep first.
+    fn try_next(&mut self) -> Option<Command> {
+        self.upkeep
+            .try_recv()
+            .ok()
+            .or_else(|| self.submissions.try_recv().ok().map(Command::Insert))
+    }
+
+    /// Takes no new work; what was sent before stays to be taken.
+    fn close(&mut self) {
+        self.submissions.close();
+        self.upkeep.close();
+    }
 }
 
 /// State of the writer thread.
 pub(crate) struct Writer {
     conn: Connection,
     streams: Streams,
+    /// The streams as configured now (see [`Writer::set_streams`]).
+    stream_configs: Vec<StreamConfig>,
     pipeline: Pipeline,
     metrics: Arc<Metrics>,
     /// Woken after every commit that added records.
@@ -77,6 +158,7 @@ impl Writer {
         let mut writer = Writer {
             conn,
             streams,
+            stream_configs: config.streams.clone(),
             pipeline,
             metrics,
             added,
@@ -133,51 +215,69 @@ impl Writer {
         self
     }
 
-    /// Runs until `Shutdown` arrives or every sender is gone.
-    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        let mut stop = false;
-        while !stop {
-            let Some(first) = rx.blocking_recv() else {
+    /// Applies new stream bounds in a transaction of its own (expiry times
+    /// of queued records follow a new TTL); the new bounds hold from the
+    /// next commit. Refuses what needs a restart, changing nothing.
+    fn set_streams(&mut self, streams: Vec<StreamConfig>) -> Result<(), StreamChangeError> {
+        if let Some(refusal) = stream_change_needs_restart(&self.stream_configs, &streams) {
+            return Err(refusal);
+        }
+        let result = (|| {
+            let tx = self.conn.transaction()?;
+            self.streams.retime(&tx, &streams)?;
+            tx.commit()
+        })();
+        match result {
+            Ok(()) => {
+                self.streams.set_bounds(&streams);
+                self.stream_configs = streams;
+                tracing::info!("Stream bounds changed");
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "Cannot change the stream bounds; the previous ones stay");
+                Err(StreamChangeError::Storage(error))
+            }
+        }
+    }
+
+    /// Runs until `Shutdown` arrives or every sender is gone. After
+    /// `Shutdown`, what was already sent is still committed.
+    pub(crate) fn run(mut self, mut inbox: Inbox) {
+        let mut stopping = false;
+        loop {
+            let first = if stopping {
+                inbox.try_next()
+            } else {
+                inbox.next()
+            };
+            let Some(first) = first else {
                 break;
             };
             let mut batch = vec![first];
             let mut events = batch_events(&batch[0]);
             while events < self.max_batch {
-                match rx.try_recv() {
-                    Ok(c) => {
-                        events += batch_events(&c);
-                        batch.push(c);
-                    }
-                    Err(_) => break,
-                }
+                let Some(c) = inbox.try_next() else {
+                    break;
+                };
+                events += batch_events(&c);
+                batch.push(c);
             }
-            if batch.iter().any(|c| matches!(c, Command::Shutdown)) {
-                stop = true;
+            if !stopping && batch.iter().any(|c| matches!(c, Command::Shutdown)) {
+                stopping = true;
+                inbox.close();
             }
-            let (installs, batch): (Vec<Command>, Vec<Command>) = batch
-                .into_iter()
-                .partition(|c| matches!(c, Command::Install(_) | Command::Ping(_)));
-            for c in installs {
+            let mut rest = Vec::with_capacity(batch.len());
+            for c in batch {
                 match c {
                     Command::Install(compiled) => self.install(*compiled),
-                    Command::Ping(reply) => {
-                        let _ = reply.send(());
+                    Command::SetStreams { streams, reply } => {
+                        let _ = reply.send(self.set_streams(streams));
                     }
-                    _ => {}
+                    other => rest.push(other),
                 }
             }
-            self.commit(batch);
-        }
-        rx.close();
-        // Submissions that raced with shutdown are refused, not dropped silently.
-        let mut late = Vec::new();
-        while let Ok(c) = rx.try_recv() {
-            late.push(c);
-        }
-        for c in late {
-            if let Command::Insert { reply, .. } = c {
-                let _ = reply.send(Err(IngestError::Closed));
-            }
+            self.commit(rest);
         }
         tracing::info!(
             records = self.streams.total().records,
@@ -210,14 +310,17 @@ impl Writer {
                 }
                 for (command, outcome) in batch.into_iter().zip(outcomes) {
                     match (command, outcome) {
-                        (Command::Insert { reply, .. }, Outcome::Inserted(..)) => {
-                            let _ = reply.send(Ok(()));
+                        (Command::Insert(s), Outcome::Inserted(..)) => {
+                            let _ = s.reply.send(Ok(()));
                         }
-                        (Command::Insert { reply, .. }, Outcome::Refused(error)) => {
-                            let _ = reply.send(Err(error));
+                        (Command::Insert(s), Outcome::Refused(error)) => {
+                            let _ = s.reply.send(Err(error));
                         }
                         (Command::Delete { reply, .. }, Outcome::Deleted(n)) => {
                             let _ = reply.send(n);
+                        }
+                        (Command::Ping(reply), _) => {
+                            let _ = reply.send(());
                         }
                         _ => {}
                     }
@@ -228,19 +331,23 @@ impl Writer {
                 self.pipeline.rollback_all();
                 Metrics::add(&self.metrics.queue_storage_errors, 1);
                 tracing::error!(error = %error, "Queue transaction failed; its submissions are refused");
-                let reason = IngestError::Storage(error.to_string());
+                let reason = IngestError::Storage(Arc::new(error));
                 for command in batch {
                     match command {
-                        Command::Insert { reply, .. } => {
-                            let _ = reply.send(Err(reason.clone()));
+                        Command::Insert(s) => {
+                            let _ = s.reply.send(Err(reason.clone()));
                         }
                         Command::Delete { reply, .. } => {
                             let _ = reply.send(0);
                         }
+                        // The writer is alive, which is what a ping asks.
+                        Command::Ping(reply) => {
+                            let _ = reply.send(());
+                        }
                         Command::Expire
                         | Command::Tick { .. }
                         | Command::Install(_)
-                        | Command::Ping(_)
+                        | Command::SetStreams { .. }
                         | Command::Shutdown => {}
                     }
                 }
@@ -255,13 +362,13 @@ impl Writer {
         let mut outcomes = Vec::with_capacity(batch.len());
         for command in batch {
             outcomes.push(match command {
-                Command::Insert { rows, .. } if self.pipeline.is_passthrough() => {
+                Command::Insert(Submission { rows, .. }) if self.pipeline.is_passthrough() => {
                     match self.streams.insert(&tx, rows, now)? {
                         Ok(()) => Outcome::Inserted(rows.len() as u64, 0),
                         Err(error) => Outcome::Refused(error),
                     }
                 }
-                Command::Insert { rows, .. } => {
+                Command::Insert(Submission { rows, .. }) => {
                     let marks = self.pipeline.marks();
                     let produced = self.pipeline.process(rows);
                     place(&mut self.streams, &mut self.pipeline, &tx, produced, &marks, now)?
@@ -277,7 +384,9 @@ impl Writer {
                         other => other,
                     }
                 }
-                Command::Install(_) | Command::Ping(_) => Outcome::Done,
+                Command::Install(_) | Command::SetStreams { .. } | Command::Ping(_) => {
+                    Outcome::Done
+                }
                 Command::Delete { seqs, .. } => Outcome::Deleted(self.streams.delete(&tx, seqs)?),
                 Command::Expire => {
                     self.streams.expire(&tx, now)?;
@@ -351,7 +460,7 @@ fn place(
 
 fn batch_events(c: &Command) -> usize {
     match c {
-        Command::Insert { rows, .. } => rows.len().max(1),
+        Command::Insert(s) => s.rows.len().max(1),
         _ => 1,
     }
 }
@@ -374,7 +483,7 @@ mod tests {
             Compiled::new(config).expect("modules compile"),
             &conn,
             Arc::new(crate::ingest::Router::new(&config.queue.streams)),
-            Arc::new(crate::ingest::IdMint::new(1)),
+            Arc::new(crate::ids::IdMint::new(1)),
             metrics.clone(),
             config.pipeline.dead_letter_max,
         )
@@ -393,7 +502,7 @@ mod tests {
     fn insert(w: &mut Writer, events: &[Event]) -> Result<(), IngestError> {
         let (reply, mut rx) = oneshot::channel();
         let rows = events.iter().map(|e| (0, e.encode())).collect();
-        w.commit(vec![Command::Insert { rows, reply }]);
+        w.commit(vec![Command::Insert(Submission { rows, reply })]);
         rx.try_recv().expect("replied after the commit")
     }
 
@@ -422,12 +531,21 @@ mod tests {
     fn a_failed_transaction_refuses_everything_and_the_writer_recovers() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut w, metrics) = writer(dir.path());
-        assert_eq!(insert(&mut w, &[event(1, 10)]), Ok(()));
+        insert(&mut w, &[event(1, 10)]).expect("accepted");
         disk_full(&w, true);
 
         let big: Vec<Event> = (2..50).map(|n| event(n, 4000)).collect();
         let error = insert(&mut w, &big).expect_err("the disk is full");
-        assert!(matches!(error, IngestError::Storage(_)), "{error:?}");
+        let IngestError::Storage(cause) = &error else {
+            panic!("not a storage error: {error:?}");
+        };
+        assert!(
+            matches!(
+                cause.downcast_ref::<rusqlite::Error>(),
+                Some(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DiskFull
+            ),
+            "SQLite's own error is kept: {cause:?}"
+        );
         let m = metrics.snapshot();
         assert_eq!(
             (m.queue_accepted, m.queue_storage_errors, m.queue_records),
@@ -436,7 +554,7 @@ mod tests {
 
         // The writer keeps serving once there is room again.
         disk_full(&w, false);
-        assert_eq!(insert(&mut w, &big), Ok(()));
+        insert(&mut w, &big).expect("accepted");
         assert_eq!(metrics.snapshot().queue_records, 49);
     }
 
@@ -452,10 +570,7 @@ mod tests {
     fn sequence_numbers_never_repeat_after_the_queue_drains_and_reopens() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut w, _) = writer(dir.path());
-        assert_eq!(
-            insert(&mut w, &[event(1, 1), event(2, 1), event(3, 1)]),
-            Ok(())
-        );
+        insert(&mut w, &[event(1, 1), event(2, 1), event(3, 1)]).expect("accepted");
         let last = max_seq(&w);
         assert!(last >= 3, "{last}");
 
@@ -469,7 +584,7 @@ mod tests {
         drop(w);
 
         let (mut w, _) = writer(dir.path());
-        assert_eq!(insert(&mut w, &[event(4, 1)]), Ok(()));
+        insert(&mut w, &[event(4, 1)]).expect("accepted");
         assert_eq!(max_seq(&w), last + 1, "numbering continues after a restart");
     }
 
@@ -532,7 +647,7 @@ mod tests {
     fn state_and_outputs_commit_together_or_not_at_all() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut w, _) = counting_writer(dir.path(), 3);
-        assert_eq!(insert(&mut w, &[event(1, 1), event(2, 1)]), Ok(()));
+        insert(&mut w, &[event(1, 1), event(2, 1)]).expect("accepted");
         assert_eq!(stored(&w), (Some(2), 2), "two outputs, counter at 2");
 
         // Refused by the stream (2 + 2 > 3): the function ran, but its state write is undone.
@@ -556,7 +671,7 @@ mod tests {
         assert_eq!(counter_in_memory(&w), Some(2));
 
         disk_full(&w, false);
-        assert_eq!(insert(&mut w, &[event(6, 1)]), Ok(()));
+        insert(&mut w, &[event(6, 1)]).expect("accepted");
         assert_eq!(stored(&w), (Some(3), 3));
     }
 
@@ -569,17 +684,17 @@ mod tests {
         let rows = |n| (1..=n).map(|i| (0, event(i, 1).encode())).collect();
         // Two submissions in one group commit: the second sees the first's count.
         w.commit(vec![
-            Command::Insert {
+            Command::Insert(Submission {
                 rows: rows(3),
                 reply: a,
-            },
-            Command::Insert {
+            }),
+            Command::Insert(Submission {
                 rows: rows(4),
                 reply: b,
-            },
+            }),
         ]);
-        assert_eq!(ra.try_recv().expect("replied"), Ok(()));
-        assert_eq!(rb.try_recv().expect("replied"), Ok(()));
+        ra.try_recv().expect("replied").expect("accepted");
+        rb.try_recv().expect("replied").expect("accepted");
         assert_eq!(stored(&w), (Some(7), 7));
     }
 }

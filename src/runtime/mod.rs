@@ -168,7 +168,9 @@ impl Runtime {
             ticks.stop("function ticks", ADAPTER_STOP_DEADLINE).await;
         }
         if plan.streams {
-            upkeep.set_streams(new.queue.streams.clone()).await;
+            if let Err(error) = upkeep.set_streams(new.queue.streams.clone()).await {
+                tracing::error!(error = %error, "Stream bounds not changed; the old ones hold");
+            }
             if let Some(sweeper) = self.sweeper.take() {
                 sweeper.stop("TTL sweeper", ADAPTER_STOP_DEADLINE).await;
             }

@@ -71,6 +71,15 @@ pub const BAD_EMIT: &str = r#"
     (i32.const 0))
 "#;
 
+/// Emits its input twice (over a cap of one event per call).
+pub const EMIT_TWICE: &str = r#"
+  (func (export "sluice_on_event") (param $ptr i32) (param $len i32) (result i32)
+    (global.set $next (i32.const 4096))
+    (drop (call $emit (local.get $ptr) (local.get $len)))
+    (drop (call $emit (local.get $ptr) (local.get $len)))
+    (i32.const 0))
+"#;
+
 /// Returns error code 7 after logging a line.
 pub const FAIL_7: &str = r#"
   (func (export "sluice_on_event") (param i32 i32) (result i32)
