@@ -10,6 +10,7 @@
 //!   the server's and the observer's).
 //! - [`option`]: unsigned-integer option values (pure).
 //! - [`rate`]: per-device request budgets (pure).
+//! - [`timing`]: RFC 7252 transmission parameters, one set for all.
 //! - [`rejection`]: why a message was turned away, one counter each.
 //! - [`server`] and [`observe`]: the I/O loops, the only places that await.
 
@@ -25,5 +26,6 @@ pub mod rate;
 pub mod rejection;
 pub mod senml;
 pub mod server;
+pub mod timing;
 
 pub use config::CoapConfig;
