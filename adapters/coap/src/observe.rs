@@ -59,7 +59,7 @@ impl Target {
 
     /// The Uri-Host option to send: only for host names, since an address is
     /// the option's default (RFC 7252 §6.4).
-    fn uri_host(&self) -> Option<String> {
+    pub(crate) fn uri_host(&self) -> Option<String> {
         let literal = self.host.parse::<IpAddr>().is_ok() || self.host.contains('%');
         (!literal).then(|| self.host.clone())
     }
