@@ -1,7 +1,7 @@
 //! Reconnect delays: capped exponential back-off with jitter, so a fleet of
 //! gateways does not reconnect in lockstep after a broker outage.
 
-use std::hash::{BuildHasher, RandomState};
+use sluice_adapter_common::Random;
 use std::time::Duration;
 
 /// Doubles from `min` up to `max`; each delay is drawn from [d/2, d].
@@ -10,18 +10,17 @@ pub struct Backoff {
     min: Duration,
     max: Duration,
     next: Duration,
-    rng: u64,
+    random: Random,
 }
 
 impl Backoff {
     /// A back-off starting at `min`, never above `max`.
     pub fn new(min: Duration, max: Duration) -> Backoff {
-        let seed = RandomState::new().hash_one(0x5eed_u64) | 1;
         Backoff {
             min,
             max,
             next: min,
-            rng: seed,
+            random: Random::seeded(),
         }
     }
 
@@ -29,17 +28,8 @@ impl Backoff {
     pub fn next_delay(&mut self) -> Duration {
         let d = self.next;
         self.next = (self.next * 2).min(self.max);
-        // xorshift64: plenty for jitter.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
         let half = d / 2;
-        let spread = half.as_micros() as u64;
-        half + Duration::from_micros(if spread == 0 {
-            0
-        } else {
-            self.rng % (spread + 1)
-        })
+        self.random.jitter(half, d - half)
     }
 
     /// Back to `min` after a successful connection.

@@ -14,10 +14,10 @@ pub mod wasm;
 pub use broker::Broker;
 pub use collector::Collector;
 pub use process::Gateway;
+pub use sluice_adapter_common::testing::{wait_until, wait_until_blocking};
 
 use sluice::config::Config;
 use sluice_event::Event;
-use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -25,34 +25,6 @@ use std::time::{Duration, Instant};
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local addr").port()
-}
-
-/// Polls `cond` every 20 ms until it holds; panics with `what` after `timeout`.
-pub async fn wait_until<F: FnMut() -> bool>(timeout: Duration, what: &str, mut cond: F) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Like [`wait_until`] for an async condition.
-pub async fn wait_until_async<F, Fut>(timeout: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !cond().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A gateway config for tests: data in `dir`, broker on `port`, quick

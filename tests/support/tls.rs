@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A certificate and its private key, both PEM files.
 #[derive(Clone, Debug)]
@@ -150,11 +150,9 @@ key = '{key}'
 
 /// Waits until something accepts TCP connections on loopback `port`.
 pub fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    super::wait_until_blocking(Duration::from_secs(10), "a listener on the port", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
 }
 
 fn write(dir: &Path, name: &str, text: &str) {

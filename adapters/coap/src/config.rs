@@ -99,7 +99,7 @@ fn default_max_payload() -> ByteSize {
 
 /// RFC 7252's EXCHANGE_LIFETIME with default transmission parameters.
 fn default_exchange_lifetime() -> HumanDuration {
-    HumanDuration(Duration::from_secs(247))
+    HumanDuration(crate::timing::EXCHANGE_LIFETIME)
 }
 
 /// Bounds the memory of the exchange cache (about 100 bytes each).

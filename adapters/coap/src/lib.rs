@@ -10,10 +10,14 @@
 //!   the server's and the observer's).
 //! - [`option`]: unsigned-integer option values (pure).
 //! - [`rate`]: per-device request budgets (pure).
+//! - [`timing`]: RFC 7252 transmission parameters, one set for all.
 //! - [`rejection`]: why a message was turned away, one counter each.
-//! - [`server`] and [`observe`]: the I/O loops, the only places that await.
+//! - [`client`]: one request at a time over one socket, retransmitted
+//!   (downlinks, the demo's devices).
+//! - [`server`], [`observe`] and [`downlink`]: the I/O loops.
 
 pub mod adapter;
+pub mod client;
 pub mod config;
 pub mod directory;
 pub mod downlink;
@@ -25,5 +29,6 @@ pub mod rate;
 pub mod rejection;
 pub mod senml;
 pub mod server;
+pub mod timing;
 
 pub use config::CoapConfig;

@@ -8,33 +8,25 @@
 //! (RFC 7641 §3.4) and says what to send and what to ingest. [`run`] gives
 //! each device a task with one UDP socket that drives its `Observer`.
 
+use crate::client::{ClientError, Request, empty};
 use crate::config::ObserveConfig;
 use crate::exchange::Exchanges;
 use crate::option::uint_option;
 use crate::payload::{self, Format, PayloadError, Sample};
 use crate::rejection::Rejection;
+use crate::timing::{EXCHANGE_LIFETIME, Transmission};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
-use sluice_adapter_common::{Counters, Shutdown, Sink};
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hash, Hasher};
+use sluice_adapter_common::{Counters, Random, Shutdown, Sink};
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 /// The default CoAP port (RFC 7252 §6.1).
 const DEFAULT_PORT: u16 = 5683;
-/// RFC 7252 §4.8 ACK_TIMEOUT: the shortest first wait for an acknowledgement.
-const ACK_TIMEOUT: Duration = Duration::from_secs(2);
-/// ACK_RANDOM_FACTOR 1.5: the first wait is drawn from ACK_TIMEOUT plus up to this.
-const ACK_RANDOM_SPREAD: Duration = Duration::from_secs(1);
-/// RFC 7252 §4.8 MAX_RETRANSMIT.
-const MAX_RETRANSMIT: u32 = 4;
-/// RFC 7252 §4.8.2 EXCHANGE_LIFETIME: how long a message id identifies a retransmission.
-const EXCHANGE_LIFETIME: Duration = Duration::from_secs(247);
 /// RFC 7641 §3.4: after this long, a notification is newer whatever its Observe number.
 const OBSERVE_WINDOW: Duration = Duration::from_secs(128);
 /// Waited beyond a notification's Max-Age before registering again: enough
@@ -67,7 +59,7 @@ impl Target {
 
     /// The Uri-Host option to send: only for host names, since an address is
     /// the option's default (RFC 7252 §6.4).
-    fn uri_host(&self) -> Option<String> {
+    pub(crate) fn uri_host(&self) -> Option<String> {
         let literal = self.host.parse::<IpAddr>().is_ok() || self.host.contains('%');
         (!literal).then(|| self.host.clone())
     }
@@ -328,7 +320,14 @@ async fn observe_device<S: Sink>(
                     payload,
                 } => {
                     let name = target.reading_name();
-                    ingest(&device, name, content_format, &payload, &sink, &counters).await;
+                    let durable =
+                        ingest(&device, name, content_format, &payload, &sink, &counters).await;
+                    // The ACK of a confirmable notification waits for durability.
+                    for settled in observer.settle(durable, Instant::now()) {
+                        if let (Effect::Send(bytes), Some(l)) = (settled, &link) {
+                            send(&l.socket, &bytes, &device).await;
+                        }
+                    }
                 }
                 Effect::Reject(reason) => counters.reject(reason),
             }
@@ -388,7 +387,10 @@ async fn reach<'a>(target: &Target, link: &'a mut Option<Link>) -> io::Result<&'
 }
 
 /// Decodes a response payload and hands its events to the sink, counting
-/// what happened.
+/// what happened. `false` only if the sink refused the events: a
+/// confirmable notification is then left unacknowledged, so the device sends
+/// it again; a payload that does not decode would not fare better the next
+/// time, so it counts as settled.
 async fn ingest<S: Sink>(
     device: &str,
     name: &str,
@@ -396,29 +398,33 @@ async fn ingest<S: Sink>(
     payload: &[u8],
     sink: &S,
     counters: &Counters,
-) {
+) -> bool {
     let now_ms = sluice_adapter_common::clock::now_ms();
     let samples = match decode_response(content_format, payload, name, now_ms) {
         Ok(s) => s,
         Err(e) => {
             counters.reject(e.rejection());
             warn!(device = %device, error = %e, "Response not understood");
-            return;
+            return true;
         }
     };
     let events = payload::to_events(device, samples, now_ms);
     if events.is_empty() {
-        return;
+        return true;
     }
     let n = events.len() as u64;
     match sink.accept(events).await {
-        Ok(_) => Counters::add(&counters.events_accepted, n),
+        Ok(_) => {
+            Counters::add(&counters.events_accepted, n);
+            true
+        }
         Err(refusal) => {
             Counters::add(&counters.events_refused, n);
             warn!(
                 device = %device, reason = ?refusal.reason, error = %refusal.message,
-                "Events refused; readings lost"
+                "Events refused"
             );
+            false
         }
     }
 }
@@ -471,7 +477,8 @@ enum Effect {
     Request(Vec<u8>),
     /// Send this datagram (a retransmission, an ACK or a RST).
     Send(Vec<u8>),
-    /// Decode this payload and hand its events to the sink.
+    /// Decode this payload and hand its events to the sink, then tell the
+    /// observer whether they are durable ([`Observer::settle`]).
     Ingest {
         /// The Content-Format option, if present.
         content_format: Option<u32>,
@@ -548,37 +555,17 @@ impl Token {
     }
 }
 
-/// SplitMix64, seeded from the process's random hasher keys: tokens and
-/// message ids must be hard to guess off-path (RFC 7252 §5.3.1), not secret.
-#[derive(Debug)]
-struct Jitter(u64);
-
-impl Jitter {
-    fn seeded(device: &str) -> Jitter {
-        let mut h = RandomState::new().build_hasher();
-        device.hash(&mut h);
-        SystemTime::now().hash(&mut h);
-        Jitter(h.finish())
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 /// The client side of one device's CoAP exchanges, without I/O.
 #[derive(Debug)]
 struct Observer {
     device: String,
-    path: Vec<String>,
-    uri_host: Option<String>,
+    /// The GET sent; its type, Observe option, message id and token vary.
+    request: Request,
     mode: Mode,
     poll: Duration,
-    jitter: Jitter,
+    timing: Transmission,
+    /// Tokens, message ids and retransmission jitter.
+    random: Random,
     next_mid: u16,
     /// The token responses are expected on; `None` while waiting.
     token: Option<Token>,
@@ -586,35 +573,52 @@ struct Observer {
     phase: Phase,
     /// Notifications handled, by (message id, token), to spot retransmissions.
     seen: Exchanges<(u16, Token)>,
+    /// The message whose [`Effect::Ingest`] awaits [`Observer::settle`].
+    unsettled: Option<Unsettled>,
+}
+
+/// A response handed over for ingest and not yet known to be durable.
+#[derive(Debug)]
+struct Unsettled {
+    /// Its message id and token.
+    key: (u16, Token),
+    /// Whether it awaits an ACK.
+    confirmable: bool,
+    /// The state before it was taken in, restored if it is refused so that
+    /// its retransmission is taken in as new.
+    before: (Phase, Option<Token>, Mode),
 }
 
 impl Observer {
     /// A device to observe (`observe`) or poll, starting at `now`.
     fn new(device: &str, target: &Target, observe: bool, poll: Duration, now: Instant) -> Observer {
-        Observer::with_jitter(device, target, observe, poll, now, Jitter::seeded(device))
+        Observer::with_random(device, target, observe, poll, now, Random::seeded())
     }
 
-    fn with_jitter(
+    fn with_random(
         device: &str,
         target: &Target,
         observe: bool,
         poll: Duration,
         now: Instant,
-        mut jitter: Jitter,
+        mut random: Random,
     ) -> Observer {
+        let mut request = Request::new(RequestType::Get, target.path.iter().cloned());
+        request.host = target.uri_host();
         Observer {
             device: device.to_owned(),
-            path: target.path.clone(),
-            uri_host: target.uri_host(),
+            request,
             mode: if observe { Mode::Observe } else { Mode::Poll },
             // Validated in the config; never re-register in a tight loop.
             poll: poll.max(MIN_POLL),
-            next_mid: jitter.next() as u16,
-            jitter,
+            timing: Transmission::default(),
+            next_mid: random.next_u64() as u16,
+            random,
             token: None,
             pending: None,
             phase: Phase::Waiting { at: now },
             seen: Exchanges::new(EXCHANGE_LIFETIME, SEEN_CAPACITY),
+            unsettled: None,
         }
     }
 
@@ -649,7 +653,7 @@ impl Observer {
             if now < p.at {
                 return Vec::new();
             }
-            if p.retransmissions < MAX_RETRANSMIT {
+            if p.retransmissions < self.timing.max_retransmit {
                 p.retransmissions += 1;
                 p.timeout *= 2;
                 p.at = now + p.timeout;
@@ -733,7 +737,7 @@ impl Observer {
                 if code == 0 {
                     // A CoAP ping (RFC 7252 §4.3) is answered with a RST.
                     if confirmable {
-                        effects.push(Effect::Send(empty_message(MessageType::Reset, mid)));
+                        effects.push(Effect::Send(empty(MessageType::Reset, mid)));
                     } else {
                         effects.push(Effect::Reject(Rejection::MalformedDatagram));
                     }
@@ -742,7 +746,7 @@ impl Observer {
                 if !(2..=5).contains(&(code >> 5)) {
                     // A request, or a reserved code: we only ask.
                     if confirmable {
-                        effects.push(Effect::Send(empty_message(MessageType::Reset, mid)));
+                        effects.push(Effect::Send(empty(MessageType::Reset, mid)));
                     }
                     effects.push(Effect::Reject(Rejection::MalformedDatagram));
                     return effects;
@@ -750,7 +754,7 @@ impl Observer {
                 if self.seen.lookup(&(mid, token), now).is_some() {
                     // A retransmission: our ACK was lost; acknowledge again.
                     if confirmable {
-                        effects.push(Effect::Send(empty_message(
+                        effects.push(Effect::Send(empty(
                             MessageType::Acknowledgement,
                             mid,
                         )));
@@ -761,21 +765,55 @@ impl Observer {
                 if Some(token) != self.token {
                     // An observation we no longer want (RFC 7641 §3.6).
                     debug!(device = %self.device, "Unknown token; rejecting");
-                    effects.push(Effect::Send(empty_message(MessageType::Reset, mid)));
+                    effects.push(Effect::Send(empty(MessageType::Reset, mid)));
                     effects.push(Effect::Reject(Rejection::Stray));
                     return effects;
                 }
-                if confirmable {
-                    effects.push(Effect::Send(empty_message(
-                        MessageType::Acknowledgement,
-                        mid,
-                    )));
-                }
-                self.seen.record((mid, token), Vec::new(), now);
+                let before = (self.phase, self.token, self.mode);
                 self.on_response(packet, now, &mut effects);
+                let unsettled = Unsettled {
+                    key: (mid, token),
+                    confirmable,
+                    before,
+                };
+                if effects.iter().any(|e| matches!(e, Effect::Ingest { .. })) {
+                    // Acknowledged and remembered once durable (`settle`).
+                    self.unsettled = Some(unsettled);
+                } else {
+                    self.settle_now(unsettled, now, &mut effects);
+                }
             }
         }
         effects
+    }
+
+    /// Whether the events of the last [`Effect::Ingest`] are durable (or
+    /// were not worth retrying). A confirmable notification is acknowledged
+    /// only then; refused, it is neither acknowledged nor remembered, and the
+    /// state goes back to before it, so the device's retransmission is taken
+    /// in as new once there is room.
+    fn settle(&mut self, durable: bool, now: Instant) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let Some(unsettled) = self.unsettled.take() else {
+            return effects;
+        };
+        if durable || !unsettled.confirmable {
+            self.settle_now(unsettled, now, &mut effects);
+        } else {
+            debug!(device = %self.device, "Notification refused; awaiting its retransmission");
+            (self.phase, self.token, self.mode) = unsettled.before;
+        }
+        effects
+    }
+
+    /// Remembers a message as handled and acknowledges it if confirmable.
+    fn settle_now(&mut self, unsettled: Unsettled, now: Instant, effects: &mut Vec<Effect>) {
+        let (mid, _) = unsettled.key;
+        self.seen.record(unsettled.key, Vec::new(), now);
+        if unsettled.confirmable {
+            let ack = empty(MessageType::Acknowledgement, mid);
+            effects.insert(0, Effect::Send(ack));
+        }
     }
 
     /// A response on the current token: the registration's, a
@@ -871,13 +909,12 @@ impl Observer {
 
     /// Sends a registration (observe mode) or a poll with a new token.
     fn start_request(&mut self, now: Instant) -> Vec<Effect> {
-        let token = Token::from_slice(&self.jitter.next().to_be_bytes());
+        let token = Token::from_slice(&self.random.next_u64().to_be_bytes());
         let mid = self.take_mid();
         let observe = (self.mode == Mode::Observe).then_some(0);
-        match self.encode(MessageType::Confirmable, mid, token, observe) {
+        match self.encode(true, mid, token, observe) {
             Ok(bytes) => {
-                let spread = self.jitter.next() % (ACK_RANDOM_SPREAD.as_millis() as u64 + 1);
-                let timeout = ACK_TIMEOUT + Duration::from_millis(spread);
+                let timeout = self.timing.first_timeout(&mut self.random);
                 self.token = Some(token);
                 self.pending = Some(Pending {
                     mid,
@@ -906,34 +943,23 @@ impl Observer {
         }
         let token = self.token?;
         let mid = self.take_mid();
-        self.encode(MessageType::NonConfirmable, mid, token, Some(1))
-            .ok()
+        self.encode(false, mid, token, Some(1)).ok()
     }
 
     /// A GET for the resource.
     fn encode(
         &self,
-        kind: MessageType,
+        confirmable: bool,
         mid: u16,
         token: Token,
         observe: Option<u32>,
-    ) -> Result<Vec<u8>, coap_lite::error::MessageError> {
-        let mut packet = Packet::new();
-        packet.header.set_version(1);
-        packet.header.set_type(kind);
-        packet.header.code = MessageClass::Request(RequestType::Get);
-        packet.header.message_id = mid;
-        packet.set_token(token.as_slice().to_vec());
-        if let Some(host) = &self.uri_host {
-            packet.add_option(CoapOption::UriHost, host.as_bytes().to_vec());
-        }
-        if let Some(v) = observe {
-            packet.set_observe_value(v);
-        }
-        for segment in &self.path {
-            packet.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
-        }
-        packet.to_bytes()
+    ) -> Result<Vec<u8>, ClientError> {
+        let request = Request {
+            confirmable,
+            observe,
+            ..self.request.clone()
+        };
+        request.encode(mid, token.as_slice())
     }
 
     fn take_mid(&mut self) -> u16 {
@@ -956,21 +982,10 @@ fn block2_has_more(packet: &Packet) -> bool {
     uint_option(packet, CoapOption::Block2).is_some_and(|v| v & 0x08 != 0)
 }
 
-/// An empty ACK or RST for message `mid` (RFC 7252 §3: version 1, no token).
-fn empty_message(kind: MessageType, mid: u16) -> Vec<u8> {
-    let kind_bits = match kind {
-        MessageType::Confirmable => 0,
-        MessageType::NonConfirmable => 1,
-        MessageType::Acknowledgement => 2,
-        MessageType::Reset => 3,
-    };
-    let [hi, lo] = mid.to_be_bytes();
-    vec![0x40 | (kind_bits << 4), 0x00, hi, lo]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::timing::{ACK_RANDOM_FACTOR, ACK_TIMEOUT, MAX_RETRANSMIT};
     use coap_lite::ResponseType;
 
     fn target(host: &str, port: u16, path: &[&str]) -> Target {
@@ -1102,7 +1117,7 @@ mod tests {
 
     fn observer(observe: bool, now: Instant) -> Observer {
         let t = target("127.0.0.1", 5683, &["sensors", "temp"]);
-        Observer::with_jitter("d1", &t, observe, POLL, now, Jitter(42))
+        Observer::with_random("d1", &t, observe, POLL, now, Random::from_seed(42))
     }
 
     /// The request in `effects`: its message id, token, Observe value.
@@ -1173,12 +1188,19 @@ mod tests {
         }
     }
 
+    /// Takes a datagram in as the I/O loop does: whatever it ingests is durable.
+    fn take(o: &mut Observer, datagram: &[u8], now: Instant) -> Vec<Effect> {
+        let mut effects = o.on_datagram(datagram, now);
+        effects.extend(o.settle(true, now));
+        effects
+    }
+
     fn ack(mid: u16) -> Effect {
-        Effect::Send(empty_message(MessageType::Acknowledgement, mid))
+        Effect::Send(empty(MessageType::Acknowledgement, mid))
     }
 
     fn rst(mid: u16) -> Effect {
-        Effect::Send(empty_message(MessageType::Reset, mid))
+        Effect::Send(empty(MessageType::Reset, mid))
     }
 
     /// An observer whose registration the device accepted with Observe = 5.
@@ -1208,7 +1230,7 @@ mod tests {
             (
                 "next",
                 notification(100, &token, 6, b"6"),
-                vec![ack(100), ingest(b"6")],
+                vec![ingest(b"6"), ack(100)],
             ),
             (
                 "retransmitted",
@@ -1240,8 +1262,59 @@ mod tests {
             ),
         ];
         for (name, datagram, expected) in cases {
-            assert_eq!(o.on_datagram(&datagram, t), expected, "{name}");
+            assert_eq!(take(&mut o, &datagram, t), expected, "{name}");
         }
+    }
+
+    #[test]
+    fn a_confirmable_notification_is_acknowledged_only_once_durable() {
+        let t = Instant::now();
+        let (mut o, token) = observing(t);
+        let first = notification(100, &token, 6, b"6");
+        assert_eq!(o.on_datagram(&first, t), [ingest(b"6")], "no ACK yet");
+        assert_eq!(o.settle(false, t), [], "refused: no ACK");
+        // The device retransmits the same message: it is new again.
+        assert_eq!(o.on_datagram(&first, t), [ingest(b"6")]);
+        assert_eq!(o.settle(true, t), [ack(100)], "durable: acknowledged");
+        assert_eq!(
+            o.on_datagram(&first, t),
+            [ack(100), Effect::Reject(Rejection::Duplicate)],
+            "taken in once"
+        );
+        // A refused non-confirmable notification is not sent again: it is settled.
+        let non = response(
+            MessageType::NonConfirmable,
+            101,
+            &token,
+            ResponseType::Content,
+            Some(7),
+            None,
+            b"7",
+        );
+        assert_eq!(o.on_datagram(&non, t), [ingest(b"7")]);
+        assert_eq!(o.settle(false, t), []);
+        assert_eq!(o.on_datagram(&non, t), [Effect::Reject(Rejection::Duplicate)]);
+    }
+
+    #[test]
+    fn a_refused_separate_response_to_a_poll_is_taken_when_sent_again() {
+        let t = Instant::now();
+        let mut o = observer(false, t);
+        let (mid, token, _) = request(&o.on_timer(t));
+        let empty_ack = empty(MessageType::Acknowledgement, mid);
+        assert_eq!(o.on_datagram(&empty_ack, t), []);
+        let separate = response(
+            MessageType::Confirmable,
+            900,
+            &token,
+            ResponseType::Content,
+            None,
+            None,
+            b"2",
+        );
+        assert_eq!(o.on_datagram(&separate, t), [ingest(b"2")]);
+        assert_eq!(o.settle(false, t), []);
+        assert_eq!(take(&mut o, &separate, t), [ingest(b"2"), ack(900)]);
     }
 
     #[test]
@@ -1251,7 +1324,7 @@ mod tests {
         let (_, token, _) = request(&o.on_timer(t));
         let first = o.next_deadline() - t;
         assert!(
-            (ACK_TIMEOUT..=ACK_TIMEOUT + ACK_RANDOM_SPREAD).contains(&first),
+            (ACK_TIMEOUT..=ACK_TIMEOUT.mul_f64(ACK_RANDOM_FACTOR)).contains(&first),
             "{first:?}"
         );
         let mut now = t;
@@ -1291,7 +1364,7 @@ mod tests {
             Some(60),
             b"6",
         );
-        o.on_datagram(&with_age, t);
+        take(&mut o, &with_age, t);
         let deadline = t + Duration::from_secs(60) + MAX_AGE_MARGIN;
         assert_eq!(o.next_deadline(), deadline);
         assert_eq!(o.on_timer(deadline - Duration::from_millis(1)), []);
@@ -1333,7 +1406,7 @@ mod tests {
         let mut o = observer(false, t);
         let (mid, token, observe) = request(&o.on_timer(t));
         assert_eq!(observe, None);
-        let empty_ack = empty_message(MessageType::Acknowledgement, mid);
+        let empty_ack = empty(MessageType::Acknowledgement, mid);
         assert_eq!(o.on_datagram(&empty_ack, t), []);
         assert_eq!(o.next_deadline(), t + POLL, "no more retransmissions");
         let separate = response(
@@ -1345,9 +1418,9 @@ mod tests {
             None,
             b"2",
         );
-        assert_eq!(o.on_datagram(&separate, t), [ack(900), ingest(b"2")]);
+        assert_eq!(take(&mut o, &separate, t), [ingest(b"2"), ack(900)]);
         assert_eq!(
-            o.on_datagram(&separate, t),
+            take(&mut o, &separate, t),
             [ack(900), Effect::Reject(Rejection::Duplicate)]
         );
     }
@@ -1382,7 +1455,7 @@ mod tests {
         }
         let mut o = observer(true, t);
         let (mid, _, _) = request(&o.on_timer(t));
-        let reset = empty_message(MessageType::Reset, mid);
+        let reset = empty(MessageType::Reset, mid);
         assert_eq!(o.on_datagram(&reset, t), [Effect::Reject(Rejection::Reset)]);
         assert_eq!(o.next_deadline(), t + POLL);
     }
@@ -1407,7 +1480,7 @@ mod tests {
             ),
             (
                 "ping",
-                empty_message(MessageType::Confirmable, 9),
+                empty(MessageType::Confirmable, 9),
                 vec![rst(9)],
             ),
             (
@@ -1417,7 +1490,7 @@ mod tests {
             ),
             (
                 "late ack",
-                empty_message(MessageType::Acknowledgement, 1),
+                empty(MessageType::Acknowledgement, 1),
                 vec![Effect::Reject(Rejection::Stray)],
             ),
         ];

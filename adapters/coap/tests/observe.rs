@@ -1,73 +1,25 @@
 //! The observer against a real CoAP device: aiocoap serving an observable
 //! resource and a plain one (`tests/peers/observable_server.py`; needs
-//! `pip install aiocoap cbor2`, see scripts/install-test-deps.sh).
+//! `pip install aiocoap cbor2`, see scripts/install-test-deps.sh), and
+//! against a hand-rolled device that retransmits a confirmable notification.
 
-use sluice_adapter_common::testing::CollectingSink;
+mod peers;
+
+use peers::{Device, free_port};
+use sluice_adapter_common::testing::{CollectingSink, wait_until};
 use sluice_adapter_common::{Counters, HumanDuration, Shutdown};
 use sluice_coap::config::ObserveConfig;
 use sluice_coap::observe;
 use sluice_coap::rejection::Rejection;
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
 use sluice_event::Event;
-use std::process::Stdio;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-const SERVER: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/peers/observable_server.py"
-);
-
-/// The Python device on 127.0.0.1:`port`; killed when dropped.
-struct Device {
-    child: Child,
-}
-
-impl Device {
-    /// Starts it with its counters at `first_value` and waits for "ready".
-    async fn start(port: u16, first_value: u32) -> Device {
-        let mut child = Command::new("python3")
-            .arg(SERVER)
-            .arg(port.to_string())
-            .arg(first_value.to_string())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("python3 starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-            .await
-            .expect("the device starts within 10 s");
-        assert_eq!(
-            first.ok().flatten().as_deref(),
-            Some("ready"),
-            "observable_server.py did not start (is aiocoap installed?)"
-        );
-        Device { child }
-    }
-
-    /// Kills it and waits until it is gone (its port is free again).
-    async fn kill(mut self) {
-        self.child.kill().await.expect("the device can be killed");
-    }
-}
-
-impl Drop for Device {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-/// A UDP port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind port 0");
-    socket.local_addr().expect("local address").port()
-}
 
 /// `observe::run` in the background, with what it produced.
 struct Observers {
@@ -101,20 +53,6 @@ impl Observers {
         let events = self.sink.events();
         let of_device = events.iter().filter(|e| e.device == device);
         of_device.map(|e| reading(e, name)).collect()
-    }
-
-    /// Waits until `done` holds, for at most `limit`.
-    async fn wait_for(&self, what: &str, limit: Duration, done: impl Fn(&Observers) -> bool) {
-        let deadline = Instant::now() + limit;
-        while !done(self) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; events: {:?}; counters: {:?}",
-                self.sink.events(),
-                self.counters.snapshot()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
     }
 
     /// Fires shutdown; `run` must return promptly.
@@ -159,11 +97,10 @@ async fn notifications_become_events() {
         HumanDuration::secs(10),
     )]);
     let started = Instant::now();
-    observers
-        .wait_for("five notifications", Duration::from_secs(8), |o| {
-            o.sink.len() >= 5
-        })
-        .await;
+    wait_until(Duration::from_secs(8), "five notifications", || {
+        observers.sink.len() >= 5
+    })
+    .await;
     assert!(started.elapsed() < Duration::from_secs(10));
 
     let events = observers.sink.events();
@@ -208,26 +145,20 @@ async fn a_restarted_device_is_observed_again() {
         true,
         HumanDuration::secs(1),
     )]);
-    observers
-        .wait_for("three notifications", Duration::from_secs(8), |o| {
-            o.sink.len() >= 3
-        })
-        .await;
+    wait_until(Duration::from_secs(8), "three notifications", || {
+        observers.sink.len() >= 3
+    })
+    .await;
 
     device.kill().await;
     // The restarted device counts from 1000, so its readings stand out.
     let _device = Device::start(port, 1000).await;
-    let restarted = |o: &Observers| {
-        let values = o.values("greenhouse-2", "temperature");
+    let restarted = || {
+        let values = observers.values("greenhouse-2", "temperature");
         values.iter().filter(|&&v| v >= 1000.0).count() >= 3
     };
-    observers
-        .wait_for(
-            "three notifications after the restart",
-            Duration::from_secs(12),
-            restarted,
-        )
-        .await;
+    let what = "three notifications after the restart";
+    wait_until(Duration::from_secs(12), what, restarted).await;
 
     let temperatures = observers.values("greenhouse-2", "temperature");
     let after: Vec<f64> = temperatures.into_iter().filter(|&v| v >= 1000.0).collect();
@@ -247,12 +178,11 @@ async fn devices_without_observe_are_polled() {
         target("meter-poll", uri.clone(), false, every),
         target("meter-fallback", uri, true, every),
     ]);
-    let polled = |o: &Observers| {
-        o.values("meter-poll", "plain").len() >= 3 && o.values("meter-fallback", "plain").len() >= 3
+    let polled = || {
+        observers.values("meter-poll", "plain").len() >= 3
+            && observers.values("meter-fallback", "plain").len() >= 3
     };
-    observers
-        .wait_for("three polls of each device", Duration::from_secs(8), polled)
-        .await;
+    wait_until(Duration::from_secs(8), "three polls of each device", polled).await;
 
     for device in ["meter-poll", "meter-fallback"] {
         let values = observers.values(device, "plain");
@@ -268,5 +198,84 @@ async fn devices_without_observe_are_polled() {
     }
     assert_eq!(observers.counters.rejected(Rejection::Malformed), 0);
     assert!(observers.counters.events_accepted.load(Ordering::Relaxed) >= 6);
+    observers.shut_down().await;
+}
+
+/// A response from the hand-rolled device: JSON `{"n": n}` with Observe `observe`.
+fn notification(kind: MessageType, mid: u16, token: &[u8], observe: u32, n: u32) -> Vec<u8> {
+    let mut p = Packet::new();
+    p.header.set_type(kind);
+    p.header.code = MessageClass::Response(ResponseType::Content);
+    p.header.message_id = mid;
+    p.set_token(token.to_vec());
+    p.set_observe_value(observe);
+    p.add_option(CoapOption::ContentFormat, vec![50]);
+    p.payload = format!(r#"{{"n": {n}}}"#).into_bytes();
+    p.to_bytes().expect("encodes")
+}
+
+/// What the hand-rolled device received within `wait`, if anything.
+async fn receive(device: &UdpSocket, wait: Duration) -> Option<(Packet, SocketAddr)> {
+    let mut buf = [0u8; 1500];
+    let (n, from) = tokio::time::timeout(wait, device.recv_from(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    Some((Packet::from_bytes(&buf[..n]).expect("the observer sends CoAP"), from))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmable_notification_is_acknowledged_only_once_durable() {
+    const MID: u16 = 7000;
+    /// How often the device retransmits: faster than RFC 7252, for a quick test.
+    const RETRANSMIT: Duration = Duration::from_millis(100);
+    let device = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let port = device.local_addr().expect("address").port();
+    let uri = format!("coap://127.0.0.1:{port}/t");
+    let observers = Observers::start(vec![target("hand-1", uri, true, HumanDuration::secs(30))]);
+    observers.sink.refuse(true);
+
+    let (registration, observer) = receive(&device, Duration::from_secs(5))
+        .await
+        .expect("a registration");
+    assert_eq!(registration.get_observe_value(), Some(Ok(0)));
+    let token = registration.get_token().to_vec();
+    let ack = MessageType::Acknowledgement;
+    let first = notification(ack, registration.header.message_id, &token, 1, 1);
+    device.send_to(&first, observer).await.expect("send");
+
+    // While the sink refuses, every copy is refused and none acknowledged.
+    let con = notification(MessageType::Confirmable, MID, &token, 2, 2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while observers.counters.snapshot().events_refused < 4 {
+        assert!(Instant::now() < deadline, "refusals: {:?}", observers.counters.snapshot());
+        device.send_to(&con, observer).await.expect("send");
+        if let Some((p, _)) = receive(&device, RETRANSMIT).await {
+            assert_ne!(p.header.get_type(), ack, "acknowledged while refused: {p:?}");
+        }
+    }
+    assert!(observers.sink.is_empty());
+
+    // Room again: the next retransmission is taken in and acknowledged.
+    observers.sink.refuse(false);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "no ACK after the sink accepted");
+        device.send_to(&con, observer).await.expect("send");
+        match receive(&device, RETRANSMIT).await {
+            Some((p, _)) if p.header.get_type() == ack => {
+                assert_eq!(p.header.message_id, MID);
+                break;
+            }
+            _ => continue,
+        }
+    }
+    // A copy sent after the ACK is acknowledged again and not ingested twice.
+    device.send_to(&con, observer).await.expect("send");
+    wait_until(Duration::from_secs(5), "the duplicate counted", || {
+        observers.counters.rejected(Rejection::Duplicate) >= 1
+    })
+    .await;
+    assert_eq!(observers.values("hand-1", "n"), [2.0], "ingested exactly once");
     observers.shut_down().await;
 }

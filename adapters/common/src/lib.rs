@@ -4,12 +4,14 @@
 //! (resolving once they are durable), [`Shutdown`], [`downlink`]s from the
 //! core to devices, the [`Counters`] every adapter reports with typed
 //! rejections, the human units their configs use, the wall clock events
-//! are stamped with, and test doubles. Adapters never see SQLite or MQTT.
+//! are stamped with, one random-number generator, and test doubles.
+//! Adapters never see SQLite or MQTT.
 
 pub mod adapter;
 pub mod clock;
 pub mod counters;
 pub mod downlink;
+pub mod random;
 pub mod resource;
 pub mod sink;
 pub mod testing;
@@ -18,6 +20,7 @@ pub mod units;
 pub use adapter::{Adapter, BoxFuture, Context, EventSink, OpenError, Opened, RunError};
 pub use counters::{Counters, Rejection, Stage};
 pub use downlink::{Downlink, DownlinkError, DownlinkReceiver, DownlinkSender};
+pub use random::Random;
 pub use resource::{Claim, Resource};
 pub use sink::{Refusal, RefusalReason, Shutdown, Sink};
 pub use units::{ByteSize, HumanDuration};

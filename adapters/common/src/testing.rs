@@ -1,6 +1,8 @@
 //! Test doubles next to the real types, so adapter tests need no core: a
-//! [`Sink`] that keeps what it is given and can be told to refuse, and a
-//! [`Context`] whose shutdown and downlinks the test holds.
+//! [`Sink`] that keeps what it is given and can be told to refuse, a
+//! [`Context`] whose shutdown and downlinks the test holds, and waiting for
+//! a condition with a deadline (never a fixed sleep), for adapter and
+//! gateway tests alike.
 
 use crate::adapter::{Context, EventSink};
 use crate::counters::Counters;
@@ -9,7 +11,7 @@ use crate::sink::{Refusal, RefusalReason, Shutdown, Sink};
 use sluice_event::{Event, EventId};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Collects accepted events; refuses while [`CollectingSink::refuse`] is on.
 #[derive(Clone, Debug, Default)]
@@ -104,4 +106,32 @@ pub fn context<S: Sink>(sink: S) -> (Context, Controls) {
             counters,
         },
     )
+}
+
+/// How often a waited-for condition is checked.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Checks `cond` every 20 ms until it holds; panics naming `what` after `timeout`.
+pub async fn wait_until<F: FnMut() -> bool>(timeout: Duration, what: &str, mut cond: F) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`wait_until`] for code outside a runtime (or that must not yield):
+/// blocks the thread between checks.
+pub fn wait_until_blocking<F: FnMut() -> bool>(timeout: Duration, what: &str, mut cond: F) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(POLL);
+    }
 }

@@ -8,6 +8,9 @@ Listens on 127.0.0.1:PORT (aiocoap) and serves
                   N counting up from START (default 0) every 200 ms
   /sensors/plain  not observable; a text/plain number (content format 0)
                   that counts up on every GET
+  /actuators/led  PUT or POST: answers 2.04 with "<METHOD> <payload>" and
+                  the request's content format as "cf=N" appended
+  /actuators/lock GET only: PUT and POST get 4.05
 Prints "ready" on stdout once listening; runs until killed.
 """
 
@@ -51,11 +54,35 @@ class Plain(resource.Resource):
         )
 
 
+class Led(resource.Resource):
+    def _echo(self, request):
+        cf = request.opt.content_format
+        payload = b"%s %s cf=%s" % (
+            str(request.code).encode(),
+            request.payload,
+            b"none" if cf is None else str(int(cf)).encode(),
+        )
+        return aiocoap.Message(code=aiocoap.CHANGED, payload=payload)
+
+    async def render_put(self, request):
+        return self._echo(request)
+
+    async def render_post(self, request):
+        return self._echo(request)
+
+
+class Lock(resource.Resource):
+    async def render_get(self, request):
+        return aiocoap.Message(payload=b"locked")
+
+
 async def main(port, start):
     temperature = Temperature(start)
     site = resource.Site()
     site.add_resource(["sensors", "temp"], temperature)
     site.add_resource(["sensors", "plain"], Plain(start))
+    site.add_resource(["actuators", "led"], Led())
+    site.add_resource(["actuators", "lock"], Lock())
     await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port))
     print("ready", flush=True)
     await temperature.tick()
