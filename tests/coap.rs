@@ -315,7 +315,7 @@ async fn random_and_truncated_datagrams_never_stall_the_server() {
     assert!(c.messages_in > 1000, "{c:?}");
     assert!(
         c.rejected
-            .get("decode/malformed-datagram")
+            .get("receive/malformed-datagram")
             .copied()
             .unwrap_or(0)
             > 500,
