@@ -5,8 +5,10 @@
 //!
 //! `CARGO_TARGET_DIR=/tmp/sluice-bench cargo bench --bench coap`
 
-use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use coap_lite::{MessageClass, Packet, RequestType, ResponseType};
 use sluice::config::Config;
+use sluice_coap::client::{JSON, Request};
+use sluice_coap::timing::ACK_TIMEOUT;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,18 +83,15 @@ async fn start(dir: &std::path::Path) -> sluice::Runtime {
     sluice::Runtime::start(config).await.expect("starts")
 }
 
-fn request(mid: u16, device: &str) -> Vec<u8> {
-    let mut p = Packet::new();
-    p.header.set_version(1);
-    p.header.set_type(MessageType::Confirmable);
-    p.header.code = MessageClass::Request(RequestType::Post);
-    p.header.message_id = mid;
-    p.set_token(mid.to_be_bytes().to_vec());
-    p.add_option(CoapOption::UriPath, b"r".to_vec());
-    p.add_option(CoapOption::UriPath, device.as_bytes().to_vec());
-    p.add_option(CoapOption::ContentFormat, vec![50]);
-    p.payload = br#"{"temperature": 21.5, "humidity": 40}"#.to_vec();
-    p.to_bytes().expect("encode")
+/// The CON POST of one reading by `device`, built once per client.
+fn reading(device: &str) -> Request {
+    Request::new(RequestType::Post, ["r", device])
+        .with_payload(JSON, br#"{"temperature": 21.5, "humidity": 40}"#.to_vec())
+}
+
+/// The request with message id (and token) `mid`.
+fn request(reading: &Request, mid: u16) -> Vec<u8> {
+    reading.encode(mid, &mid.to_be_bytes()).expect("encode")
 }
 
 fn is_changed(bytes: &[u8]) -> bool {
@@ -111,7 +110,7 @@ async fn closed_loop(clients: usize, run_for: Duration) -> Result {
     for c in 0..clients {
         tasks.push(tokio::spawn(async move {
             let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-            let device = format!("dev-{c}");
+            let reading = reading(&format!("dev-{c}"));
             let mut lat = Vec::new();
             let (mut done, mut other) = (0u64, 0u64);
             let mut buf = [0u8; 1500];
@@ -119,9 +118,8 @@ async fn closed_loop(clients: usize, run_for: Duration) -> Result {
             while Instant::now() < deadline {
                 mid = mid.wrapping_add(1);
                 let t = Instant::now();
-                let _ = socket.send_to(&request(mid, &device), server).await;
-                match tokio::time::timeout(Duration::from_secs(2), socket.recv_from(&mut buf)).await
-                {
+                let _ = socket.send_to(&request(&reading, mid), server).await;
+                match tokio::time::timeout(ACK_TIMEOUT, socket.recv_from(&mut buf)).await {
                     Ok(Ok((n, _))) if is_changed(&buf[..n]) => {
                         done += 1;
                         lat.push(t.elapsed());
@@ -171,7 +169,7 @@ async fn open_loop(rate: u32, run_for: Duration) -> Result {
             let mut lat = Vec::new();
             let mut buf = [0u8; 1500];
             while let Ok(Ok((n, _))) =
-                tokio::time::timeout(Duration::from_secs(2), s.recv_from(&mut buf)).await
+                tokio::time::timeout(ACK_TIMEOUT, s.recv_from(&mut buf)).await
             {
                 let Ok(p) = Packet::from_bytes(&buf[..n]) else {
                     continue;
@@ -187,6 +185,9 @@ async fn open_loop(rate: u32, run_for: Duration) -> Result {
             lat
         }));
     }
+    let readings: Vec<Request> = (0..sockets.len())
+        .map(|i| reading(&format!("dev-{i}")))
+        .collect();
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
     let start = Instant::now();
     let mut sent = 0u64;
@@ -201,7 +202,7 @@ async fn open_loop(rate: u32, run_for: Duration) -> Result {
         let mid = ((sent / sockets.len() as u64) % 65_536) as u16;
         sent_at[i].lock().expect("lock")[mid as usize] = Some(Instant::now());
         let _ = sockets[i]
-            .send_to(&request(mid, &format!("dev-{i}")), server)
+            .send_to(&request(&readings[i], mid), server)
             .await;
         sent += 1;
     }
@@ -209,7 +210,7 @@ async fn open_loop(rate: u32, run_for: Duration) -> Result {
     for r in receivers {
         lat.extend(r.await.expect("receiver"));
     }
-    let secs = start.elapsed().as_secs_f64() - 2.0;
+    let secs = start.elapsed().as_secs_f64() - ACK_TIMEOUT.as_secs_f64();
     runtime.shutdown().await;
     lat.sort();
     Result {

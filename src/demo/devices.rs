@@ -1,29 +1,27 @@
 //! The demo's simulated devices: one task each, sending readings as real
-//! CoAP requests (coap-lite messages over loopback UDP) every 300–800 ms,
+//! CoAP requests (the adapter's CoAP client over loopback UDP) every 300–800 ms,
 //! confirmable and not, JSON and SenML JSON. Temperatures follow a random
 //! walk that now and then crosses the alert threshold; every fifteen seconds
 //! or so one device sends a malformed payload and shows the `4.00` it gets.
 
 use super::screen;
-use coap_lite::{CoapOption, ContentFormat, MessageClass, MessageType, Packet, RequestType};
-use sluice_adapter_common::Shutdown;
+use coap_lite::{MessageClass, Packet, RequestType};
+use sluice_adapter_common::{Random, Shutdown};
+use sluice_coap::client::{self, Client, ClientError, Request};
+use sluice_coap::timing::{self, Transmission};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
-/// RFC 7252 §4.8 ACK_TIMEOUT. The first wait of a confirmable request is
-/// this times a random factor in [1, ACK_RANDOM_FACTOR], doubled per retry.
-const ACK_TIMEOUT: Duration = Duration::from_secs(2);
-/// RFC 7252 §4.8 ACK_RANDOM_FACTOR.
-const ACK_RANDOM_FACTOR: f64 = 1.5;
-/// Retransmissions of a confirmable request. RFC 7252 says 4; 2 bounds a
-/// request to at most 3 s × (1 + 2 + 4) = 21 s on loopback.
-const MAX_RETRANSMIT: u32 = 2;
-/// How long a non-confirmable request waits for its response.
-const NON_TIMEOUT: Duration = Duration::from_secs(2);
+/// RFC 7252's timing with two retransmissions instead of four, which bounds
+/// a request to at most 3 s × (1 + 2 + 4) = 21 s on loopback.
+const TIMING: Transmission = Transmission {
+    ack_timeout: timing::ACK_TIMEOUT,
+    ack_random_factor: timing::ACK_RANDOM_FACTOR,
+    max_retransmit: 2,
+};
 /// Pause between two requests of a device, in ms.
 const PAUSE_MS: (u64, u64) = (300, 800);
 /// One device sends a malformed payload this often…
@@ -33,39 +31,8 @@ const FIRST_MALFORMED: Duration = Duration::from_secs(3);
 /// Refused (and, apart, unanswered) well-formed readings printed; every one is counted.
 const PROBLEMS_SHOWN: u64 = 5;
 
-/// A small xorshift64 generator: random enough for simulated weather.
-pub struct XorShift(u64);
-
-impl XorShift {
-    /// A generator from any seed (spread with splitmix64; never zero).
-    pub fn new(seed: u64) -> XorShift {
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        XorShift((z ^ (z >> 31)).max(1))
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// Uniform in `[lo, hi)`.
-    pub fn between(&mut self, lo: f64, hi: f64) -> f64 {
-        let unit = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        lo + (hi - lo) * unit
-    }
-
-    /// Uniform in `[lo, hi]`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next_u64() % (hi - lo + 1)
-    }
-}
+/// Content-Format application/senml+json (RFC 8428).
+const SENML_JSON: u16 = 110;
 
 /// How a device encodes its readings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,10 +44,10 @@ pub enum Encoding {
 }
 
 impl Encoding {
-    fn content_format(self) -> ContentFormat {
+    fn content_format(self) -> u16 {
         match self {
-            Encoding::Json => ContentFormat::ApplicationJSON,
-            Encoding::Senml => ContentFormat::ApplicationSenmlJSON,
+            Encoding::Json => client::JSON,
+            Encoding::Senml => SENML_JSON,
         }
     }
 
@@ -157,7 +124,7 @@ pub struct Climate {
 
 impl Climate {
     /// The climate of `device` at the start.
-    pub fn new(device: &Device, rng: &mut XorShift) -> Climate {
+    pub fn new(device: &Device, rng: &mut Random) -> Climate {
         let (target, hold) = if device.heats_up {
             (device.high, 15)
         } else {
@@ -174,7 +141,7 @@ impl Climate {
     }
 
     /// The next reading.
-    pub fn step(&mut self, rng: &mut XorShift) -> Reading {
+    pub fn step(&mut self, rng: &mut Random) -> Reading {
         if self.hold == 0 {
             self.target = rng.between(self.low, self.high);
             self.hold = rng.range(10, 30);
@@ -214,30 +181,12 @@ pub const MALFORMED: [(&str, &str); 3] = [
     ("text that is not JSON", "temperature is fine"),
 ];
 
-/// A POST of `payload` to `/<path>/<device>`.
-pub fn request(
-    path: &str,
-    device: &str,
-    confirmable: bool,
-    message_id: u16,
-    token: [u8; 4],
-    format: ContentFormat,
-    payload: &str,
-) -> Packet {
-    let mut p = Packet::new();
-    p.header.set_type(if confirmable {
-        MessageType::Confirmable
-    } else {
-        MessageType::NonConfirmable
-    });
-    p.header.code = MessageClass::Request(RequestType::Post);
-    p.header.message_id = message_id;
-    p.set_token(token.to_vec());
-    p.add_option(CoapOption::UriPath, path.as_bytes().to_vec());
-    p.add_option(CoapOption::UriPath, device.as_bytes().to_vec());
-    p.set_content_format(format);
-    p.payload = payload.as_bytes().to_vec();
-    p
+/// A confirmable or non-confirmable POST of `payload` to `/<path>/<device>`.
+pub fn request(path: &str, device: &str, confirmable: bool, format: u16, payload: &str) -> Request {
+    let mut r = Request::new(RequestType::Post, [path, device])
+        .with_payload(format, payload.as_bytes().to_vec());
+    r.confirmable = confirmable;
+    r
 }
 
 /// What came back for a request.
@@ -249,30 +198,6 @@ pub enum Answer {
     Reset,
     /// Nothing, after every retransmission.
     Silence,
-}
-
-/// Whether `reply` answers `request`: an ACK or RST with its message id,
-/// or a non-confirmable response with its token. (Sluice answers only once
-/// the readings are durable and always piggybacks, so a client this simple
-/// needs no separate-response handling.)
-pub fn answers(request: &Packet, reply: Packet) -> Option<Answer> {
-    let same_id = reply.header.message_id == request.header.message_id;
-    let same_token = reply.get_token() == request.get_token();
-    let is_response = matches!(reply.header.code, MessageClass::Response(_));
-    match reply.header.get_type() {
-        MessageType::Reset if same_id => Some(Answer::Reset),
-        MessageType::Acknowledgement if same_id && same_token && is_response => {
-            Some(Answer::Response(reply))
-        }
-        MessageType::NonConfirmable if same_token && is_response => Some(Answer::Response(reply)),
-        _ => None,
-    }
-}
-
-/// `4.00` for a message class.
-pub fn code_text(class: MessageClass) -> String {
-    let b = u8::from(class);
-    format!("{}.{:02}", b >> 5, b & 0x1f)
 }
 
 /// What every device did, shared by all of them.
@@ -385,7 +310,7 @@ pub fn start(
                 device,
                 server,
                 path: path.to_owned(),
-                rng: XorShift::new(seed ^ n.wrapping_mul(0x2545_F491_4F6C_DD1D)),
+                rng: Random::from_seed(seed ^ n.wrapping_mul(0x2545_F491_4F6C_DD1D)),
                 turns: turns.clone(),
                 stats: stats.clone(),
             };
@@ -399,7 +324,7 @@ struct Simulated {
     device: Device,
     server: SocketAddr,
     path: String,
-    rng: XorShift,
+    rng: Random,
     turns: Arc<MalformedTurns>,
     stats: Arc<DeviceStats>,
 }
@@ -407,28 +332,23 @@ struct Simulated {
 impl Simulated {
     async fn run(mut self, mut shutdown: Shutdown) {
         let id = self.device.id;
-        let socket = match UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await {
-            Ok(s) => s,
+        let local = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let mut client = match Client::bind(local, TIMING).await {
+            Ok(c) => c,
             Err(e) => {
                 return screen::show("device", format!("{id}  cannot open a UDP socket: {e}"));
             }
         };
-        if let Err(e) = socket.connect(self.server).await {
-            return screen::show("device", format!("{id}  cannot reach {}: {e}", self.server));
-        }
         let mut climate = Climate::new(&self.device, &mut self.rng);
-        let mut message_id = self.rng.next_u64() as u16;
         loop {
             let pause = Duration::from_millis(self.rng.range(PAUSE_MS.0, PAUSE_MS.1));
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.wait() => return,
             }
-            message_id = message_id.wrapping_add(1);
-            let token = (self.rng.next_u64() as u32).to_be_bytes();
             let malformed = self.turns.claim();
             let (format, body) = match malformed {
-                Some(k) => (ContentFormat::ApplicationJSON, MALFORMED[k].1.to_owned()),
+                Some(k) => (client::JSON, MALFORMED[k].1.to_owned()),
                 None => {
                     let reading = climate.step(&mut self.rng);
                     let e = self.device.encoding;
@@ -436,21 +356,13 @@ impl Simulated {
                 }
             };
             let confirmable = self.device.confirmable;
-            let req = request(
-                &self.path,
-                id,
-                confirmable,
-                message_id,
-                token,
-                format,
-                &body,
-            );
+            let req = request(&self.path, id, confirmable, format, &body);
             DeviceStats::add(&self.stats.sent);
             if confirmable {
                 DeviceStats::add(&self.stats.confirmable);
             }
             let answer = tokio::select! {
-                a = self.exchange(&socket, &req) => a,
+                a = self.exchange(&mut client, &req) => a,
                 _ = shutdown.wait() => return,
             };
             match malformed {
@@ -460,41 +372,21 @@ impl Simulated {
         }
     }
 
-    /// Sends the request and waits for its answer, retransmitting a
-    /// confirmable one with exponential back-off (RFC 7252 §4.2).
-    async fn exchange(&mut self, socket: &UdpSocket, request: &Packet) -> Answer {
-        let Ok(bytes) = request.to_bytes() else {
-            return Answer::Silence;
-        };
-        let confirmable = request.header.get_type() == MessageType::Confirmable;
-        let (mut wait, attempts) = if confirmable {
-            let factor = self.rng.between(1.0, ACK_RANDOM_FACTOR);
-            (ACK_TIMEOUT.mul_f64(factor), 1 + MAX_RETRANSMIT)
-        } else {
-            (NON_TIMEOUT, 1)
-        };
-        let mut buf = [0u8; 1500];
-        for attempt in 0..attempts {
-            if attempt > 0 {
-                DeviceStats::add(&self.stats.retransmissions);
-            }
-            // A failed send (nothing listening yet) is a lost datagram: wait and retry.
-            let _ = socket.send(&bytes).await;
-            let deadline = tokio::time::Instant::now() + wait;
-            while let Ok(received) = tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await
-            {
-                // Errors are ICMP reports of earlier sends; keep listening.
-                let Ok(n) = received else { continue };
-                let Ok(reply) = Packet::from_bytes(&buf[..n]) else {
-                    continue;
-                };
-                if let Some(answer) = answers(request, reply) {
-                    return answer;
-                }
-            }
-            wait *= 2;
+    /// Sends the request and waits for its answer (the client retransmits
+    /// a confirmable one).
+    async fn exchange(&self, client: &mut Client, request: &Request) -> Answer {
+        let before = client.retransmissions();
+        let result = client.send(self.server, request).await;
+        let retransmitted = client.retransmissions() - before;
+        self.stats
+            .retransmissions
+            .fetch_add(retransmitted, Ordering::Relaxed);
+        match result {
+            Ok(response) => Answer::Response(response),
+            Err(ClientError::Reset) => Answer::Reset,
+            // A failed send (nothing listening yet) is as good as silence.
+            Err(_) => Answer::Silence,
         }
-        Answer::Silence
     }
 
     /// Counts the answer to a well-formed reading; shows the first few
@@ -502,13 +394,13 @@ impl Simulated {
     fn tally(&self, answer: Answer) {
         let stats = &self.stats;
         let (counter, why) = match answer {
-            Answer::Response(r) if is_success(r.header.code) => {
+            Answer::Response(r) if client::is_success(r.header.code) => {
                 DeviceStats::add(&stats.stored);
                 return;
             }
             Answer::Response(r) => (
                 &stats.refused,
-                format!("{} {}", code_text(r.header.code), diagnostic(&r)),
+                format!("{} {}", client::status(r.header.code), diagnostic(&r)),
             ),
             Answer::Reset => (&stats.refused, "a reset (RST)".to_owned()),
             Answer::Silence => (&stats.unanswered, "no answer".to_owned()),
@@ -531,7 +423,7 @@ impl Simulated {
                 if r.header.code == MessageClass::Response(coap_lite::ResponseType::BadRequest) {
                     DeviceStats::add(&self.stats.malformed_refused);
                 }
-                format!("{} {}", code_text(r.header.code), diagnostic(&r))
+                format!("{} {}", client::status(r.header.code), diagnostic(&r))
             }
             Answer::Reset => "RST".to_owned(),
             Answer::Silence => {
@@ -546,10 +438,6 @@ impl Simulated {
     }
 }
 
-fn is_success(code: MessageClass) -> bool {
-    u8::from(code) >> 5 == 2
-}
-
 /// The diagnostic payload of a response, quoted, or nothing.
 fn diagnostic(response: &Packet) -> String {
     match std::str::from_utf8(&response.payload) {
@@ -561,17 +449,6 @@ fn diagnostic(response: &Packet) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coap_lite::ResponseType;
-
-    #[test]
-    fn xorshift_is_uniform_enough_and_never_stuck() {
-        let mut rng = XorShift::new(0);
-        let xs: Vec<f64> = (0..10_000).map(|_| rng.between(0.0, 1.0)).collect();
-        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
-        assert!((0.45..0.55).contains(&mean), "mean {mean}");
-        assert!(xs.iter().all(|x| (0.0..1.0).contains(x)));
-        assert!((0..1000).all(|_| (300..=800).contains(&rng.range(300, 800))));
-    }
 
     #[test]
     fn the_device_that_heats_up_crosses_the_alert_line_within_ten_readings() {
@@ -580,7 +457,7 @@ mod tests {
             .find(|d| d.heats_up)
             .expect("one heats up");
         for seed in 0..200 {
-            let mut rng = XorShift::new(seed);
+            let mut rng = Random::from_seed(seed);
             let mut climate = Climate::new(&dev1, &mut rng);
             let hot = (0..10).any(|_| climate.step(&mut rng).temperature > 30.0);
             assert!(hot, "seed {seed}");
@@ -590,7 +467,7 @@ mod tests {
     #[test]
     fn temperatures_stay_near_their_range() {
         for device in fleet() {
-            let mut rng = XorShift::new(7);
+            let mut rng = Random::from_seed(7);
             let mut climate = Climate::new(&device, &mut rng);
             for _ in 0..5_000 {
                 let r = climate.step(&mut rng);
@@ -635,93 +512,12 @@ mod tests {
 
     #[test]
     fn a_request_posts_to_the_device_path() {
-        let p = request(
-            "r",
-            "dev-3",
-            true,
-            7,
-            [1, 2, 3, 4],
-            ContentFormat::ApplicationSenmlJSON,
-            "[]",
-        );
-        let bytes = p.to_bytes().expect("encode");
-        let back = Packet::from_bytes(&bytes).expect("decode");
-        assert_eq!(back.header.get_type(), MessageType::Confirmable);
-        assert_eq!(back.header.code, MessageClass::Request(RequestType::Post));
-        let path: Vec<Vec<u8>> = back
-            .get_option(CoapOption::UriPath)
-            .map(|v| v.iter().cloned().collect())
-            .unwrap_or_default();
-        assert_eq!(path, [b"r".to_vec(), b"dev-3".to_vec()]);
-        assert_eq!(
-            back.get_content_format(),
-            Some(ContentFormat::ApplicationSenmlJSON)
-        );
-    }
-
-    fn reply(kind: MessageType, id: u16, token: &[u8], code: MessageClass) -> Packet {
-        let mut p = Packet::new();
-        p.header.set_type(kind);
-        p.header.message_id = id;
-        p.header.code = code;
-        p.set_token(token.to_vec());
-        p
-    }
-
-    #[test]
-    fn answers_match_by_message_id_for_con_and_by_token_for_non() {
-        let changed = MessageClass::Response(ResponseType::Changed);
-        let con = request(
-            "r",
-            "d",
-            true,
-            10,
-            [9, 9, 9, 9],
-            ContentFormat::ApplicationJSON,
-            "{}",
-        );
-        let ack = reply(MessageType::Acknowledgement, 10, &[9, 9, 9, 9], changed);
-        assert!(matches!(answers(&con, ack), Some(Answer::Response(_))));
-        let stale = reply(MessageType::Acknowledgement, 9, &[9, 9, 9, 9], changed);
-        assert_eq!(answers(&con, stale), None);
-        let rst = reply(MessageType::Reset, 10, &[], MessageClass::Empty);
-        assert_eq!(answers(&con, rst), Some(Answer::Reset));
-        let empty_ack = reply(MessageType::Acknowledgement, 10, &[], MessageClass::Empty);
-        assert_eq!(answers(&con, empty_ack), None);
-
-        let non = request(
-            "r",
-            "d",
-            false,
-            11,
-            [1, 2, 3, 4],
-            ContentFormat::ApplicationJSON,
-            "{}",
-        );
-        let response = reply(MessageType::NonConfirmable, 500, &[1, 2, 3, 4], changed);
-        assert!(matches!(answers(&non, response), Some(Answer::Response(_))));
-        let other = reply(MessageType::NonConfirmable, 11, &[4, 3, 2, 1], changed);
-        assert_eq!(answers(&non, other), None);
-    }
-
-    #[test]
-    fn response_codes_read_as_class_dot_detail() {
-        assert_eq!(
-            code_text(MessageClass::Response(ResponseType::BadRequest)),
-            "4.00"
-        );
-        assert_eq!(
-            code_text(MessageClass::Response(ResponseType::Changed)),
-            "2.04"
-        );
-        assert_eq!(
-            code_text(MessageClass::Response(ResponseType::ServiceUnavailable)),
-            "5.03"
-        );
-        assert!(is_success(MessageClass::Response(ResponseType::Changed)));
-        assert!(!is_success(MessageClass::Response(
-            ResponseType::BadRequest
-        )));
+        let r = request("r", "dev-3", false, SENML_JSON, "[]");
+        assert_eq!(r.method, RequestType::Post);
+        assert!(!r.confirmable);
+        assert_eq!(r.path, ["r", "dev-3"]);
+        assert_eq!(r.content_format, Some(110));
+        assert_eq!(r.payload, b"[]");
     }
 
     #[test]

@@ -69,18 +69,11 @@ pub fn post(server: SocketAddr, device: &str, format: u16, payload: &str) -> Ans
 }
 
 /// A confirmable POST of a JSON `payload` to `/r/<device>` with message id
-/// `mid` (and the same as token), built by hand with coap-lite.
+/// `mid` (and the same as token), built with the adapter's request builder.
 pub fn con_post(mid: u16, device: &str, payload: &[u8]) -> Vec<u8> {
-    use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
-    let mut p = Packet::new();
-    p.header.set_version(1);
-    p.header.set_type(MessageType::Confirmable);
-    p.header.code = MessageClass::Request(RequestType::Post);
-    p.header.message_id = mid;
-    p.set_token(mid.to_be_bytes().to_vec());
-    p.add_option(CoapOption::UriPath, b"r".to_vec());
-    p.add_option(CoapOption::UriPath, device.as_bytes().to_vec());
-    p.add_option(CoapOption::ContentFormat, vec![50]);
-    p.payload = payload.to_vec();
-    p.to_bytes().expect("encode")
+    use sluice_coap::client::{JSON, Request};
+    Request::new(coap_lite::RequestType::Post, ["r", device])
+        .with_payload(JSON, payload.to_vec())
+        .encode(mid, &mid.to_be_bytes())
+        .expect("encode")
 }

@@ -175,19 +175,20 @@ fn step(mid: u16, token: &[u8], datagram: &[u8]) -> Step {
         MessageType::Acknowledgement if same_mid && packet.header.code == MessageClass::Empty => {
             Step::Accepted
         }
-        MessageType::Acknowledgement if same_mid && same_token && is_response => Step::Response {
-            packet,
-            ack: None,
-        },
+        MessageType::Acknowledgement if same_mid && same_token && is_response => {
+            Step::Response { packet, ack: None }
+        }
         MessageType::Reset if same_mid => Step::Reset,
         MessageType::Confirmable if same_token && is_response => Step::Response {
-            ack: Some(empty(MessageType::Acknowledgement, packet.header.message_id)),
+            ack: Some(empty(
+                MessageType::Acknowledgement,
+                packet.header.message_id,
+            )),
             packet,
         },
-        MessageType::NonConfirmable if same_token && is_response => Step::Response {
-            packet,
-            ack: None,
-        },
+        MessageType::NonConfirmable if same_token && is_response => {
+            Step::Response { packet, ack: None }
+        }
         // A request, a ping, or a response to nothing we asked.
         MessageType::Confirmable => Step::Stray {
             rst: Some(empty(MessageType::Reset, packet.header.message_id)),
@@ -231,7 +232,11 @@ impl Client {
 
     /// Sends `request` to `peer` with a fresh message id and token and
     /// returns the response (a success or not: the caller reads its code).
-    pub async fn send(&mut self, peer: SocketAddr, request: &Request) -> Result<Packet, ClientError> {
+    pub async fn send(
+        &mut self,
+        peer: SocketAddr,
+        request: &Request,
+    ) -> Result<Packet, ClientError> {
         let mid = self.random.next_u64() as u16;
         let token = self.random.next_u64().to_be_bytes();
         let bytes = request.encode(mid, &token)?;
@@ -246,7 +251,9 @@ impl Client {
             timing.first_timeout(&mut self.random)
         } else {
             // As long as a first confirmable transmission would wait.
-            timing.ack_timeout.mul_f64(timing.ack_random_factor.max(1.0))
+            timing
+                .ack_timeout
+                .mul_f64(timing.ack_random_factor.max(1.0))
         };
         let mut retransmit = request.confirmable;
         let mut sent = 0u32;
@@ -296,10 +303,7 @@ impl Client {
 
     /// Binds a socket for `peer`'s address family unless there is one.
     async fn bind_for(&mut self, peer: SocketAddr) -> io::Result<()> {
-        let fits = |s: &UdpSocket| {
-            s.local_addr()
-                .is_ok_and(|a| a.is_ipv4() == peer.is_ipv4())
-        };
+        let fits = |s: &UdpSocket| s.local_addr().is_ok_and(|a| a.is_ipv4() == peer.is_ipv4());
         if !self.socket.as_ref().is_some_and(fits) {
             let local = if peer.is_ipv4() {
                 SocketAddr::from(([0, 0, 0, 0], 0))
@@ -427,7 +431,10 @@ mod tests {
         assert_eq!(format.map(Vec::len), Some(0));
         assert_eq!(p.payload, b"30");
         let long = Request::new(RequestType::Get, ["x".repeat(70_000)]);
-        assert!(matches!(long.encode(1, &TOKEN), Err(ClientError::Encode(_))));
+        assert!(matches!(
+            long.encode(1, &TOKEN),
+            Err(ClientError::Encode(_))
+        ));
     }
 
     #[test]
@@ -462,7 +469,12 @@ mod tests {
         while let Ok(Ok(n)) =
             tokio::time::timeout(Duration::from_millis(50), peer.recv(&mut buf)).await
         {
-            mids.push(Packet::from_bytes(&buf[..n]).expect("decodes").header.message_id);
+            mids.push(
+                Packet::from_bytes(&buf[..n])
+                    .expect("decodes")
+                    .header
+                    .message_id,
+            );
         }
         assert_eq!(mids.len(), 3, "first transmission and two retransmissions");
         assert!(mids.iter().all(|m| *m == mids[0]), "same message id");

@@ -126,11 +126,7 @@ pub async fn serve(
     let routes = Arc::new(Routes::new(&observed, directory));
     let mut workers = JoinSet::new();
     for _ in 0..CONCURRENT {
-        workers.spawn(worker(
-            downlinks.clone(),
-            routes.clone(),
-            shutdown.clone(),
-        ));
+        workers.spawn(worker(downlinks.clone(), routes.clone(), shutdown.clone()));
     }
     while let Some(done) = workers.join_next().await {
         if let Err(e) = done {
@@ -211,9 +207,30 @@ mod tests {
     #[test]
     fn verbs_and_values_become_methods_and_content_formats() {
         let cases = [
-            ("set text", Verb::Set, Value::Int(30), RequestType::Put, Some(TEXT_PLAIN), &b"30"[..]),
-            ("invoke bytes", Verb::Invoke, Value::Bytes(vec![1, 2]), RequestType::Post, Some(OCTET_STREAM), &[1, 2][..]),
-            ("invoke empty", Verb::Invoke, Value::Empty, RequestType::Post, None, &[][..]),
+            (
+                "set text",
+                Verb::Set,
+                Value::Int(30),
+                RequestType::Put,
+                Some(TEXT_PLAIN),
+                &b"30"[..],
+            ),
+            (
+                "invoke bytes",
+                Verb::Invoke,
+                Value::Bytes(vec![1, 2]),
+                RequestType::Post,
+                Some(OCTET_STREAM),
+                &[1, 2][..],
+            ),
+            (
+                "invoke empty",
+                Verb::Invoke,
+                Value::Empty,
+                RequestType::Post,
+                None,
+                &[][..],
+            ),
         ];
         for (name, verb, value, method, format, payload) in cases {
             let r = request(&downlink("d", "config/interval", verb, value));

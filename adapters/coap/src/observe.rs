@@ -754,10 +754,7 @@ impl Observer {
                 if self.seen.lookup(&(mid, token), now).is_some() {
                     // A retransmission: our ACK was lost; acknowledge again.
                     if confirmable {
-                        effects.push(Effect::Send(empty(
-                            MessageType::Acknowledgement,
-                            mid,
-                        )));
+                        effects.push(Effect::Send(empty(MessageType::Acknowledgement, mid)));
                     }
                     effects.push(Effect::Reject(Rejection::Duplicate));
                     return effects;
@@ -1293,7 +1290,10 @@ mod tests {
         );
         assert_eq!(o.on_datagram(&non, t), [ingest(b"7")]);
         assert_eq!(o.settle(false, t), []);
-        assert_eq!(o.on_datagram(&non, t), [Effect::Reject(Rejection::Duplicate)]);
+        assert_eq!(
+            o.on_datagram(&non, t),
+            [Effect::Reject(Rejection::Duplicate)]
+        );
     }
 
     #[test]
@@ -1478,11 +1478,7 @@ mod tests {
                 vec![0x80, 0x45, 0, 1],
                 vec![Effect::Reject(Rejection::MalformedDatagram)],
             ),
-            (
-                "ping",
-                empty(MessageType::Confirmable, 9),
-                vec![rst(9)],
-            ),
+            ("ping", empty(MessageType::Confirmable, 9), vec![rst(9)]),
             (
                 "request",
                 get,

@@ -19,9 +19,8 @@ pub const MAX_LATENCY: Duration = Duration::from_secs(100);
 pub const PROCESSING_DELAY: Duration = ACK_TIMEOUT;
 /// MAX_TRANSMIT_SPAN: first to last transmission of a confirmable message,
 /// `ACK_TIMEOUT × (2^MAX_RETRANSMIT − 1) × ACK_RANDOM_FACTOR` = 45 s.
-pub const MAX_TRANSMIT_SPAN: Duration = Duration::from_millis(
-    ACK_TIMEOUT.as_millis() as u64 * ((1 << MAX_RETRANSMIT) - 1) * 3 / 2,
-);
+pub const MAX_TRANSMIT_SPAN: Duration =
+    Duration::from_millis(ACK_TIMEOUT.as_millis() as u64 * ((1 << MAX_RETRANSMIT) - 1) * 3 / 2);
 /// MAX_TRANSMIT_WAIT: first transmission to giving up on an acknowledgement,
 /// `ACK_TIMEOUT × (2^(MAX_RETRANSMIT + 1) − 1) × ACK_RANDOM_FACTOR` = 93 s.
 pub const MAX_TRANSMIT_WAIT: Duration = Duration::from_millis(
@@ -92,7 +91,10 @@ mod tests {
         assert_eq!(MAX_TRANSMIT_WAIT, Duration::from_secs(93));
         assert_eq!(EXCHANGE_LIFETIME, Duration::from_secs(247));
         assert_eq!(NON_LIFETIME, Duration::from_secs(145));
-        assert_eq!(Transmission::default().max_transmit_wait(), MAX_TRANSMIT_WAIT);
+        assert_eq!(
+            Transmission::default().max_transmit_wait(),
+            MAX_TRANSMIT_WAIT
+        );
     }
 
     #[test]
@@ -101,7 +103,10 @@ mod tests {
         let mut random = Random::from_seed(3);
         for _ in 0..1000 {
             let d = t.first_timeout(&mut random);
-            assert!((ACK_TIMEOUT..=ACK_TIMEOUT.mul_f64(1.5)).contains(&d), "{d:?}");
+            assert!(
+                (ACK_TIMEOUT..=ACK_TIMEOUT.mul_f64(1.5)).contains(&d),
+                "{d:?}"
+            );
         }
     }
 }

@@ -47,7 +47,12 @@ async fn downlinks_reach_an_observed_device_and_bring_its_answer_back() {
             payload: b"PUT true cf=0".to_vec(),
         })
     );
-    let invoke = downlink("lamp", "actuators/led", Verb::Invoke, Value::Bytes(vec![0x41]));
+    let invoke = downlink(
+        "lamp",
+        "actuators/led",
+        Verb::Invoke,
+        Value::Bytes(vec![0x41]),
+    );
     let answer = controls.downlinks.send(invoke).await.expect("answered");
     assert_eq!(answer.payload, b"POST A cf=42");
     let empty = downlink("lamp", "actuators/led", Verb::Invoke, Value::Empty);
@@ -89,9 +94,9 @@ async fn downlinks_reach_an_observed_device_and_bring_its_answer_back() {
 }
 
 /// Awaits every future, concurrently, in order.
-async fn all_at_once<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn all_at_once<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futures.map(tokio::spawn).collect();

@@ -5,13 +5,13 @@
 
 mod peers;
 
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
 use peers::{Device, free_port};
 use sluice_adapter_common::testing::{CollectingSink, wait_until};
 use sluice_adapter_common::{Counters, HumanDuration, Shutdown};
 use sluice_coap::config::ObserveConfig;
 use sluice_coap::observe;
 use sluice_coap::rejection::Rejection;
-use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
 use sluice_event::Event;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -221,7 +221,10 @@ async fn receive(device: &UdpSocket, wait: Duration) -> Option<(Packet, SocketAd
         .await
         .ok()?
         .ok()?;
-    Some((Packet::from_bytes(&buf[..n]).expect("the observer sends CoAP"), from))
+    Some((
+        Packet::from_bytes(&buf[..n]).expect("the observer sends CoAP"),
+        from,
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,10 +251,18 @@ async fn a_confirmable_notification_is_acknowledged_only_once_durable() {
     let con = notification(MessageType::Confirmable, MID, &token, 2, 2);
     let deadline = Instant::now() + Duration::from_secs(10);
     while observers.counters.snapshot().events_refused < 4 {
-        assert!(Instant::now() < deadline, "refusals: {:?}", observers.counters.snapshot());
+        assert!(
+            Instant::now() < deadline,
+            "refusals: {:?}",
+            observers.counters.snapshot()
+        );
         device.send_to(&con, observer).await.expect("send");
         if let Some((p, _)) = receive(&device, RETRANSMIT).await {
-            assert_ne!(p.header.get_type(), ack, "acknowledged while refused: {p:?}");
+            assert_ne!(
+                p.header.get_type(),
+                ack,
+                "acknowledged while refused: {p:?}"
+            );
         }
     }
     assert!(observers.sink.is_empty());
@@ -276,6 +287,10 @@ async fn a_confirmable_notification_is_acknowledged_only_once_durable() {
         observers.counters.rejected(Rejection::Duplicate) >= 1
     })
     .await;
-    assert_eq!(observers.values("hand-1", "n"), [2.0], "ingested exactly once");
+    assert_eq!(
+        observers.values("hand-1", "n"),
+        [2.0],
+        "ingested exactly once"
+    );
     observers.shut_down().await;
 }

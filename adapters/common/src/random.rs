@@ -67,7 +67,10 @@ mod tests {
         assert!(xs.iter().all(|x| (0.0..1.0).contains(x)));
         let draws: Vec<u64> = (0..1000).map(|_| r.range(300, 800)).collect();
         assert!(draws.iter().all(|n| (300..=800).contains(n)));
-        assert!(draws.contains(&300) && draws.contains(&800), "both ends reached");
+        assert!(
+            draws.contains(&300) && draws.contains(&800),
+            "both ends reached"
+        );
         let mut zero = Random::from_seed(0);
         let a = zero.next_u64();
         assert_ne!(a, zero.next_u64(), "a zero seed moves on");

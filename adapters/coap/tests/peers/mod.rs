@@ -59,4 +59,3 @@ pub fn free_port() -> u16 {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind port 0");
     socket.local_addr().expect("local address").port()
 }
-
