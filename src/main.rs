@@ -9,7 +9,6 @@ use sluice::record::UpstreamRecord;
 use sluice_event::Event;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// Sluice: an edge gateway runtime.
 #[derive(Parser)]
@@ -178,25 +177,20 @@ fn run(path: &Path) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let runtime = Runtime::start(config)
+        let mut runtime = Runtime::start(config)
             .await
             .context("cannot start the gateway")?;
         tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %path.display(), "Sluice running");
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-        let runtime = Arc::new(tokio::sync::Mutex::new(runtime));
-        let watchdog = watchdog(runtime.clone());
+        let watchdog = watchdog(runtime.liveness());
         while wait_for_signal().await? == Signal::Reload {
-            reload(&mut *runtime.lock().await, path).await;
+            reload(&mut runtime, path).await;
         }
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         tracing::info!("Stopping: intake closed, committing what is pending");
         if let Some(w) = watchdog {
             w.abort();
-            let _ = w.await;
         }
-        let runtime = Arc::try_unwrap(runtime)
-            .map_err(|_| anyhow::anyhow!("the runtime is still in use"))?
-            .into_inner();
         runtime.shutdown().await;
         tracing::info!("Stopped cleanly");
         Ok(())
@@ -225,7 +219,7 @@ fn demo(modules: PathBuf, run_for: Option<u64>) -> Result<()> {
 /// Pings systemd's watchdog at half its interval, if it asked for one, but
 /// only while the queue writer and the uplink are making progress: a stuck
 /// writer or uplink stops the pings, and systemd restarts the service.
-fn watchdog(runtime: Arc<tokio::sync::Mutex<Runtime>>) -> Option<tokio::task::JoinHandle<()>> {
+fn watchdog(liveness: sluice::runtime::Liveness) -> Option<tokio::task::JoinHandle<()>> {
     let interval = sd_notify::watchdog_enabled()? / 2;
     Some(tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -233,12 +227,7 @@ fn watchdog(runtime: Arc<tokio::sync::Mutex<Runtime>>) -> Option<tokio::task::Jo
         let mut withheld = false;
         loop {
             tick.tick().await;
-            // A reload holds the runtime for a while; that is progress too.
-            let alive = match runtime.try_lock() {
-                Ok(r) => r.is_alive(interval / 2).await,
-                Err(_) => true,
-            };
-            if alive {
+            if liveness.is_alive(interval / 2).await {
                 if withheld {
                     tracing::info!("Watchdog: queue writer and uplink are making progress again");
                 }

@@ -348,3 +348,71 @@ async fn a_full_queue_answers_5_03_with_max_age() {
     );
     runtime.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_downlink_through_the_runtime_reaches_a_device_where_it_last_posted_from() {
+    use sluice_adapter_common::downlink::{Answer, Downlink, DownlinkError, Value, Verb};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (runtime, addr) = start(dir.path(), free_port(), &coap_section("")).await;
+    let device = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    device
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+
+    // Before the device has posted, the gateway does not know where it is.
+    let led = Downlink::new("lamp", "led", Verb::Set, Value::Bool(true));
+    assert_eq!(
+        runtime.downlink("coap", led.clone()).await,
+        Err(DownlinkError::UnknownDevice("lamp".into()))
+    );
+    assert_eq!(
+        runtime.downlink("lorawan", led.clone()).await,
+        Err(DownlinkError::NoAdapter("lorawan".into()))
+    );
+
+    let ack = exchange(&device, addr, &con_post(7, "lamp", br#"{"on": 0}"#));
+    let ack = Packet::from_bytes(&ack).expect("valid");
+    assert_eq!(
+        ack.header.code,
+        MessageClass::Response(coap_lite::ResponseType::Changed)
+    );
+
+    // The device answers the gateway's confirmable PUT with 2.04 and a payload.
+    let answering = tokio::task::spawn_blocking(move || {
+        let mut buf = [0u8; 1500];
+        let (n, from) = device.recv_from(&mut buf).expect("the downlink");
+        let request = Packet::from_bytes(&buf[..n]).expect("valid request");
+        let mut response = Packet::new();
+        response.header.set_version(1);
+        response.header.set_type(MessageType::Acknowledgement);
+        response.header.code = MessageClass::Response(coap_lite::ResponseType::Changed);
+        response.header.message_id = request.header.message_id;
+        response.set_token(request.get_token().to_vec());
+        response.payload = b"on".to_vec();
+        device
+            .send_to(&response.to_bytes().expect("encode"), from)
+            .expect("answer");
+        request
+    });
+    let answer = runtime.downlink("coap", led).await;
+    let request = answering.await.expect("device");
+    assert_eq!(
+        answer,
+        Ok(Answer {
+            status: "2.04".into(),
+            payload: b"on".to_vec()
+        })
+    );
+    assert_eq!(request.header.get_type(), MessageType::Confirmable);
+    assert_eq!(
+        request.header.code,
+        MessageClass::Request(coap_lite::RequestType::Put)
+    );
+    let path: Vec<Vec<u8>> = request
+        .get_option(coap_lite::CoapOption::UriPath)
+        .map(|segments| segments.iter().cloned().collect())
+        .unwrap_or_default();
+    assert_eq!(path, [b"led".to_vec()]);
+    assert_eq!(request.payload, b"true");
+    runtime.shutdown().await;
+}

@@ -251,7 +251,9 @@ async fn a_suspended_function_resumes_on_reload() {
     let dead = dead_letters(dir.path());
     assert!(dead[2].error.starts_with("function suspended"), "{dead:?}");
 
-    runtime.reload_functions(&config).await.expect("reload");
+    // A reload of the same config resumes suspended functions.
+    let changes = runtime.apply(config.clone()).await.expect("reload");
+    assert_eq!(changes, "functions reloaded");
     commit(&ingest, vec![reading("d", 3)])
         .await
         .expect("accepted");

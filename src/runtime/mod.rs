@@ -32,6 +32,9 @@ use tokio::task::JoinHandle;
 /// How long each adapter may take to resolve what is in flight when it is
 /// stopped (shutdown or reload) before it is abandoned.
 pub const ADAPTER_STOP_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a timer task (ticks, TTL sweeper) may take to stop; they only
+/// hand a command to the writer.
+const TASK_STOP_DEADLINE: Duration = Duration::from_secs(1);
 /// How long the uplink may take to stop (it waits for acknowledgements of
 /// batches in flight for up to 3 s of this, then says `offline`).
 const UPLINK_STOP_DEADLINE: Duration = Duration::from_secs(5);
@@ -165,14 +168,14 @@ impl Runtime {
         if let Some(compiled) = compiled {
             upkeep.install(compiled).await;
             let ticks = std::mem::replace(&mut self.ticks, schedule(&new, &upkeep));
-            ticks.stop("function ticks", ADAPTER_STOP_DEADLINE).await;
+            ticks.stop("function ticks", TASK_STOP_DEADLINE).await;
         }
         if plan.streams {
             if let Err(error) = upkeep.set_streams(new.queue.streams.clone()).await {
                 tracing::error!(error = %error, "Stream bounds not changed; the old ones hold");
             }
             if let Some(sweeper) = self.sweeper.take() {
-                sweeper.stop("TTL sweeper", ADAPTER_STOP_DEADLINE).await;
+                sweeper.stop("TTL sweeper", TASK_STOP_DEADLINE).await;
             }
             self.sweeper = start_sweeper(&new, &upkeep);
         }
@@ -245,11 +248,6 @@ impl Runtime {
             .insert(name, Supervised::start(config, opened, core));
     }
 
-    /// The config running now.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// What adapter `name` holds (its sockets, with ports resolved).
     pub fn holds(&self, name: &str) -> &[Resource] {
         self.adapters.get(name).map_or(&[], |s| &s.holds)
@@ -282,29 +280,14 @@ impl Runtime {
         }
     }
 
-    /// Reloads the functions from `config` (modules, settings, limits,
-    /// schedules); suspended functions run again. Nothing else changes.
-    pub async fn reload_functions(&mut self, config: &Config) -> Result<(), SetError> {
-        let mut next = self.config.clone();
-        next.functions = config.functions.clone();
-        next.pipeline = config.pipeline.clone();
-        let compiled = Compiled::new(&next)?;
-        let upkeep = self.queue.upkeep();
-        upkeep.install(compiled).await;
-        let ticks = std::mem::replace(&mut self.ticks, schedule(&next, &upkeep));
-        ticks.stop("function ticks", ADAPTER_STOP_DEADLINE).await;
-        self.config = next;
-        Ok(())
-    }
-
-    /// Whether the queue writer and the uplink are making progress: the
-    /// writer answers a ping within `within`, and the uplink went round its
-    /// loop within [`UPLINK_SILENCE`] (it does every second unless stuck).
-    pub async fn is_alive(&self, within: Duration) -> bool {
-        let writer = tokio::time::timeout(within, self.queue.upkeep().ping())
-            .await
-            .unwrap_or(false);
-        writer && self.uplink_heartbeat.since() < UPLINK_SILENCE
+    /// What the watchdog asks: a handle that tells whether the queue
+    /// writer and the uplink are making progress. It needs no hold on the
+    /// runtime, so a reload in progress does not hide a stuck writer.
+    pub fn liveness(&self) -> Liveness {
+        Liveness {
+            upkeep: self.queue.upkeep(),
+            uplink: self.uplink_heartbeat.clone(),
+        }
     }
 
     /// A handle for producers (adapters, tests).
@@ -323,31 +306,18 @@ impl Runtime {
     /// acknowledgements and says `offline`), and finally commits what is
     /// pending and closes the queue.
     pub async fn shutdown(self) {
-        let stops = self
-            .adapters
-            .into_values()
-            .map(|s| s.stop(ADAPTER_STOP_DEADLINE));
-        futures_join_all(stops).await;
-        self.ticks
-            .stop("function ticks", ADAPTER_STOP_DEADLINE)
-            .await;
+        let mut stopping = tokio::task::JoinSet::new();
+        for adapter in self.adapters.into_values() {
+            stopping.spawn(adapter.stop(ADAPTER_STOP_DEADLINE));
+        }
+        while stopping.join_next().await.is_some() {}
+        self.ticks.stop("function ticks", TASK_STOP_DEADLINE).await;
         if let Some(sweeper) = self.sweeper {
-            sweeper.stop("TTL sweeper", ADAPTER_STOP_DEADLINE).await;
+            sweeper.stop("TTL sweeper", TASK_STOP_DEADLINE).await;
         }
         self.uplink.stop("uplink", UPLINK_STOP_DEADLINE).await;
         self.queue.close().await;
     }
-}
-
-/// Awaits every future, concurrently.
-async fn futures_join_all<F: std::future::Future<Output = bool> + Send + 'static>(
-    futures: impl Iterator<Item = F>,
-) {
-    let mut set = tokio::task::JoinSet::new();
-    for f in futures {
-        set.spawn(f);
-    }
-    while set.join_next().await.is_some() {}
 }
 
 /// Starts an uplink task for `config`.
@@ -423,4 +393,23 @@ fn expiry_interval(config: &Config) -> Option<Duration> {
         .map(|t| t.get())
         .min()?;
     Some((shortest / 4).clamp(Duration::from_secs(1), Duration::from_secs(60)))
+}
+
+/// Whether the queue writer and the uplink are making progress (see
+/// [`Runtime::liveness`]).
+#[derive(Clone, Debug)]
+pub struct Liveness {
+    upkeep: Upkeep,
+    uplink: Heartbeat,
+}
+
+impl Liveness {
+    /// The writer answers a ping within `within`, and the uplink went round
+    /// its loop within [`UPLINK_SILENCE`] (it does every second unless stuck).
+    pub async fn is_alive(&self, within: Duration) -> bool {
+        let writer = tokio::time::timeout(within, self.upkeep.ping())
+            .await
+            .unwrap_or(false);
+        writer && self.uplink.since() < UPLINK_SILENCE
+    }
 }

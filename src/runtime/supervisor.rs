@@ -82,22 +82,18 @@ impl Supervised {
 
     /// Tells the adapter to stop and waits until it has resolved what was
     /// in flight, at most `deadline`; one that overstays is logged by name
-    /// and abandoned (its tasks are aborted). Returns whether it stopped in time.
-    pub async fn stop(self, deadline: Duration) -> bool {
+    /// and abandoned (its tasks are aborted).
+    pub async fn stop(self, deadline: Duration) {
         let name = self.name();
         let _ = self.stop.send(true);
         let mut task = self.task;
-        match tokio::time::timeout(deadline, &mut task).await {
-            Ok(_) => true,
-            Err(_) => {
-                tracing::warn!(
-                    adapter = name,
-                    deadline_ms = deadline.as_millis() as u64,
-                    "Adapter overstayed its shutdown deadline; abandoning what it holds in flight"
-                );
-                task.abort();
-                false
-            }
+        if tokio::time::timeout(deadline, &mut task).await.is_err() {
+            tracing::warn!(
+                adapter = name,
+                deadline_ms = deadline.as_millis() as u64,
+                "Adapter overstayed its shutdown deadline; abandoning what it holds in flight"
+            );
+            task.abort();
         }
     }
 }

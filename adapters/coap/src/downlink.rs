@@ -195,15 +195,6 @@ mod tests {
     use super::*;
     use coap_lite::{CoapOption, MessageClass, Packet, ResponseType};
 
-    fn downlink(device: &str, resource: &str, verb: Verb, value: Value) -> Downlink {
-        Downlink {
-            device: device.into(),
-            resource: resource.into(),
-            verb,
-            value,
-        }
-    }
-
     #[test]
     fn verbs_and_values_become_methods_and_content_formats() {
         let cases = [
@@ -233,7 +224,7 @@ mod tests {
             ),
         ];
         for (name, verb, value, method, format, payload) in cases {
-            let r = request(&downlink("d", "config/interval", verb, value));
+            let r = request(&Downlink::new("d", "config/interval", verb, value));
             assert_eq!(r.method, method, "{name}");
             assert_eq!(r.content_format, format, "{name}");
             assert_eq!(r.payload, payload, "{name}");

@@ -12,15 +12,6 @@ use sluice_coap::CoapConfig;
 use sluice_coap::config::ObserveConfig;
 use std::time::Duration;
 
-fn downlink(device: &str, resource: &str, verb: Verb, value: Value) -> Downlink {
-    Downlink {
-        device: device.into(),
-        resource: resource.into(),
-        verb,
-        value,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downlinks_reach_an_observed_device_and_bring_its_answer_back() {
     let port = free_port();
@@ -39,7 +30,7 @@ async fn downlinks_reach_an_observed_device_and_bring_its_answer_back() {
     let (context, controls) = context(CollectingSink::new());
     let adapter = tokio::spawn(opened.run(context));
 
-    let set = downlink("lamp", "actuators/led", Verb::Set, Value::Bool(true));
+    let set = Downlink::new("lamp", "actuators/led", Verb::Set, Value::Bool(true));
     assert_eq!(
         controls.downlinks.send(set).await,
         Ok(Answer {
@@ -47,7 +38,7 @@ async fn downlinks_reach_an_observed_device_and_bring_its_answer_back() {
             payload: b"PUT true cf=0".to_vec(),
         })
     );
-    let invoke = downlink(
+    let invoke = Downlink::new(
         "lamp",
         "actuators/led",
         Verb::Invoke,
@@ -55,14 +46,14 @@ async fn downlinks_reach_an_observed_device_and_bring_its_answer_back() {
     );
     let answer = controls.downlinks.send(invoke).await.expect("answered");
     assert_eq!(answer.payload, b"POST A cf=42");
-    let empty = downlink("lamp", "actuators/led", Verb::Invoke, Value::Empty);
+    let empty = Downlink::new("lamp", "actuators/led", Verb::Invoke, Value::Empty);
     let answer = controls.downlinks.send(empty).await.expect("answered");
     assert_eq!(answer.payload, b"POST  cf=none");
 
     // Several at once, all answered.
     let many = (0..12).map(|i| {
         let tx = controls.downlinks.clone();
-        let d = downlink("lamp", "actuators/led", Verb::Set, Value::Int(i));
+        let d = Downlink::new("lamp", "actuators/led", Verb::Set, Value::Int(i));
         async move { tx.send(d).await }
     });
     let answers = all_at_once(many).await;
@@ -71,7 +62,7 @@ async fn downlinks_reach_an_observed_device_and_bring_its_answer_back() {
         assert_eq!(a.payload, format!("PUT {i} cf=0").into_bytes());
     }
 
-    let locked = downlink("lamp", "actuators/lock", Verb::Set, Value::Int(1));
+    let locked = Downlink::new("lamp", "actuators/lock", Verb::Set, Value::Int(1));
     assert!(
         matches!(
             controls.downlinks.send(locked).await,
@@ -79,7 +70,7 @@ async fn downlinks_reach_an_observed_device_and_bring_its_answer_back() {
         ),
         "a resource without PUT answers 4.05"
     );
-    let stranger = downlink("stranger", "led", Verb::Set, Value::Int(1));
+    let stranger = Downlink::new("stranger", "led", Verb::Set, Value::Int(1));
     assert_eq!(
         controls.downlinks.send(stranger).await,
         Err(DownlinkError::UnknownDevice("stranger".into()))

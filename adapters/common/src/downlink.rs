@@ -25,6 +25,18 @@ pub struct Downlink {
     pub value: Value,
 }
 
+impl Downlink {
+    /// `verb` `value` on `resource` of `device`.
+    pub fn new(device: &str, resource: &str, verb: Verb, value: Value) -> Downlink {
+        Downlink {
+            device: device.to_owned(),
+            resource: resource.to_owned(),
+            verb,
+            value,
+        }
+    }
+}
+
 /// What a downlink does with its value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verb {
@@ -181,12 +193,7 @@ mod tests {
     use super::*;
 
     fn led() -> Downlink {
-        Downlink {
-            device: "d1".into(),
-            resource: "led".into(),
-            verb: Verb::Set,
-            value: Value::Bool(true),
-        }
+        Downlink::new("d1", "led", Verb::Set, Value::Bool(true))
     }
 
     #[tokio::test]
