@@ -35,14 +35,29 @@ fn scale_section() -> String {
     )
 }
 
-/// Sends SIGHUP to the gateway.
-fn hangup(gateway: &Gateway) {
+/// Waits until the gateway says it is running.
+async fn ready(gateway: &Gateway) {
+    wait_until(Duration::from_secs(10), "ready", || {
+        gateway.log_count("Sluice running") == 1
+    })
+    .await;
+}
+
+/// Writes `text` as the gateway's config, sends SIGHUP, and waits for one
+/// more log line with `outcome` in it.
+async fn reload(gateway: &Gateway, path: &Path, text: String, outcome: &str) {
+    let before = gateway.log_count(outcome);
+    std::fs::write(path, text).expect("write config");
     let status = Command::new("kill")
         .arg("-HUP")
         .arg(gateway.pid().to_string())
         .status()
         .expect("run kill");
     assert!(status.success());
+    wait_until(Duration::from_secs(10), outcome, || {
+        gateway.log_count(outcome) == before + 1
+    })
+    .await;
 }
 
 #[test]
@@ -84,23 +99,19 @@ async fn sighup_adds_and_removes_the_coap_server_and_adds_a_function_in_the_same
     let collector = Collector::start(broker.port).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("gw.toml");
-    let write = |extra: &str| {
-        std::fs::write(&path, config_text(dir.path(), broker.port, "", extra)).expect("write")
-    };
-    write("");
+    let text = |extra: &str| config_text(dir.path(), broker.port, "", extra);
+    std::fs::write(&path, text("")).expect("write config");
     let gateway = Gateway::spawn(&path);
-    wait_until(Duration::from_secs(10), "ready", || {
-        gateway.log_count("Sluice running") == 1
-    })
-    .await;
+    ready(&gateway).await;
 
     // Add the CoAP server.
     let coap = free_udp();
-    write(&coap_section(coap));
-    hangup(&gateway);
-    wait_until(Duration::from_secs(10), "coap added", || {
-        gateway.log_count("adapter coap added") == 1
-    })
+    reload(
+        &gateway,
+        &path,
+        text(&coap_section(coap)),
+        "adapter coap added",
+    )
     .await;
     let answer = support::coap::post(coap, "t1", 50, r#"{"temperature": 21.5}"#);
     assert_eq!(answer.code, "2.04", "{answer:?}");
@@ -110,20 +121,17 @@ async fn sighup_adds_and_removes_the_coap_server_and_adds_a_function_in_the_same
     .await;
 
     // Remove it: the port is free again.
-    write("");
-    hangup(&gateway);
-    wait_until(Duration::from_secs(10), "coap removed", || {
-        gateway.log_count("adapter coap removed") == 1
-    })
-    .await;
+    reload(&gateway, &path, text(""), "adapter coap removed").await;
     UdpSocket::bind(coap).expect("the CoAP port is released");
 
     // Add it back, with a function on its readings.
-    write(&format!("{}{}", coap_section(coap), scale_section()));
-    hangup(&gateway);
-    wait_until(Duration::from_secs(10), "coap and scale added", || {
-        gateway.log_count("adapter coap added, functions reloaded") == 1
-    })
+    let both = format!("{}{}", coap_section(coap), scale_section());
+    reload(
+        &gateway,
+        &path,
+        text(&both),
+        "adapter coap added, functions reloaded",
+    )
     .await;
     let answer = support::coap::post(coap, "t1", 50, r#"{"temperature": 20}"#);
     assert_eq!(answer.code, "2.04", "{answer:?}");
@@ -158,23 +166,12 @@ async fn a_reload_that_cannot_start_is_rolled_back_and_the_old_config_keeps_serv
     )
     .expect("write");
     let gateway = Gateway::spawn(&path);
-    wait_until(Duration::from_secs(10), "ready", || {
-        gateway.log_count("Sluice running") == 1
-    })
-    .await;
+    ready(&gateway).await;
 
     let taken = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let busy = taken.local_addr().expect("addr");
-    std::fs::write(
-        &path,
-        config_text(dir.path(), port, "", &coap_section(busy)),
-    )
-    .expect("write");
-    hangup(&gateway);
-    wait_until(Duration::from_secs(10), "the reload refused", || {
-        gateway.log_count("Reload refused") == 1
-    })
-    .await;
+    let text = config_text(dir.path(), port, "", &coap_section(busy));
+    reload(&gateway, &path, text, "Reload refused").await;
     let log = gateway.log.lock().expect("lock").join("\n");
     assert!(
         log.contains(&format!("cannot open UDP {busy}")) && log.contains("restored"),

@@ -485,7 +485,7 @@ enum Effect {
         /// The payload.
         payload: Vec<u8>,
     },
-    /// Count a message that was not ingested, under `observe/<reason>`.
+    /// Count a message that was not ingested.
     Reject(Rejection),
 }
 
