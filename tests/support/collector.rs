@@ -6,6 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Between the subscriber's reconnect attempts while the broker is down.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
+
 /// What the cloud received so far.
 #[derive(Default, Debug)]
 pub struct Received {
@@ -111,7 +114,9 @@ impl Collector {
                         }
                     }
                     Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    // The broker is down (outage tests): pace the reconnects
+                    // instead of spinning. Nothing waits on this loop.
+                    Err(_) => tokio::time::sleep(RECONNECT_PAUSE).await,
                 }
             }
         });
