@@ -1303,15 +1303,7 @@ mod tests {
         let (mid, token, _) = request(&o.on_timer(t));
         let empty_ack = empty(MessageType::Acknowledgement, mid);
         assert_eq!(o.on_datagram(&empty_ack, t), []);
-        let separate = response(
-            MessageType::Confirmable,
-            900,
-            &token,
-            ResponseType::Content,
-            None,
-            None,
-            b"2",
-        );
+        let separate = separate_content(&token, b"2");
         assert_eq!(o.on_datagram(&separate, t), [ingest(b"2")]);
         assert_eq!(o.settle(false, t), []);
         assert_eq!(take(&mut o, &separate, t), [ingest(b"2"), ack(900)]);
@@ -1400,6 +1392,19 @@ mod tests {
         assert_eq!(observe, None);
     }
 
+    /// A separate confirmable 2.05 response (message id 900) on `token`.
+    fn separate_content(token: &[u8], payload: &[u8]) -> Vec<u8> {
+        response(
+            MessageType::Confirmable,
+            900,
+            token,
+            ResponseType::Content,
+            None,
+            None,
+            payload,
+        )
+    }
+
     #[test]
     fn polls_take_separate_responses() {
         let t = Instant::now();
@@ -1409,15 +1414,7 @@ mod tests {
         let empty_ack = empty(MessageType::Acknowledgement, mid);
         assert_eq!(o.on_datagram(&empty_ack, t), []);
         assert_eq!(o.next_deadline(), t + POLL, "no more retransmissions");
-        let separate = response(
-            MessageType::Confirmable,
-            900,
-            &token,
-            ResponseType::Content,
-            None,
-            None,
-            b"2",
-        );
+        let separate = separate_content(&token, b"2");
         assert_eq!(take(&mut o, &separate, t), [ingest(b"2"), ack(900)]);
         assert_eq!(
             take(&mut o, &separate, t),
