@@ -23,40 +23,54 @@ pub struct Answer {
 /// Panics with the client's output if no response arrived.
 pub fn request(server: SocketAddr, path: &str, args: &[&str]) -> Answer {
     let uri = format!("coap://{server}/{path}");
-    let out = Command::new(CLIENT)
+    run(CLIENT, &uri, args).unwrap_or_else(|text| panic!("no response to {uri} {args:?}:\n{text}"))
+}
+
+/// Sends one request over DTLS (`coaps://`) with libcoap's OpenSSL build;
+/// `args` carry the credentials (`-u id -k key`, or `-c cert -j key -C ca`).
+/// `Err` holds the client's output when no response arrived (a failed
+/// handshake).
+pub fn secure_request(server: SocketAddr, path: &str, args: &[&str]) -> Result<Answer, String> {
+    run(SECURE_CLIENT, &format!("coaps://{server}/{path}"), args)
+}
+
+/// The `coap-client` of libcoap3-bin built with OpenSSL (DTLS).
+const SECURE_CLIENT: &str = "coap-client-openssl";
+
+fn run(client: &str, uri: &str, args: &[&str]) -> Result<Answer, String> {
+    let out = Command::new(client)
         .args(["-v", "6", "-B", "5"])
         .args(args)
-        .arg(&uri)
+        .arg(uri)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {CLIENT} (apt-get install libcoap3-bin): {e}"));
+        .unwrap_or_else(|e| panic!("cannot run {client} (apt-get install libcoap3-bin): {e}"));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     // The response is the last `v:1 t:ACK|NON c:X.YY` line that is not our request.
-    let line = text
-        .lines()
-        .rfind(|l| {
-            l.contains("v:1 ")
-                && (l.contains(" t:ACK ") || l.contains(" t:NON "))
-                && !l.contains(" c:GET ")
-                && !l.contains(" c:POST ")
-                && !l.contains(" c:PUT ")
-        })
-        .unwrap_or_else(|| panic!("no response to {uri} {args:?}:\n{text}"))
-        .to_owned();
+    let Some(line) = text.lines().rfind(|l| {
+        l.contains("v:1 ")
+            && (l.contains(" t:ACK ") || l.contains(" t:NON "))
+            && !l.contains(" c:GET ")
+            && !l.contains(" c:POST ")
+            && !l.contains(" c:PUT ")
+    }) else {
+        return Err(text);
+    };
+    let line = line.to_owned();
     let field = |prefix: &str| {
         line.split_whitespace()
             .find_map(|w| w.strip_prefix(prefix))
             .unwrap_or_default()
             .to_owned()
     };
-    Answer {
+    Ok(Answer {
         code: field("c:"),
         kind: field("t:"),
         line,
-    }
+    })
 }
 
 /// POSTs `payload` with content format `format` to `/r/<device>`.

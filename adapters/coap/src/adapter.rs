@@ -24,20 +24,32 @@ impl Adapter for CoapConfig {
     }
 
     fn claims(&self) -> Vec<Claim> {
-        self.listen
+        let plain = self.listen.iter().enumerate().map(|(i, addr)| Claim {
+            key: format!("listen[{i}]"),
+            resource: Resource::Udp(*addr),
+        });
+        let secure = self
+            .dtls
             .iter()
-            .enumerate()
+            .flat_map(|d| d.listen.iter().enumerate())
             .map(|(i, addr)| Claim {
-                key: format!("listen[{i}]"),
+                key: format!("dtls.listen[{i}]"),
                 resource: Resource::Udp(*addr),
-            })
-            .collect()
+            });
+        plain.chain(secure).collect()
     }
 
     fn summary(&self) -> String {
         let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
+        let secure = match &self.dtls {
+            Some(d) => {
+                let listen: Vec<String> = d.listen.iter().map(|a| a.to_string()).collect();
+                format!(", coaps (DTLS) on [{}]", listen.join(", "))
+            }
+            None => String::new(),
+        };
         format!(
-            "coap on [{}] at /{}/<device>, {} observed device(s)",
+            "coap on [{}]{secure} at /{}/<device>, {} observed device(s)",
             listen.join(", "),
             self.path,
             self.observe.len()
@@ -46,7 +58,7 @@ impl Adapter for CoapConfig {
 
     fn open(&self) -> BoxFuture<'_, Result<Box<dyn Opened>, OpenError>> {
         Box::pin(async move {
-            let server = if self.listen.is_empty() {
+            let server = if self.listen.is_empty() && self.dtls.is_none() {
                 None
             } else {
                 Some(

@@ -1,6 +1,7 @@
 //! `[coap]`: where the server listens, which paths and devices it takes,
 //! its limits, and the devices to observe.
 
+use crate::dtls::DtlsConfig;
 use serde::Deserialize;
 use sluice_adapter_common::{ByteSize, HumanDuration};
 use std::net::SocketAddr;
@@ -39,6 +40,9 @@ pub struct CoapConfig {
     /// Devices whose readings are fetched rather than pushed.
     #[serde(default)]
     pub observe: Vec<ObserveConfig>,
+    /// CoAP over DTLS (`coaps://`) on its own listener, if present.
+    #[serde(default)]
+    pub dtls: Option<DtlsConfig>,
 }
 
 /// `[[coap.observe]]`: a device that serves its readings.
@@ -70,6 +74,7 @@ impl Default for CoapConfig {
             max_exchanges: default_max_exchanges(),
             retry_after: default_retry_after(),
             observe: Vec::new(),
+            dtls: None,
         }
     }
 }
@@ -125,7 +130,7 @@ impl CoapConfig {
     /// Problems as (key below `coap`, message).
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut problems = Vec::new();
-        if self.listen.is_empty() && self.observe.is_empty() {
+        if self.listen.is_empty() && self.observe.is_empty() && self.dtls.is_none() {
             problems.push((
                 "listen".into(),
                 "listens nowhere and observes nothing".into(),
@@ -148,6 +153,13 @@ impl CoapConfig {
         }
         if self.max_exchanges == 0 {
             problems.push(("max_exchanges".into(), "must be at least 1".into()));
+        }
+        if let Some(dtls) = &self.dtls {
+            problems.extend(
+                dtls.validate()
+                    .into_iter()
+                    .map(|(key, message)| (format!("dtls.{key}"), message)),
+            );
         }
         for (i, o) in self.observe.iter().enumerate() {
             if o.device.is_empty() || o.device.contains(['/', '+', '#']) {

@@ -14,6 +14,7 @@
 //! - [`rejection`]: why a message was turned away, one counter each.
 //! - [`client`]: one request at a time over one socket, retransmitted
 //!   (downlinks, the demo's devices).
+//! - [`dtls`]: CoAP over DTLS, turned into messages in clear for the server.
 //! - [`server`], [`observe`] and [`downlink`]: the I/O loops.
 
 pub mod adapter;
@@ -21,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod directory;
 pub mod downlink;
+pub mod dtls;
 pub mod exchange;
 pub mod observe;
 pub mod option;

@@ -46,13 +46,25 @@ pub enum Rejection {
     UnexpectedResponse,
     /// Every worker was busy and the backlog full.
     BacklogFull,
+    /// A DTLS record from a peer without a session that is not a ClientHello.
+    NoSession,
+    /// A DTLS ClientHello beyond `max_sessions`.
+    TooManySessions,
+    /// A DTLS handshake that failed or timed out: wrong key, unknown
+    /// identity, untrusted certificate.
+    Handshake,
+    /// A DTLS device posting for a device id other than its identity.
+    IdentityMismatch,
 }
 
 impl Reject for Rejection {
     fn stage(self) -> Stage {
         use Rejection::*;
         match self {
-            MalformedDatagram | TooLarge | NotARequest => Stage::Receive,
+            MalformedDatagram | TooLarge | NotARequest | NoSession | TooManySessions => {
+                Stage::Receive
+            }
+            Handshake | IdentityMismatch => Stage::Authenticate,
             Duplicate | Stray | Reset | Stale => Stage::Exchange,
             UnknownPath | Method | BadDevice | NotAllowed | RateLimited => Stage::Route,
             PayloadTooLarge | Block | Blockwise | UnsupportedFormat | Malformed => Stage::Decode,
@@ -84,6 +96,10 @@ impl Reject for Rejection {
             ErrorResponse => "error-response",
             UnexpectedResponse => "unexpected-response",
             BacklogFull => "backlog-full",
+            NoSession => "no-session",
+            TooManySessions => "too-many-sessions",
+            Handshake => "handshake-failed",
+            IdentityMismatch => "identity-mismatch",
         }
     }
 }

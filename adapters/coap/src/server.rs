@@ -6,6 +6,8 @@
 
 use crate::config::CoapConfig;
 use crate::directory::Directory;
+use crate::dtls::context::Acceptor;
+use crate::dtls::listener::{Inbound, Listener, Replier};
 use crate::exchange::{Exchanges, Seen};
 use crate::option::{encode_uint, uint_option};
 use crate::payload::{self, Format};
@@ -34,9 +36,13 @@ const RECEIVE_BUFFER: usize = 1 << 20;
 /// The largest datagram read (coap-lite's limit with its `udp` feature).
 const MAX_DATAGRAM: usize = 65_535;
 
+/// Decrypted messages from every DTLS session waiting for the server.
+const SECURE_BACKLOG: usize = 1024;
+
 /// The bound sockets, ready to serve.
 pub struct Bound {
     sockets: Vec<Arc<UdpSocket>>,
+    secure: Vec<Listener>,
     config: CoapConfig,
 }
 
@@ -44,13 +50,33 @@ impl Bound {
     /// Binds every `listen` address (IPv6 sockets are IPv6-only, so
     /// `0.0.0.0:5683` and `[::]:5683` can be bound together). A failure
     /// names the address.
+    /// The DTLS listeners' keys and certificates are read here too; a
+    /// failure names the file.
     pub fn bind(config: CoapConfig) -> Result<Bound, (SocketAddr, std::io::Error)> {
         let mut sockets = Vec::new();
         for addr in &config.listen {
             let socket = bind_one(*addr).map_err(|e| (*addr, e))?;
             sockets.push(Arc::new(socket));
         }
-        Ok(Bound { sockets, config })
+        let mut secure = Vec::new();
+        if let Some(dtls) = &config.dtls {
+            let first = dtls
+                .listen
+                .first()
+                .copied()
+                .unwrap_or(([0, 0, 0, 0], 0).into());
+            let acceptor =
+                Acceptor::new(dtls).map_err(|e| (first, std::io::Error::other(e.to_string())))?;
+            for addr in &dtls.listen {
+                let socket = bind_one(*addr).map_err(|e| (*addr, e))?;
+                secure.push(Listener::new(socket, acceptor.clone(), dtls));
+            }
+        }
+        Ok(Bound {
+            sockets,
+            secure,
+            config,
+        })
     }
 
     /// The addresses actually bound (port 0 resolved).
@@ -58,6 +84,7 @@ impl Bound {
         self.sockets
             .iter()
             .filter_map(|s| s.local_addr().ok())
+            .chain(self.secure.iter().filter_map(Listener::local_addr))
             .collect()
     }
 
@@ -94,12 +121,26 @@ impl Bound {
         for socket in self.sockets {
             loops.spawn(receive(socket, tx.clone(), state.clone()));
         }
+        let mut listeners = tokio::task::JoinSet::new();
+        if !self.secure.is_empty() {
+            let (decrypted, rx) = mpsc::channel(SECURE_BACKLOG);
+            for listener in self.secure {
+                listeners.spawn(listener.run(
+                    decrypted.clone(),
+                    state.counters.clone(),
+                    shutdown.clone(),
+                ));
+            }
+            loops.spawn(receive_secure(rx, tx.clone(), state.clone()));
+        }
         drop(tx);
         shutdown.wait().await;
         loops.abort_all();
         while loops.join_next().await.is_some() {}
         // The receive loops held the only senders: the workers drain and stop.
         while tasks.join_next().await.is_some() {}
+        // Sessions end once the workers have sent their answers.
+        while listeners.join_next().await.is_some() {}
         tracing::info!("CoAP server stopped");
     }
 }
@@ -136,10 +177,38 @@ struct Job {
 
 /// Where and how to answer one request.
 struct Reply {
-    socket: Arc<UdpSocket>,
+    link: Link,
     peer: SocketAddr,
     /// The response, prepared from the request (ACK for CON, NON for NON).
     response: Packet,
+}
+
+/// Who sent a request.
+#[derive(Clone, Debug)]
+struct Origin {
+    peer: SocketAddr,
+    /// The DTLS identity the peer proved; `None` in clear.
+    identity: Option<Arc<str>>,
+}
+
+/// How answers reach a peer: the plain socket, or its DTLS session.
+#[derive(Clone, Debug)]
+enum Link {
+    Plain(Arc<UdpSocket>),
+    Secure(Replier),
+}
+
+impl Link {
+    async fn send(&self, bytes: Vec<u8>, peer: SocketAddr) {
+        match self {
+            Link::Plain(socket) => {
+                let _ = socket.send_to(&bytes, peer).await;
+            }
+            Link::Secure(session) => {
+                session.send(bytes);
+            }
+        }
+    }
 }
 
 async fn receive(socket: Arc<UdpSocket>, jobs: mpsc::Sender<Job>, state: Arc<State>) {
@@ -156,37 +225,68 @@ async fn receive(socket: Arc<UdpSocket>, jobs: mpsc::Sender<Job>, state: Arc<Sta
         let c = &state.counters;
         Counters::add(&c.messages_in, 1);
         Counters::add(&c.bytes_in, n as u64);
-        let Ok(packet) = Packet::from_bytes(&buf[..n]) else {
-            c.reject(Rejection::MalformedDatagram);
-            continue;
+        let origin = Origin {
+            peer,
+            identity: None,
         };
-        if let Some(job) = handle(packet, peer, &socket, &state).await
-            && let Err(
-                mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job),
-            ) = jobs.try_send(job)
-        {
-            {
-                c.reject(Rejection::BacklogFull);
-                let retry = state.config.retry_after.get();
-                let reply = job.reply.with_status(
-                    ResponseType::ServiceUnavailable,
-                    Some(retry),
-                    "busy, retry later",
-                );
-                finish(&state, reply).await;
-            }
-        }
+        dispatch(
+            &buf[..n],
+            origin,
+            Link::Plain(socket.clone()),
+            &jobs,
+            &state,
+        )
+        .await;
+    }
+}
+
+/// Messages that arrived through DTLS sessions, decrypted.
+async fn receive_secure(
+    mut decrypted: mpsc::Receiver<Inbound>,
+    jobs: mpsc::Sender<Job>,
+    state: Arc<State>,
+) {
+    while let Some(m) = decrypted.recv().await {
+        let origin = Origin {
+            peer: m.peer,
+            identity: Some(m.identity),
+        };
+        dispatch(&m.bytes, origin, Link::Secure(m.reply), &jobs, &state).await;
+    }
+}
+
+/// One message, however it arrived: answered at once, or handed to a worker.
+async fn dispatch(
+    bytes: &[u8],
+    origin: Origin,
+    link: Link,
+    jobs: &mpsc::Sender<Job>,
+    state: &State,
+) {
+    let c = &state.counters;
+    let Ok(packet) = Packet::from_bytes(bytes) else {
+        c.reject(Rejection::MalformedDatagram);
+        return;
+    };
+    if let Some(job) = handle(packet, origin, link, state).await
+        && let Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) =
+            jobs.try_send(job)
+    {
+        c.reject(Rejection::BacklogFull);
+        let retry = state.config.retry_after.get();
+        let reply = job.reply.with_status(
+            ResponseType::ServiceUnavailable,
+            Some(retry),
+            "busy, retry later",
+        );
+        finish(state, reply).await;
     }
 }
 
 /// The quick part of a request: everything up to the events to submit. Answers
 /// directly whatever needs no durability; returns the job otherwise.
-async fn handle(
-    packet: Packet,
-    peer: SocketAddr,
-    socket: &Arc<UdpSocket>,
-    state: &State,
-) -> Option<Job> {
+async fn handle(packet: Packet, origin: Origin, link: Link, state: &State) -> Option<Job> {
+    let peer = origin.peer;
     let c = &state.counters;
     let kind = packet.header.get_type();
     if !matches!(packet.header.code, MessageClass::Request(_))
@@ -198,7 +298,7 @@ async fn handle(
             let mut rst = Packet::new();
             rst.header.set_type(MessageType::Reset);
             rst.header.message_id = packet.header.message_id;
-            send(socket, peer, &rst).await;
+            send(&link, peer, &rst).await;
         }
         c.reject(Rejection::NotARequest);
         return None;
@@ -216,18 +316,18 @@ async fn handle(
         }
         Seen::Answered(bytes) => {
             c.reject(Rejection::Duplicate);
-            let _ = socket.send_to(&bytes, peer).await;
+            link.send(bytes, peer).await;
             return None;
         }
     }
     let mut request = CoapRequest::from_packet(packet, peer);
     let response = request.response.as_ref()?.message.clone();
     let reply = |response| Reply {
-        socket: socket.clone(),
+        link: link.clone(),
         peer,
         response,
     };
-    match route(&mut request, peer, state) {
+    match route(&mut request, &origin, state) {
         Ok(events) => Some(Job {
             events,
             reply: reply(request.response.map(|r| r.message).unwrap_or(response)),
@@ -272,9 +372,10 @@ impl Answer {
 /// Checks path, method, device, rate and content; decodes the payload.
 fn route(
     request: &mut CoapRequest<SocketAddr>,
-    peer: SocketAddr,
+    origin: &Origin,
     state: &State,
 ) -> Result<Vec<Event>, Answer> {
+    let peer = origin.peer;
     let c = &state.counters;
     let config = &state.config;
     let path = request.get_path_as_vec().unwrap_or_default();
@@ -315,6 +416,17 @@ fn route(
             ResponseType::BadRequest,
             "bad device id",
             None,
+        ));
+    }
+    let any_device = config.dtls.as_ref().is_some_and(|d| d.any_device);
+    if let Some(identity) = &origin.identity
+        && !any_device
+        && **identity != *device
+    {
+        c.reject(Rejection::IdentityMismatch);
+        return Err(Answer::Diagnostic(
+            ResponseType::Forbidden,
+            format!("DTLS identity `{identity}` may not post for device `{device}`"),
         ));
     }
     if !config.allow.is_empty() && !config.allow.contains(&device) {
@@ -462,12 +574,12 @@ async fn finish(state: &State, reply: Reply) {
             bytes.clone(),
         );
     }
-    let _ = reply.socket.send_to(&bytes, reply.peer).await;
+    reply.link.send(bytes, reply.peer).await;
 }
 
-async fn send(socket: &UdpSocket, peer: SocketAddr, packet: &Packet) {
+async fn send(link: &Link, peer: SocketAddr, packet: &Packet) {
     if let Ok(bytes) = packet.to_bytes() {
-        let _ = socket.send_to(&bytes, peer).await;
+        link.send(bytes, peer).await;
     }
 }
 
