@@ -25,12 +25,12 @@ case "$target" in
     aarch64-unknown-linux-gnu)
         prefix=aarch64-linux-gnu
         qemu="qemu-aarch64"
-        packages=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu qemu-user)
+        packages=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu qemu-user perl make)
         ;;
     armv7-unknown-linux-gnueabihf)
         prefix=arm-linux-gnueabihf
         qemu="qemu-arm"
-        packages=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf qemu-user)
+        packages=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf qemu-user perl make)
         ;;
     -h|--help) usage ;;
     *)
@@ -103,9 +103,12 @@ set_default "CARGO_TARGET_${upper}_LINKER" "${prefix}-gcc"
 set_default "CC_${lower}" "${prefix}-gcc"
 set_default "AR_${lower}" "${prefix}-ar"
 
-echo "==> cargo build --release --target $target $*"
+# OpenSSL (CoAP over DTLS) is built from source for the target and linked
+# statically: the binary needs no libssl on the gateway. Building it needs
+# perl and make on the host.
+echo "==> cargo build --release --target $target --features vendored-openssl $*"
 start=$SECONDS
-cargo build --release --target "$target" "$@"
+cargo build --release --target "$target" --features vendored-openssl "$@"
 elapsed=$((SECONDS - start))
 
 target_dir=$(cargo metadata --format-version 1 --no-deps 2>/dev/null |

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the test suite talks to: mosquitto (the real broker) and
-# openssl (test certificates), plus the Rust components for the lint steps.
+# Installs what the test suite talks to: mosquitto (the real broker),
+# openssl (test certificates), libcoap's clients (plain and DTLS), OpenSSL's
+# headers for the build, plus the Rust components for the lint steps.
 # Idempotent; uses sudo when not root.
 set -euo pipefail
 
@@ -10,7 +11,11 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 need=()
 command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
-command -v coap-client-notls >/dev/null 2>&1 || need+=(libcoap3-bin)
+command -v coap-client-openssl >/dev/null 2>&1 || need+=(libcoap3-bin)
+# OpenSSL's headers and pkg-config: the CoAP adapter's DTLS links libssl.
+for package in libssl-dev pkg-config; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || need+=("$package")
+done
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq

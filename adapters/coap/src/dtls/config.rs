@@ -192,10 +192,7 @@ impl DtlsConfig {
             problems.push(("idle_timeout".into(), "must be at least 1 s".into()));
         }
         if self.handshake_timeout.get() < Duration::from_millis(100) {
-            problems.push((
-                "handshake_timeout".into(),
-                "must be at least 100 ms".into(),
-            ));
+            problems.push(("handshake_timeout".into(), "must be at least 100 ms".into()));
         }
         problems
     }

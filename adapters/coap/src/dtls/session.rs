@@ -193,3 +193,125 @@ fn identity(ssl: &SslRef) -> Option<String> {
     let cn = cert.subject_name().entries_by_nid(Nid::COMMONNAME).next()?;
     cn.data().to_string().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtls::config::{DtlsConfig, Secret};
+    use openssl::ssl::{SslContextBuilder, SslMethod};
+
+    fn acceptor() -> Acceptor {
+        let config = DtlsConfig {
+            psk: [("sensor-1".to_owned(), Secret::parse("right").expect("key"))].into(),
+            ..DtlsConfig::default()
+        };
+        Acceptor::new(&config).expect("acceptor")
+    }
+
+    /// A DTLS client with a pre-shared key, in memory.
+    fn client(identity: &'static str, key: &'static [u8]) -> SslStream<Datagrams> {
+        let mut b = SslContextBuilder::new(SslMethod::dtls_client()).expect("client context");
+        b.set_psk_client_callback(move |_ssl, _hint, id, psk| {
+            id[..identity.len()].copy_from_slice(identity.as_bytes());
+            id[identity.len()] = 0;
+            psk[..key.len()].copy_from_slice(key);
+            Ok(key.len())
+        });
+        b.set_options(openssl::ssl::SslOptions::NO_QUERY_MTU);
+        let mut ssl = Ssl::new(&b.build()).expect("client ssl");
+        ssl.set_mtu(MTU).expect("client mtu");
+        ssl.set_connect_state();
+        SslStream::new(ssl, Datagrams::default()).expect("client stream")
+    }
+
+    /// Moves datagrams both ways until neither side has more to say; what
+    /// the server decrypted, and each server result.
+    fn shake(
+        client: &mut SslStream<Datagrams>,
+        server: &mut Session,
+    ) -> Vec<Result<Received, String>> {
+        let mut results = Vec::new();
+        for _ in 0..20 {
+            if !matches!(client.do_handshake(), Ok(())) {
+                // Still shaking hands (or failed): whatever it wrote goes out below.
+            }
+            let to_server = std::mem::take(&mut client.get_mut().outbound);
+            if to_server.is_empty() {
+                break;
+            }
+            for datagram in to_server {
+                results.push(server.receive(datagram).map_err(|e| e.to_string()));
+            }
+            client.get_mut().inbound.extend(server.outgoing());
+        }
+        results
+    }
+
+    #[test]
+    fn a_device_with_the_right_key_is_known_by_its_identity_and_talks_both_ways() {
+        let mut server =
+            Session::accept(&acceptor(), "127.0.0.1:5000".parse().expect("addr")).expect("session");
+        let mut client = client("sensor-1", b"right");
+        let results = shake(&mut client, &mut server);
+        assert!(server.is_open(), "{results:?}");
+        assert_eq!(server.identity(), Some("sensor-1"));
+        assert_eq!(
+            results
+                .iter()
+                .filter(|r| matches!(r, Ok(r) if r.established))
+                .count(),
+            1
+        );
+        client.ssl_write(b"coap request").expect("client write");
+        let datagrams = std::mem::take(&mut client.get_mut().outbound);
+        let received: Vec<Vec<u8>> = datagrams
+            .into_iter()
+            .flat_map(|d| server.receive(d).expect("record").messages)
+            .collect();
+        assert_eq!(received, [b"coap request".to_vec()]);
+        server.send(b"coap answer").expect("server write");
+        client.get_mut().inbound.extend(server.outgoing());
+        let mut buf = [0u8; 64];
+        let n = client.ssl_read(&mut buf).expect("client read");
+        assert_eq!(&buf[..n], b"coap answer");
+    }
+
+    #[test]
+    fn the_first_hello_gets_a_cookie_not_a_certificate_flight() {
+        let mut server =
+            Session::accept(&acceptor(), "127.0.0.1:5000".parse().expect("addr")).expect("session");
+        let mut client = client("sensor-1", b"right");
+        assert!(client.do_handshake().is_err(), "waits for the server");
+        let hello = std::mem::take(&mut client.get_mut().outbound);
+        assert_eq!(hello.len(), 1);
+        assert_eq!(
+            server.receive(hello[0].clone()).map(|r| r.established).ok(),
+            Some(false)
+        );
+        let answer = server.outgoing();
+        // One record: handshake (22), message type 3 = HelloVerifyRequest.
+        assert_eq!(answer.len(), 1);
+        assert_eq!((answer[0][0], answer[0][13]), (22, 3));
+    }
+
+    #[test]
+    fn an_unknown_identity_fails_and_a_wrong_key_never_opens() {
+        let addr: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        let mut server = Session::accept(&acceptor(), addr).expect("session");
+        let results = shake(&mut client("stranger", b"right"), &mut server);
+        assert!(
+            results
+                .iter()
+                .any(|r| matches!(r, Err(e) if e.starts_with("handshake failed"))),
+            "{results:?}"
+        );
+        assert!(!server.is_open());
+        assert!(server.receive(vec![22; 20]).is_err(), "the session is over");
+
+        let mut server = Session::accept(&acceptor(), addr).expect("session");
+        let results = shake(&mut client("sensor-1", b"wrong"), &mut server);
+        // DTLS drops the Finished it cannot decrypt: no error, no session.
+        assert!(!server.is_open(), "{results:?}");
+        assert_eq!(server.identity(), None);
+    }
+}
