@@ -197,9 +197,13 @@ fn number(x: f64) -> String {
 
 /// `temperature=87.1 degF  HIGH (above 86)` or `… CLEAR (below 80)`.
 fn alert_text(r: &Record) -> String {
-    let meta = |key: &str| r.meta.get(key).map(|m| &m.value);
-    let bound = |key: &str| meta(key).and_then(Value::as_f64).map(number);
-    let state = match meta("alarm").and_then(Value::as_str) {
+    let meta = |key: &str, kind: &str| r.meta.get(key).filter(|m| m.kind == kind);
+    let bound = |key: &str| {
+        meta(key, "number")
+            .and_then(|m| m.value.as_f64())
+            .map(number)
+    };
+    let state = match meta("alarm", "text").and_then(|m| m.value.as_str()) {
         Some("high") => match bound("high") {
             Some(h) => format!("HIGH (above {h})"),
             None => "HIGH".to_owned(),
