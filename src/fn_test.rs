@@ -7,9 +7,15 @@
 //!
 //! ```json
 //! {"subject": "coap/t1", "device": "t1", "readings": [{"name": "temperature", "value": 21.5, "unit": "Cel"}], "meta": {"rssi": -71}}
+//! {"subject": "coap/t2", "device": "t2", "readings": [{"name": "blob", "type": "bytes", "value": "cafe"}], "meta": {"fw": {"type": "text", "value": "1.2"}}}
 //! {"subject": "lorawan/0004a30b001c0530/up", "device": "0004a30b001c0530", "raw": "0367011005670", "device_time_ms": 1700000000000}
 //! {"tick": 1700000060000}
 //! ```
+//!
+//! Values are typed as in the upstream record (`docs/mqtt-api.md`): a
+//! reading's `type` and a meta value's `{"type", "value"}` may be left out,
+//! and then a JSON string is text; bytes need `"type": "bytes"` (hex).
+//! Emitted events print in the upstream record's shape.
 
 use crate::config::FunctionConfig;
 use crate::functions::{CallReport, Compiled, FunctionSet, Input};
@@ -44,6 +50,9 @@ struct Line {
 #[serde(deny_unknown_fields)]
 struct ReadingLine {
     name: String,
+    /// `number`, `bool`, `text` or `bytes`; from the JSON value if absent.
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
     value: serde_json::Value,
     #[serde(default)]
     unit: String,
@@ -79,8 +88,8 @@ fn parse(text: &str, origin: &str) -> Result<Vec<Step>, String> {
         event.id = sluice_event::EventId::new(0, seq);
         event.device_time_ms = line.device_time_ms;
         for r in line.readings {
-            let value =
-                json_value(&r.value).map_err(|e| at(format!("reading `{}`: {e}", r.name)))?;
+            let value = typed_value(r.kind.as_deref(), &r.value)
+                .map_err(|e| at(format!("reading `{}`: {e}", r.name)))?;
             event.readings.push(Reading {
                 name: r.name,
                 value,
@@ -88,7 +97,7 @@ fn parse(text: &str, origin: &str) -> Result<Vec<Step>, String> {
             });
         }
         for (key, v) in line.meta {
-            let value = json_value(&v).map_err(|e| at(format!("meta `{key}`: {e}")))?;
+            let value = meta_value(&v).map_err(|e| at(format!("meta `{key}`: {e}")))?;
             event.meta.push(Meta { key, value });
         }
         if let Some(hex) = line.raw {
@@ -99,15 +108,38 @@ fn parse(text: &str, origin: &str) -> Result<Vec<Step>, String> {
     Ok(steps)
 }
 
-fn json_value(v: &serde_json::Value) -> Result<Value, String> {
-    match v {
-        serde_json::Value::Number(n) => n
+/// A meta value: bare, or `{"type", "value"}` as in the upstream record.
+fn meta_value(v: &serde_json::Value) -> Result<Value, String> {
+    let serde_json::Value::Object(m) = v else {
+        return typed_value(None, v);
+    };
+    if let Some(key) = m.keys().find(|k| *k != "type" && *k != "value") {
+        return Err(format!("unknown key `{key}`, expected `type` and `value`"));
+    }
+    let kind = m.get("type").and_then(serde_json::Value::as_str);
+    let value = m.get("value").ok_or("needs a `value`")?;
+    typed_value(Some(kind.ok_or("needs a `type`")?), value)
+}
+
+/// A value of the given type, or of the JSON value's own type (a string is
+/// text) when `kind` is absent.
+fn typed_value(kind: Option<&str>, v: &serde_json::Value) -> Result<Value, String> {
+    use serde_json::Value as J;
+    match (kind, v) {
+        (None | Some("number"), J::Number(n)) => n
             .as_f64()
             .map(Value::Number)
             .ok_or_else(|| "number out of range".into()),
-        serde_json::Value::Bool(b) => Ok(Value::Bool(*b)),
-        serde_json::Value::String(s) => Ok(Value::Text(s.clone())),
-        _ => Err("must be a number, a boolean or a string".into()),
+        (None | Some("bool"), J::Bool(b)) => Ok(Value::Bool(*b)),
+        (None | Some("text"), J::String(s)) => Ok(Value::Text(s.clone())),
+        (Some("bytes"), J::String(s)) => unhex(s).map(Value::Bytes),
+        (None, _) => Err("must be a number, a boolean or a string".into()),
+        (Some(k @ ("number" | "bool" | "text" | "bytes")), _) => {
+            Err(format!("is not a `{k}` value"))
+        }
+        (Some(k), _) => Err(format!(
+            "unknown type `{k}`, expected number, bool, text or bytes"
+        )),
     }
 }
 
@@ -281,6 +313,64 @@ mod tests {
         assert_eq!(e.number("t"), Some(1.5));
         assert_eq!(e.raw.as_deref(), Some(&[0x0a, 0x0b][..]));
         assert!(matches!(steps[1], Step::Tick(5)));
+    }
+
+    #[test]
+    fn values_take_the_type_they_name() {
+        let steps = parse(
+            r#"{"subject": "s", "readings": [{"name": "t", "type": "text", "value": "cafe"}, {"name": "b", "type": "bytes", "value": "cafe"}, {"name": "n", "value": 2}], "meta": {"fw": {"type": "bytes", "value": "01"}, "bn": "x"}}"#,
+            "f",
+        )
+        .expect("valid");
+        let Step::Event(e) = &steps[0] else {
+            panic!("an event")
+        };
+        let values: Vec<&Value> = e.readings.iter().map(|r| &r.value).collect();
+        assert_eq!(
+            values,
+            [
+                &Value::Text("cafe".into()),
+                &Value::Bytes(vec![0xca, 0xfe]),
+                &Value::Number(2.0)
+            ]
+        );
+        let meta: Vec<(&str, &Value)> = e.meta.iter().map(|m| (m.key.as_str(), &m.value)).collect();
+        assert_eq!(
+            meta,
+            [
+                ("bn", &Value::Text("x".into())),
+                ("fw", &Value::Bytes(vec![1]))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_value_that_is_not_of_its_type_is_refused() {
+        for (line, expected) in [
+            (
+                r#"{"subject": "s", "readings": [{"name": "t", "type": "number", "value": "1"}]}"#,
+                "reading `t`: is not a `number` value",
+            ),
+            (
+                r#"{"subject": "s", "readings": [{"name": "t", "type": "bytes", "value": "xy"}]}"#,
+                "reading `t`: `xy` is not hex",
+            ),
+            (
+                r#"{"subject": "s", "readings": [{"name": "t", "type": "blob", "value": "1"}]}"#,
+                "reading `t`: unknown type `blob`",
+            ),
+            (
+                r#"{"subject": "s", "meta": {"k": {"value": 1}}}"#,
+                "meta `k`: needs a `type`",
+            ),
+            (
+                r#"{"subject": "s", "meta": {"k": {"type": "number", "value": 1, "unit": "V"}}}"#,
+                "meta `k`: unknown key `unit`",
+            ),
+        ] {
+            let err = parse(line, "f").expect_err(line);
+            assert!(err.contains(expected), "{line}: {err}");
+        }
     }
 
     #[test]

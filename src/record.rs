@@ -1,13 +1,18 @@
 //! The upstream record: how one queued event looks to the cloud (JSON), and
 //! the batch that carries many of them. Schema version [`BATCH_SCHEMA_VERSION`];
 //! documented with examples in `docs/mqtt-api.md`.
+//!
+//! Every reading and meta value carries its type (`number`, `bool`, `text`,
+//! `bytes`) next to its value, because bytes travel as a hex string and would
+//! otherwise be indistinguishable from text.
 
 use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 use sluice_event::{Event, Meta, Reading, Value};
 
-/// The `v` field of every batch payload.
-pub const BATCH_SCHEMA_VERSION: u32 = 1;
+/// The `v` field of every batch payload. Version 2 typed every reading and
+/// meta value; in version 1 a meta value was bare and bytes looked like text.
+pub const BATCH_SCHEMA_VERSION: u32 = 2;
 
 /// An event as an upstream record, tagged with its queue stream.
 pub struct UpstreamRecord<'a> {
@@ -74,6 +79,7 @@ impl Serialize for ReadingJson<'_> {
         let r = self.0;
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("name", &r.name)?;
+        m.serialize_entry("type", type_name(&r.value))?;
         m.serialize_entry("value", &ValueJson(&r.value))?;
         if !r.unit.is_empty() {
             m.serialize_entry("unit", &r.unit)?;
@@ -88,9 +94,31 @@ impl Serialize for Metas<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.0.len()))?;
         for meta in self.0 {
-            m.serialize_entry(&meta.key, &ValueJson(&meta.value))?;
+            m.serialize_entry(&meta.key, &TypedValueJson(&meta.value))?;
         }
         m.end()
+    }
+}
+
+/// `{"type": …, "value": …}`: a meta value with its type.
+struct TypedValueJson<'a>(&'a Value);
+
+impl Serialize for TypedValueJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("type", type_name(self.0))?;
+        m.serialize_entry("value", &ValueJson(self.0))?;
+        m.end()
+    }
+}
+
+/// The `type` next to a value: how to read its `value`.
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Number(_) => "number",
+        Value::Bool(_) => "bool",
+        Value::Text(_) => "text",
+        Value::Bytes(_) => "bytes",
     }
 }
 
@@ -182,6 +210,7 @@ impl BatchWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use sluice_event::EventId;
 
     fn event(n: u64) -> Event {
@@ -208,7 +237,7 @@ mod tests {
             queued_ms: 3
         }));
         let v: serde_json::Value = serde_json::from_slice(&w.finish()).expect("valid json");
-        assert_eq!(v["v"], 1);
+        assert_eq!(v["v"], 2);
         assert_eq!(v["gateway"], "gw-1");
         let r = &v["records"][0];
         assert_eq!(r["id"], "0000010000000007");
@@ -216,17 +245,124 @@ mod tests {
         assert_eq!(r["subject"], "coap/t1");
         assert_eq!(
             r["readings"][0],
-            serde_json::json!({"name": "temperature", "value": 21.5, "unit": "Cel"})
+            json!({"name": "temperature", "type": "number", "value": 21.5, "unit": "Cel"})
         );
         assert_eq!(
             r["readings"][1],
-            serde_json::json!({"name": "door", "value": true})
+            json!({"name": "door", "type": "bool", "value": true})
         );
         assert_eq!(
             r["meta"],
-            serde_json::json!({"rssi": -87.0, "devaddr": "2601"})
+            json!({
+                "rssi": {"type": "number", "value": -87.0},
+                "devaddr": {"type": "bytes", "value": "2601"}
+            })
         );
         assert_eq!(r["cause"], serde_json::Value::Null);
+        assert_eq!(r["raw"], serde_json::Value::Null);
+    }
+
+    /// A value of each type as a reading and as meta: the reading's JSON
+    /// (without its name) and the meta entry's JSON are both `expected`.
+    fn check(what: &str, value: Value, expected: serde_json::Value) {
+        let mut e = Event::new("s", "d", 0);
+        e.readings.push(Reading {
+            name: "x".into(),
+            value: value.clone(),
+            unit: String::new(),
+        });
+        e.meta.push(Meta {
+            key: "x".into(),
+            value,
+        });
+        let json = event_json(&e);
+        let mut reading = json["readings"][0].clone();
+        if let Some(map) = reading.as_object_mut() {
+            map.remove("name");
+        }
+        assert_eq!(reading, expected, "{what} as a reading");
+        assert_eq!(json["meta"]["x"], expected, "{what} as meta");
+    }
+
+    #[test]
+    fn every_value_carries_its_type() {
+        let cases = [
+            (
+                "number",
+                Value::Number(21.5),
+                json!({"type": "number", "value": 21.5}),
+            ),
+            (
+                "integral number",
+                Value::Number(-87.0),
+                json!({"type": "number", "value": -87.0}),
+            ),
+            (
+                "non-finite number",
+                Value::Number(f64::NAN),
+                json!({"type": "number", "value": null}),
+            ),
+            (
+                "bool",
+                Value::Bool(false),
+                json!({"type": "bool", "value": false}),
+            ),
+            (
+                "text",
+                Value::Text("ok".into()),
+                json!({"type": "text", "value": "ok"}),
+            ),
+            (
+                "empty text",
+                Value::Text(String::new()),
+                json!({"type": "text", "value": ""}),
+            ),
+            (
+                "bytes",
+                Value::Bytes(vec![0x01, 0xAB]),
+                json!({"type": "bytes", "value": "01ab"}),
+            ),
+            (
+                "no bytes",
+                Value::Bytes(Vec::new()),
+                json!({"type": "bytes", "value": ""}),
+            ),
+        ];
+        for (what, value, expected) in cases {
+            check(what, value, expected);
+        }
+    }
+
+    #[test]
+    fn text_that_looks_like_hex_is_not_bytes() {
+        // SenML `vs: "cafe"` against `vd: "yv4"` (the bytes ca fe).
+        let e = Event::new("s", "d", 0)
+            .with_meta("vs", Value::Text("cafe".into()))
+            .with_meta("vd", Value::Bytes(vec![0xca, 0xfe]));
+        let json = event_json(&e);
+        let (text, bytes) = (&json["meta"]["vs"], &json["meta"]["vd"]);
+        assert_eq!(text["value"], bytes["value"], "the same string on the wire");
+        assert_eq!(
+            (&text["type"], &bytes["type"]),
+            (&json!("text"), &json!("bytes"))
+        );
+    }
+
+    #[test]
+    fn raw_is_lowercase_hex() {
+        let mut e = Event::new("s", "d", 0);
+        e.raw = Some(vec![0x01, 0x67, 0x00, 0xD7]);
+        assert_eq!(event_json(&e)["raw"], "016700d7");
+    }
+
+    #[test]
+    fn a_batch_names_schema_version_2() {
+        assert_eq!(BATCH_SCHEMA_VERSION, 2);
+        let payload = BatchWriter::new("gw", 0, 100).finish();
+        assert_eq!(
+            std::str::from_utf8(&payload),
+            Ok(r#"{"v":2,"gateway":"gw","sent_ms":0,"records":[]}"#)
+        );
     }
 
     #[test]

@@ -35,10 +35,15 @@ fn record_of<'a>(records: &'a [serde_json::Value], device: &str) -> &'a serde_js
 }
 
 fn value(record: &serde_json::Value, name: &str) -> serde_json::Value {
+    typed(record, name)["value"].clone()
+}
+
+/// A reading as `{"type", "value"}`.
+fn typed(record: &serde_json::Value, name: &str) -> serde_json::Value {
     record["readings"]
         .as_array()
         .and_then(|r| r.iter().find(|x| x["name"] == name))
-        .map(|x| x["value"].clone())
+        .map(|x| serde_json::json!({"type": x["type"], "value": x["value"]}))
         .unwrap_or_else(|| panic!("no reading {name} in {record}"))
 }
 
@@ -82,7 +87,7 @@ async fn what_devices_send_in_every_format_is_what_the_broker_receives() {
     let answers = tokio::task::spawn_blocking(move || {
         vec![
             post(addr, "json-1", 50, r#"{"temperature": 21.5, "humidity": 40, "door_open": false}"#),
-            coap::request(addr, "r/senml-2", &["-N", "-m", "post", "-t", "110", "-e", r#"[{"bn":"urn:dev:mac:0024befffe804ff1:","bt":1.7640e9,"n":"temp","u":"Cel","v":22.5},{"n":"hum","u":"%25RH","v":51}]"#]),
+            coap::request(addr, "r/senml-2", &["-N", "-m", "post", "-t", "110", "-e", r#"[{"bn":"urn:dev:mac:0024befffe804ff1:","bt":1.7640e9,"n":"temp","u":"Cel","v":22.5},{"n":"hum","u":"%25RH","v":51},{"n":"label","vs":"cafe"},{"n":"blob","vd":"yv4"}]"#]),
             coap::request(addr, "r/cbor-3", &["-m", "put", "-t", "112", "-f", &cbor_file.display().to_string()]),
             coap::request(addr, "r/text-4/level", &["-m", "post", "-t", "0", "-e", "42.25"]),
         ]
@@ -105,8 +110,17 @@ async fn what_devices_send_in_every_format_is_what_the_broker_receives() {
     let senml = record_of(&records, "senml-2");
     assert_eq!(value(senml, "temp"), 22.5);
     assert_eq!(value(senml, "hum"), 51.0);
+    // `vs` and `vd` look alike on the wire (hex); the type tells them apart.
+    let (text, bytes) = (typed(senml, "label"), typed(senml, "blob"));
+    assert_eq!(text, serde_json::json!({"type": "text", "value": "cafe"}));
+    assert_eq!(bytes, serde_json::json!({"type": "bytes", "value": "cafe"}));
+    assert_eq!(typed(json, "door_open")["type"], "bool");
+    assert_eq!(typed(senml, "temp")["type"], "number");
     assert_eq!(senml["device_time_ms"], 1_764_000_000_000i64);
-    assert_eq!(senml["meta"]["senml_bn"], "urn:dev:mac:0024befffe804ff1:");
+    assert_eq!(
+        senml["meta"]["senml_bn"],
+        serde_json::json!({"type": "text", "value": "urn:dev:mac:0024befffe804ff1:"})
+    );
     let cbor = record_of(&records, "cbor-3");
     assert_eq!(value(cbor, "voltage"), 120.1);
     assert_eq!(value(cbor, "current"), 1.2);

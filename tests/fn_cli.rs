@@ -77,7 +77,10 @@ fn fn_test_prints_outputs_logs_fuel_and_state_per_call() {
         .collect();
     assert_eq!(emitted.len(), 2);
     assert_eq!(emitted[0]["subject"], "fn/test/coap/t1");
-    assert_eq!(emitted[0]["meta"]["rssi"], -71.0);
+    assert_eq!(
+        emitted[0]["meta"]["rssi"],
+        serde_json::json!({"type": "number", "value": -71.0})
+    );
     assert_eq!(emitted[1]["raw"], "0167ff");
     assert!(
         stdout.contains("summary: 3 calls, 1 failed, 2 events emitted"),

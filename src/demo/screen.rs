@@ -5,7 +5,7 @@
 use super::devices::DeviceTotals;
 use crate::metrics::MetricsSnapshot;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt::{Display, Write};
 use std::time::Duration;
@@ -43,7 +43,17 @@ pub struct Record {
     pub readings: Vec<ReadingJson>,
     /// Its meta.
     #[serde(default)]
-    pub meta: Map<String, Value>,
+    pub meta: HashMap<String, TypedValue>,
+}
+
+/// A meta value with its type.
+#[derive(Debug, Deserialize)]
+pub struct TypedValue {
+    /// `number`, `bool`, `text` or `bytes`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The value, to be read by its type (bytes are a hex string).
+    pub value: Value,
 }
 
 /// One reading of a record.
@@ -51,7 +61,10 @@ pub struct Record {
 pub struct ReadingJson {
     /// Its name.
     pub name: String,
-    /// A number, bool or string.
+    /// `number`, `bool`, `text` or `bytes`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The value, to be read by its type (bytes are a hex string).
     pub value: Value,
     /// SenML unit, if any.
     #[serde(default)]
@@ -157,19 +170,20 @@ pub fn readings_text(readings: &[ReadingJson]) -> String {
 
 /// `temperature=27.4 Cel`.
 fn reading_text(r: &ReadingJson) -> String {
-    let mut text = format!("{}={}", r.name, value_text(&r.value));
+    let mut text = format!("{}={}", r.name, value_text(&r.kind, &r.value));
     if let Some(unit) = r.unit.as_deref().filter(|u| !u.is_empty()) {
         let _ = write!(text, " {unit}");
     }
     text
 }
 
-/// Numbers with at most one decimal; strings bare.
-fn value_text(v: &Value) -> String {
-    match v {
-        Value::Number(n) => n.as_f64().map_or_else(|| n.to_string(), number),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+/// Numbers with at most one decimal; text bare; bytes as `0x` and hex.
+fn value_text(kind: &str, v: &Value) -> String {
+    match (kind, v) {
+        (_, Value::Number(n)) => n.as_f64().map_or_else(|| n.to_string(), number),
+        ("bytes", Value::String(hex)) => format!("0x{hex}"),
+        (_, Value::String(s)) => s.clone(),
+        (_, other) => other.to_string(),
     }
 }
 
@@ -183,8 +197,13 @@ fn number(x: f64) -> String {
 
 /// `temperature=87.1 degF  HIGH (above 86)` or `… CLEAR (below 80)`.
 fn alert_text(r: &Record) -> String {
-    let bound = |key: &str| r.meta.get(key).and_then(Value::as_f64).map(number);
-    let state = match r.meta.get("alarm").and_then(Value::as_str) {
+    let meta = |key: &str, kind: &str| r.meta.get(key).filter(|m| m.kind == kind);
+    let bound = |key: &str| {
+        meta(key, "number")
+            .and_then(|m| m.value.as_f64())
+            .map(number)
+    };
+    let state = match meta("alarm", "text").and_then(|m| m.value.as_str()) {
         Some("high") => match bound("high") {
             Some(h) => format!("HIGH (above {h})"),
             None => "HIGH".to_owned(),
@@ -215,12 +234,12 @@ fn window_text(readings: &[ReadingJson]) -> String {
             let _ = write!(
                 text,
                 " ({}…{})",
-                value_text(&lo.value),
-                value_text(&hi.value)
+                value_text(&lo.kind, &lo.value),
+                value_text(&hi.kind, &hi.value)
             );
         }
         parts.push(text);
-        count = count.or_else(|| stat(series, ".count").map(|c| value_text(&c.value)));
+        count = count.or_else(|| stat(series, ".count").map(|c| value_text(&c.kind, &c.value)));
     }
     if let Some(n) = count {
         parts.push(format!("(count {n})"));
@@ -392,7 +411,7 @@ mod tests {
 
     fn batch(records: Value) -> Batch {
         serde_json::from_value(
-            json!({ "v": 1, "gateway": "demo", "sent_ms": 1, "records": records }),
+            json!({ "v": 2, "gateway": "demo", "sent_ms": 1, "records": records }),
         )
         .expect("batch")
     }
@@ -401,9 +420,18 @@ mod tests {
         json!({
             "id": id, "stream": "telemetry", "subject": format!("coap/{device}"), "device": device,
             "device_time_ms": null, "gateway_time_ms": 1, "queued_ms": 2, "cause": null, "function": null,
-            "readings": [{"name": "temperature", "value": t, "unit": "Cel"}, {"name": "humidity", "value": 41.0, "unit": "%RH"}],
-            "meta": {"bn": "urn:dev:demo:dev-3:"}, "raw": null
+            "readings": [{"name": "temperature", "type": "number", "value": t, "unit": "Cel"}, {"name": "humidity", "type": "number", "value": 41.0, "unit": "%RH"}],
+            "meta": {"bn": {"type": "text", "value": "urn:dev:demo:dev-3:"}}, "raw": null
         })
+    }
+
+    /// Meta as records carry it: key to `{"type", "value"}`.
+    fn meta(entries: &[(&str, &str, Value)]) -> Value {
+        let map: serde_json::Map<String, Value> = entries
+            .iter()
+            .map(|(k, t, v)| ((*k).to_owned(), json!({"type": t, "value": v})))
+            .collect();
+        Value::Object(map)
     }
 
     fn output(function: &str, cause: &str, device: &str, readings: Value, meta: Value) -> Value {
@@ -422,7 +450,7 @@ mod tests {
                 "scale",
                 "a1",
                 "dev-3",
-                json!([{"name": "temperature", "value": 81.32, "unit": "degF"}]),
+                json!([{"name": "temperature", "type": "number", "value": 81.32, "unit": "degF"}]),
                 json!({})
             ),
         ]));
@@ -447,31 +475,42 @@ mod tests {
                 "threshold",
                 "a3",
                 "dev-1",
-                json!([{"name": "temperature", "value": 87.1, "unit": "degF"}]),
-                json!({"alarm": "high", "high": 86.0, "low": 80.0})
+                json!([{"name": "temperature", "type": "number", "value": 87.1, "unit": "degF"}]),
+                meta(&[
+                    ("alarm", "text", json!("high")),
+                    ("high", "number", json!(86.0)),
+                    ("low", "number", json!(80.0))
+                ])
             ),
             output(
                 "threshold",
                 "a2",
                 "dev-1",
-                json!([{"name": "temperature", "value": 79.5, "unit": "degF"}]),
-                json!({"alarm": "clear", "high": 86.0, "low": 80.0})
+                json!([{"name": "temperature", "type": "number", "value": 79.5, "unit": "degF"}]),
+                meta(&[
+                    ("alarm", "text", json!("clear")),
+                    ("high", "number", json!(86.0)),
+                    ("low", "number", json!(80.0))
+                ])
             ),
             output(
                 "window",
                 "t",
                 "dev-1",
                 json!([
-                    {"name": "temperature.count", "value": 12.0},
-                    {"name": "temperature.min", "value": 79.0, "unit": "degF"},
-                    {"name": "temperature.max", "value": 83.14, "unit": "degF"},
-                    {"name": "temperature.mean", "value": 81.23, "unit": "degF"},
-                    {"name": "humidity.count", "value": 12.0},
-                    {"name": "humidity.min", "value": 40.0, "unit": "%RH"},
-                    {"name": "humidity.max", "value": 42.0, "unit": "%RH"},
-                    {"name": "humidity.mean", "value": 41.0, "unit": "%RH"},
+                    {"name": "temperature.count", "type": "number", "value": 12.0},
+                    {"name": "temperature.min", "type": "number", "value": 79.0, "unit": "degF"},
+                    {"name": "temperature.max", "type": "number", "value": 83.14, "unit": "degF"},
+                    {"name": "temperature.mean", "type": "number", "value": 81.23, "unit": "degF"},
+                    {"name": "humidity.count", "type": "number", "value": 12.0},
+                    {"name": "humidity.min", "type": "number", "value": 40.0, "unit": "%RH"},
+                    {"name": "humidity.max", "type": "number", "value": 42.0, "unit": "%RH"},
+                    {"name": "humidity.mean", "type": "number", "value": 41.0, "unit": "%RH"},
                 ]),
-                json!({"window_start_ms": 1.0, "window_end_ms": 2.0})
+                meta(&[
+                    ("window_start_ms", "number", json!(1.0)),
+                    ("window_end_ms", "number", json!(2.0))
+                ])
             ),
         ]));
         let lines = batch_lines(&b, &mut Sampler::new(2));
@@ -490,6 +529,29 @@ mod tests {
         assert_eq!(
             lines[4].1,
             "fn/window/dev-1    temperature.mean=81.2 degF (79…83.1)  humidity.mean=41 %RH (40…42)  (count 12)"
+        );
+    }
+
+    #[test]
+    fn text_and_bytes_read_by_their_type() {
+        let b = batch(json!([output(
+            "decode",
+            "a1",
+            "dev-1",
+            json!([
+                {"name": "label", "type": "text", "value": "cafe"},
+                {"name": "blob", "type": "bytes", "value": "cafe"},
+                {"name": "door", "type": "bool", "value": true},
+            ]),
+            json!({})
+        )]));
+        let lines = batch_lines(&b, &mut Sampler::new(1));
+        assert_eq!(
+            lines,
+            [(
+                "record",
+                "fn/decode/dev-1    label=cafe blob=0xcafe door=true".to_owned()
+            )]
         );
     }
 
