@@ -288,6 +288,38 @@ fn bad_coap_settings_are_reported_with_their_keys() {
 }
 
 #[test]
+fn bad_dtls_settings_are_reported_with_their_keys() {
+    refused(
+        "[coap]\n[coap.dtls]\nlisten = [\"127.0.0.1:5684\"]\n",
+        "2:1",
+        "no way for a device to authenticate",
+    );
+    refused(
+        "[coap]\n[coap.dtls]\npsk = { \"s-1\" = \"hex:0g\" }\n",
+        "3:17",
+        "is not hex",
+    );
+    refused(
+        "[coap]\n[coap.dtls]\npsk = { \"s-1\" = \"k\" }\ncertificate = \"gw.pem\"\n",
+        "4:1",
+        "go together",
+    );
+    refused(
+        "[coap]\nlisten = [\"127.0.0.1:5684\"]\n[coap.dtls]\nlisten = [\"0.0.0.0:5684\"]\npsk = { \"s-1\" = \"k\" }\n",
+        "4:12",
+        "also claimed by `coap.listen[0]`",
+    );
+    let (ok, stdout, stderr) = check(
+        "[coap]\nlisten = [\"127.0.0.1:5683\"]\n[coap.dtls]\nlisten = [\"127.0.0.1:5684\"]\npsk = { \"s-1\" = \"k\" }\n",
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("coap on [127.0.0.1:5683], coaps (DTLS) on [127.0.0.1:5684]"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn a_valid_config_prints_a_summary() {
     let (ok, stdout, stderr) = check("[gateway]\nid = \"gw-7\"\n[queue]\ndurability = \"power\"\n");
     assert!(ok, "{stderr}");

@@ -50,6 +50,7 @@ impl Bound {
     /// Binds every `listen` address (IPv6 sockets are IPv6-only, so
     /// `0.0.0.0:5683` and `[::]:5683` can be bound together). A failure
     /// names the address.
+    ///
     /// The DTLS listeners' keys and certificates are read here too; a
     /// failure names the file.
     pub fn bind(config: CoapConfig) -> Result<Bound, (SocketAddr, std::io::Error)> {
