@@ -2,6 +2,7 @@
 //! its limits, and the devices to observe.
 
 use serde::Deserialize;
+use sluice_adapter_common::device_id;
 use sluice_adapter_common::{ByteSize, HumanDuration};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -149,12 +150,14 @@ impl CoapConfig {
         if self.max_exchanges == 0 {
             problems.push(("max_exchanges".into(), "must be at least 1".into()));
         }
+        for (i, device) in self.allow.iter().enumerate() {
+            if let Err(e) = device_id::check(device) {
+                problems.push((format!("allow[{i}]"), format!("device id {e}")));
+            }
+        }
         for (i, o) in self.observe.iter().enumerate() {
-            if o.device.is_empty() || o.device.contains(['/', '+', '#']) {
-                problems.push((
-                    format!("observe[{i}].device"),
-                    "must be non-empty, without `/`, `+` or `#`".into(),
-                ));
+            if let Err(e) = device_id::check(&o.device) {
+                problems.push((format!("observe[{i}].device"), format!("device id {e}")));
             }
             if let Err(e) = crate::observe::parse_uri(&o.uri) {
                 problems.push((format!("observe[{i}].uri"), e));
