@@ -205,6 +205,7 @@ async fn handle(
             // A CON ping (empty message) gets a reset, as RFC 7252 §4.3 says.
             let mut rst = Packet::new();
             rst.header.set_type(MessageType::Reset);
+            rst.header.code = MessageClass::Empty;
             rst.header.message_id = packet.header.message_id;
             send(socket, peer, &rst).await;
         }
@@ -292,6 +293,7 @@ impl Answer {
             Answer::Reset => {
                 let mut rst = Packet::new();
                 rst.header.set_type(MessageType::Reset);
+                rst.header.code = MessageClass::Empty;
                 rst.header.message_id = response.header.message_id;
                 rst
             }
