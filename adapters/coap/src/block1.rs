@@ -295,7 +295,9 @@ mod tests {
     #[test]
     fn refusals() {
         let t = Instant::now();
-        let cases: &[(&str, &[(Block, usize)], Refused)] = &[
+        // (case, blocks and their payload lengths, what the last one gets)
+        type Case<'a> = (&'a str, &'a [(Block, usize)], Refused);
+        let cases: &[Case] = &[
             ("no start", &[(block(1, true, 0), 16)], Refused::Incomplete),
             (
                 "a block skipped",

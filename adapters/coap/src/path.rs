@@ -83,7 +83,8 @@ mod tests {
 
     #[test]
     fn rfc7252_6_4_segments_to_resources() {
-        let cases: &[(&[&[u8]], Result<Resource, PathError>)] = &[
+        type Case<'a> = (&'a [&'a [u8]], Result<Resource, PathError>);
+        let cases: &[Case] = &[
             (&[b"r", b"t1"], readings("t1", "value")),
             (&[b"r", b"t1", b"level"], readings("t1", "level")),
             (&[b".well-known", b"core"], Ok(Resource::WellKnownCore)),

@@ -394,7 +394,8 @@ impl Base {
             (record.data_value.is_some(), Label::DataValue),
         ]
         .into_iter()
-        .filter_map(|(present, label)| present.then(|| label.name()))
+        .filter(|(present, _)| *present)
+        .map(|(_, label)| label.name())
         .collect();
         if fields.len() > 1 {
             let count = ["", "", "two", "three", "four"][fields.len()];

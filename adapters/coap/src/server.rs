@@ -196,6 +196,12 @@ async fn handle(
     state: &State,
 ) -> Option<Job> {
     let c = &state.counters;
+    if packet.header.get_version() != 1 {
+        // RFC 7252 §3: unknown versions are silently ignored (coap-lite
+        // parses them).
+        c.reject(Rejection::MalformedDatagram);
+        return None;
+    }
     let kind = packet.header.get_type();
     if !matches!(packet.header.code, MessageClass::Request(_))
         || !matches!(kind, MessageType::Confirmable | MessageType::NonConfirmable)
@@ -386,11 +392,12 @@ fn route(
             None,
         ));
     }
-    if let Some(block) = assemble(request, peer, segments, state)? {
-        request
-            .response
-            .as_mut()
-            .map(|r| r.message.add_option(CoapOption::Block1, block.encode()));
+    if let Some(block) = assemble(request, peer, segments, state)?
+        && let Some(response) = request.response.as_mut()
+    {
+        response
+            .message
+            .add_option(CoapOption::Block1, block.encode());
     }
     // Counted per whole request: the blocks of one upload are one request.
     let allowed = state
