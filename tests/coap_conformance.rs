@@ -248,6 +248,18 @@ async fn each_rule_answers_as_the_rfcs_say() {
             ack(BadOption, "option 15 (Uri-Query) is not supported"),
         ),
         (
+            "RFC 6690 §4.1: Uri-Query on /.well-known/core is a filter, not refused",
+            vec![
+                0x41, 0x01, 0x10, 0x21, // v1 CON TKL 1, GET, MID 0x1021
+                0x21, // token
+                0xbb, b'.', b'w', b'e', b'l', b'l', b'-', b'k', b'n', b'o', b'w',
+                b'n', // Uri-Path (11), length 11: ".well-known"
+                0x04, b'c', b'o', b'r', b'e', // Uri-Path (+0): "core"
+                0x45, b'r', b't', b'=', b'x', b'y', // Uri-Query (11 + 4 = 15): "rt=xy"
+            ],
+            ack(Content, "sluice.readings"),
+        ),
+        (
             "RFC 7252 §5.4.5: a repeated Block1 is a bad critical option",
             with_payload(
                 &[

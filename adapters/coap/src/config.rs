@@ -172,3 +172,33 @@ impl CoapConfig {
         problems
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_ids_follow_the_one_id_rule() {
+        let config = CoapConfig {
+            allow: vec!["ok".into(), "a/b".into(), String::new()],
+            observe: vec![ObserveConfig {
+                device: "x+".into(),
+                uri: "coap://127.0.0.1/r".into(),
+                observe: true,
+                poll: default_poll(),
+            }],
+            ..CoapConfig::default()
+        };
+        assert_eq!(
+            config.validate(),
+            vec![
+                ("allow[1]".to_owned(), "device id contains `/`".to_owned()),
+                ("allow[2]".to_owned(), "device id is empty".to_owned()),
+                (
+                    "observe[0].device".to_owned(),
+                    "device id contains `+` or `#`".to_owned()
+                ),
+            ]
+        );
+    }
+}

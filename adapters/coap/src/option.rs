@@ -80,7 +80,8 @@ const RULES: &[Rule] = &[
     rule(12, "Content-Format", false, 0, 2, Use::Read),
     rule(14, "Max-Age", false, 0, 4, Use::Ignored),
     // A query would select something the readings resources do not have:
-    // refusing it is better than dropping what it says.
+    // refusing it is better than dropping what it says. Discovery takes it
+    // (see `check_request`).
     rule(15, "Uri-Query", true, 0, 255, Use::Refused),
     rule(17, "Accept", false, 0, 2, Use::Ignored),
     rule(20, "Location-Query", true, 0, 255, Use::Ignored),
@@ -141,7 +142,10 @@ pub fn is_critical(number: u16) -> bool {
 /// must be ignored (unknown, length out of range, or a repetition of a
 /// non-repeatable one) is removed from the packet, so nothing later reads
 /// it; the numbers removed are returned. A critical one fails the request.
-pub fn check_request(packet: &mut Packet) -> Result<Vec<u16>, OptionError> {
+/// `discovery`: the request is for `/.well-known/core`, where Uri-Query
+/// is a filter (RFC 6690 §4.1) that may be ignored: the full list is a
+/// superset of any filtered one.
+pub fn check_request(packet: &mut Packet, discovery: bool) -> Result<Vec<u16>, OptionError> {
     let mut ignored = Vec::new();
     let mut trimmed: Vec<(u16, LinkedList<Vec<u8>>)> = Vec::new();
     for (&number, values) in packet.options() {
@@ -173,6 +177,7 @@ pub fn check_request(packet: &mut Packet) -> Result<Vec<u16>, OptionError> {
                 } else {
                     match rule.what {
                         Use::Read | Use::Ignored => None,
+                        Use::Refused if discovery && number == 15 => None,
                         Use::Refused => {
                             Some(format!("option {number} ({}) is not supported", rule.name))
                         }
@@ -232,7 +237,7 @@ mod tests {
     fn check(options: &[(u16, &[u8])], expected: Result<&[u16], OptionError>) {
         let mut p = request(options);
         assert_eq!(
-            check_request(&mut p),
+            check_request(&mut p, false),
             expected.map(<[u16]>::to_vec),
             "{options:?}"
         );
@@ -313,7 +318,7 @@ mod tests {
         check(&[(6, &[1, 2, 3, 4])], Ok(&[6]));
         check(&[(28, &[1, 2, 3, 4, 5])], Ok(&[28]));
         let mut p = request(&[(12, &[0, 0, 50])]);
-        assert!(check_request(&mut p).is_ok());
+        assert!(check_request(&mut p, false).is_ok());
         assert_eq!(uint_option(&p, CoapOption::ContentFormat), None);
     }
 
@@ -329,7 +334,18 @@ mod tests {
         );
         // Elective: the repetitions are ignored, the first kept.
         let mut p = request(&[(12, &[50]), (12, &[0])]);
-        assert_eq!(check_request(&mut p), Ok(vec![12]));
+        assert_eq!(check_request(&mut p, false), Ok(vec![12]));
         assert_eq!(uint_option(&p, CoapOption::ContentFormat), Some(50));
+    }
+
+    #[test]
+    fn rfc6690_4_1_discovery_takes_a_query() {
+        let mut p = request(&[
+            (11, b".well-known"),
+            (11, b"core"),
+            (15, b"rt=sluice.readings"),
+        ]);
+        assert_eq!(check_request(&mut p, true), Ok(vec![]));
+        assert!(check_request(&mut p, false).is_err());
     }
 }

@@ -324,7 +324,13 @@ fn route(
     let c = &state.counters;
     let config = &state.config;
     let confirmable = request.message.header.get_type() == MessageType::Confirmable;
-    match option::check_request(&mut request.message) {
+    let segments: Vec<Vec<u8>> = request
+        .message
+        .get_option(CoapOption::UriPath)
+        .map(|list| list.iter().cloned().collect())
+        .unwrap_or_default();
+    let discovery = segments == [b".well-known".as_slice(), b"core"];
+    match option::check_request(&mut request.message, discovery) {
         Ok(_) => {}
         Err(OptionError::Proxy { number }) => {
             c.reject(Rejection::Proxy);
@@ -342,11 +348,6 @@ fn route(
             });
         }
     }
-    let segments: Vec<Vec<u8>> = request
-        .message
-        .get_option(CoapOption::UriPath)
-        .map(|list| list.iter().cloned().collect())
-        .unwrap_or_default();
     let method = *request.get_method();
     let (device, name) = match path::resource(&segments, &config.path) {
         Ok(Resource::WellKnownCore) if method == RequestType::Get => {
