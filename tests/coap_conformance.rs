@@ -927,3 +927,49 @@ async fn thousands_of_mutated_requests_leave_the_gateway_up_and_the_queue_clean(
     assert!(c.messages_in >= u64::from(ROUNDS), "{c:?}");
     runtime.shutdown().await;
 }
+
+/// aiocoap's client (Python API): POSTs `payload` as SenML JSON to `uri`,
+/// block-wise when it is larger than one block; prints the response code.
+const AIOCOAP_POST: &str = r#"
+import asyncio, sys
+from aiocoap import Context, Message, POST
+async def main():
+    ctx = await Context.create_client_context()
+    payload = sys.stdin.buffer.read()
+    req = Message(code=POST, uri=sys.argv[1], payload=payload, content_format=110)
+    res = await asyncio.wait_for(ctx.request(req).response, 10)
+    print(res.code.dotted)
+    await ctx.shutdown()
+asyncio.run(main())
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc7959_aiocoap_uploads_block_wise() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (runtime, addr) = start(dir.path()).await;
+    let pack = big_pack(100);
+    assert!(pack.len() > 4 * 1024, "several of aiocoap's 1 KiB blocks");
+    let code = tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", AIOCOAP_POST, &format!("coap://{addr}/r/aio")])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 with aiocoap (pip install aiocoap)");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&pack)
+            .expect("write");
+        let out = child.wait_with_output().expect("aiocoap ran");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    })
+    .await
+    .expect("client");
+    assert_eq!(code, "2.04");
+    wait_until(WAIT, "the upload queued", || queued(dir.path()).len() == 1).await;
+    assert_eq!(queued(dir.path())[0].readings.len(), 100);
+    runtime.shutdown().await;
+}

@@ -331,6 +331,9 @@ fn route(
         .unwrap_or_default();
     let discovery = segments == [b".well-known".as_slice(), b"core"];
     match option::check_request(&mut request.message, discovery) {
+        Ok(ignored) if !ignored.is_empty() => {
+            tracing::debug!(peer = %peer, options = ?ignored, "Elective options ignored");
+        }
         Ok(_) => {}
         Err(OptionError::Proxy { number }) => {
             c.reject(Rejection::Proxy);
