@@ -291,13 +291,13 @@ fn bad_coap_settings_are_reported_with_their_keys() {
 fn bad_dtls_settings_are_reported_with_their_keys() {
     refused(
         "[coap]\n[coap.dtls]\nlisten = [\"127.0.0.1:5684\"]\n",
-        "2:1",
+        "2:7",
         "no way for a device to authenticate",
     );
     refused(
         "[coap]\n[coap.dtls]\npsk = { \"s-1\" = \"hex:0g\" }\n",
         "3:17",
-        "is not hex",
+        "`0g` is not hex",
     );
     refused(
         "[coap]\n[coap.dtls]\npsk = { \"s-1\" = \"k\" }\ncertificate = \"gw.pem\"\n",
@@ -306,7 +306,7 @@ fn bad_dtls_settings_are_reported_with_their_keys() {
     );
     refused(
         "[coap]\nlisten = [\"127.0.0.1:5684\"]\n[coap.dtls]\nlisten = [\"0.0.0.0:5684\"]\npsk = { \"s-1\" = \"k\" }\n",
-        "4:12",
+        "4:11",
         "also claimed by `coap.listen[0]`",
     );
     let (ok, stdout, stderr) = check(

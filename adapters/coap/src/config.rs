@@ -3,6 +3,7 @@
 
 use crate::dtls::DtlsConfig;
 use serde::Deserialize;
+use sluice_adapter_common::device_id;
 use sluice_adapter_common::{ByteSize, HumanDuration};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -161,12 +162,14 @@ impl CoapConfig {
                     .map(|(key, message)| (format!("dtls.{key}"), message)),
             );
         }
+        for (i, device) in self.allow.iter().enumerate() {
+            if let Err(e) = device_id::check(device) {
+                problems.push((format!("allow[{i}]"), format!("device id {e}")));
+            }
+        }
         for (i, o) in self.observe.iter().enumerate() {
-            if o.device.is_empty() || o.device.contains(['/', '+', '#']) {
-                problems.push((
-                    format!("observe[{i}].device"),
-                    "must be non-empty, without `/`, `+` or `#`".into(),
-                ));
+            if let Err(e) = device_id::check(&o.device) {
+                problems.push((format!("observe[{i}].device"), format!("device id {e}")));
             }
             if let Err(e) = crate::observe::parse_uri(&o.uri) {
                 problems.push((format!("observe[{i}].uri"), e));
@@ -179,5 +182,35 @@ impl CoapConfig {
             }
         }
         problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_ids_follow_the_one_id_rule() {
+        let config = CoapConfig {
+            allow: vec!["ok".into(), "a/b".into(), String::new()],
+            observe: vec![ObserveConfig {
+                device: "x+".into(),
+                uri: "coap://127.0.0.1/r".into(),
+                observe: true,
+                poll: default_poll(),
+            }],
+            ..CoapConfig::default()
+        };
+        assert_eq!(
+            config.validate(),
+            vec![
+                ("allow[1]".to_owned(), "device id contains `/`".to_owned()),
+                ("allow[2]".to_owned(), "device id is empty".to_owned()),
+                (
+                    "observe[0].device".to_owned(),
+                    "device id contains `+` or `#`".to_owned()
+                ),
+            ]
+        );
     }
 }

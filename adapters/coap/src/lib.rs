@@ -8,7 +8,12 @@
 //! - [`payload`] and [`senml`]: content formats to readings (pure).
 //! - [`exchange`]: answered messages by key, to spot retransmissions (pure;
 //!   the server's and the observer's).
-//! - [`option`]: unsigned-integer option values (pure).
+//! - [`option`]: unsigned-integer option values, and which options a
+//!   request may carry (RFC 7252 §5.4, §5.10) (pure).
+//! - [`path`]: the resource a Uri-Path addresses, device and name checked
+//!   with the one id rule (pure).
+//! - [`block1`]: Block1 option values and the upload assembler (RFC 7959)
+//!   (pure).
 //! - [`rate`]: per-device request budgets (pure).
 //! - [`timing`]: RFC 7252 transmission parameters, one set for all.
 //! - [`rejection`]: why a message was turned away, one counter each.
@@ -18,6 +23,7 @@
 //! - [`server`], [`observe`] and [`downlink`]: the I/O loops.
 
 pub mod adapter;
+pub mod block1;
 pub mod client;
 pub mod config;
 pub mod directory;
@@ -26,6 +32,7 @@ pub mod dtls;
 pub mod exchange;
 pub mod observe;
 pub mod option;
+pub mod path;
 pub mod payload;
 pub mod rate;
 pub mod rejection;

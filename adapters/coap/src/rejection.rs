@@ -12,6 +12,11 @@ pub enum Rejection {
     TooLarge,
     /// A response, ACK or reset sent to the server, or an empty message.
     NotARequest,
+    /// A critical option not recognised, of a bad length or repeated
+    /// (RFC 7252 §5.4): `4.02`, or a reset for a non-confirmable request.
+    BadOption,
+    /// Proxy-Uri or Proxy-Scheme: `5.05`.
+    Proxy,
     /// A retransmission of a message already taken in.
     Duplicate,
     /// An answer to nothing the observer asked (or asks any longer).
@@ -26,14 +31,22 @@ pub enum Rejection {
     Method,
     /// A device id the server does not accept.
     BadDevice,
+    /// A reading name (third path segment) the server does not accept.
+    BadName,
     /// A device not on the allow-list.
     NotAllowed,
     /// A device over its request rate.
     RateLimited,
     /// A payload larger than `max_payload`.
     PayloadTooLarge,
-    /// A broken block-wise transfer.
+    /// A broken block-wise transfer (SZX 7, a block of the wrong size).
     Block,
+    /// A Block1 block out of sequence, or continuing no upload (`4.08`).
+    BlockIncomplete,
+    /// A new Block1 upload while as many as allowed are in progress (`5.03`).
+    BlockBusy,
+    /// A Block1 upload abandoned: no block for the exchange lifetime.
+    BlockExpired,
     /// A block-wise response (the observer does not reassemble them).
     Blockwise,
     /// A Content-Format the adapter does not read.
@@ -61,13 +74,15 @@ impl Reject for Rejection {
     fn stage(self) -> Stage {
         use Rejection::*;
         match self {
-            MalformedDatagram | TooLarge | NotARequest | NoSession | TooManySessions => {
-                Stage::Receive
-            }
+            MalformedDatagram | TooLarge | NotARequest | BadOption | NoSession
+            | TooManySessions => Stage::Receive,
             Handshake | IdentityMismatch => Stage::Authenticate,
             Duplicate | Stray | Reset | Stale => Stage::Exchange,
-            UnknownPath | Method | BadDevice | NotAllowed | RateLimited => Stage::Route,
-            PayloadTooLarge | Block | Blockwise | UnsupportedFormat | Malformed => Stage::Decode,
+            UnknownPath | Proxy | Method | BadDevice | BadName | NotAllowed | RateLimited => {
+                Stage::Route
+            }
+            PayloadTooLarge | Block | BlockIncomplete | BlockBusy | BlockExpired | Blockwise
+            | UnsupportedFormat | Malformed => Stage::Decode,
             ErrorResponse | UnexpectedResponse => Stage::Device,
             BacklogFull => Stage::Ingest,
         }
@@ -79,6 +94,8 @@ impl Reject for Rejection {
             MalformedDatagram => "malformed-datagram",
             TooLarge => "too-large",
             NotARequest => "not-a-request",
+            BadOption => "bad-option",
+            Proxy => "proxy",
             Duplicate => "duplicate",
             Stray => "stray",
             Reset => "reset",
@@ -86,10 +103,14 @@ impl Reject for Rejection {
             UnknownPath => "unknown-path",
             Method => "method",
             BadDevice => "bad-device",
+            BadName => "bad-name",
             NotAllowed => "not-allowed",
             RateLimited => "rate-limited",
             PayloadTooLarge => "too-large",
             Block => "block",
+            BlockIncomplete => "block-incomplete",
+            BlockBusy => "block-busy",
+            BlockExpired => "block-expired",
             Blockwise => "blockwise",
             UnsupportedFormat => "unsupported-format",
             Malformed => "malformed",

@@ -10,17 +10,18 @@
 //!   (`bn` + `n`) minus trailing `:`, `/`, `-` and `.`. The resolved name must
 //!   follow RFC 8428 §4.5.1 (letters, digits and `-:./_`, starting with a
 //!   letter or digit). The unit is `u`, else `bu`, else empty.
-//! - The value is the first present of `v` (plus `bv`, a number), `vs`
-//!   (text), `vb` (boolean) and `vd` (bytes: base64url in JSON, either
-//!   alphabet, padding optional; a byte string in CBOR); the others are
-//!   ignored. A sum `s` (plus `bs`) is a number reading named `<name>.sum`
-//!   next to a value, or `<name>` alone; `bs` without `s` gives no sum. The
+//! - The value is exactly one of `v` (plus `bv`, a number), `vs` (text),
+//!   `vb` (boolean) and `vd` (bytes: base64url in JSON, either alphabet,
+//!   padding optional; a byte string in CBOR); two or more refuse the pack.
+//!   A sum `s` (plus `bs`) is a number reading named `<name>.sum` next to a
+//!   value, or `<name>` alone; while a `bs` is in force, a record without
+//!   `s` has the sum `bs`, as a record without `t` has the time `bt`. The
 //!   sum keeps the record's unit. `ut` is checked and ignored.
 //! - A record with no value and no sum is refused, unless it holds only base
 //!   fields (as in RFC 8428 §5.1.7): then it only sets those.
 //! - Time is `bt` + `t` in seconds; below 2^28 it is relative to `now_ms`
 //!   (RFC 8428 §4.5.3), otherwise since the Unix epoch. A record with neither
-//!   `bt` nor `t` has no time (`None`), rather than "now".
+//!   `bt` nor `t` has time 0, relative: the time of reception (`now_ms`).
 //! - Consecutive records with the same base name and time form one
 //!   [`Sample`]; the base name, when not empty, is its [`BASE_NAME_META`]
 //!   entry.
@@ -386,6 +387,20 @@ impl Base {
         self.value = record.base_value.or(self.value);
         self.sum = record.base_sum.or(self.sum);
 
+        let fields: Vec<&str> = [
+            (record.value.is_some(), Label::Value),
+            (record.string_value.is_some(), Label::StringValue),
+            (record.bool_value.is_some(), Label::BoolValue),
+            (record.data_value.is_some(), Label::DataValue),
+        ]
+        .into_iter()
+        .filter(|(present, _)| *present)
+        .map(|(_, label)| label.name())
+        .collect();
+        if fields.len() > 1 {
+            let count = ["", "", "two", "three", "four"][fields.len()];
+            return Err(format!("{count} value fields ({})", fields.join(", ")));
+        }
         let value = if let Some(v) = record.value {
             Some(Value::Number(finite(v + self.value.unwrap_or(0.0))?))
         } else if let Some(s) = record.string_value {
@@ -395,16 +410,19 @@ impl Base {
         } else {
             record.data_value.map(Value::Bytes)
         };
-        let sum = record
-            .sum
-            .map(|s| finite(s + self.sum.unwrap_or(0.0)))
-            .transpose()?;
-        if value.is_none() && sum.is_none() {
-            return if base_only {
-                Ok(None)
-            } else {
-                Err("no value".into())
-            };
+        // A base sum applies to every record, as a base time does: one
+        // without `s` has the base sum as its sum.
+        let sum = match (record.sum, self.sum) {
+            (None, None) => None,
+            (s, bs) => Some(finite(s.unwrap_or(0.0) + bs.unwrap_or(0.0))?),
+        };
+        if value.is_none() && record.sum.is_none() {
+            if base_only {
+                return Ok(None);
+            }
+            if sum.is_none() {
+                return Err("no value".into());
+            }
         }
 
         let own_name = record.name.filter(|n| !n.is_empty());
@@ -418,18 +436,14 @@ impl Base {
         let name =
             own_name.unwrap_or_else(|| full_name.trim_end_matches([':', '/', '-', '.']).to_owned());
 
-        let time_ms = match (self.time, record.time) {
-            (None, None) => None,
-            (bt, t) => {
-                let seconds = bt.unwrap_or(0.0) + t.unwrap_or(0.0);
-                let ms = if seconds < RELATIVE_TIME_LIMIT {
-                    now_ms as f64 + (seconds * 1000.0).round()
-                } else {
-                    seconds * 1000.0
-                };
-                Some(time_ms(ms).ok_or("time out of range")?)
-            }
+        // No time at all is time 0, relative: the time of reception.
+        let seconds = self.time.unwrap_or(0.0) + record.time.unwrap_or(0.0);
+        let ms = if seconds < RELATIVE_TIME_LIMIT {
+            now_ms as f64 + (seconds * 1000.0).round()
+        } else {
+            seconds * 1000.0
         };
+        let time_ms = Some(time_ms(ms).ok_or("time out of range")?);
 
         let unit = record
             .unit
@@ -559,17 +573,17 @@ mod tests {
         check_json(
             r#"[{"n":"urn:dev:ow:10e2073a01080063","u":"Cel","v":23.1}]"#,
             vec![sample(
-                None,
+                Some(NOW),
                 "",
                 vec![num("urn:dev:ow:10e2073a01080063", 23.1, "Cel")],
             )],
         );
     }
 
-    /// RFC 8428 §5.1.2, first example: resolved into one sample, "now".
+    /// RFC 8428 §5.1.2, first example: resolved into one sample, at reception.
     fn multiple_data_points() -> Vec<Sample> {
         vec![sample(
-            None,
+            Some(NOW),
             "urn:dev:ow:10e2073a01080063:",
             vec![num("voltage", 120.1, "V"), num("current", 1.2, "A")],
         )]
@@ -731,7 +745,7 @@ mod tests {
                 {"n":"open","vb":false},
                 {"n":"nfv-reader","vd":"aGkgCg"}]"#,
             vec![sample(
-                None,
+                Some(NOW),
                 "urn:dev:ow:10e2073a01080063:",
                 vec![
                     num("temp", 23.1, "Cel"),
@@ -782,7 +796,7 @@ mod tests {
                 {"n":"heat","u":"/","v":1},
                 {"n":"fan","u":"/","v":0}]"#,
             vec![sample(
-                None,
+                Some(NOW),
                 "urn:dev:ow:10e2073a01080063:",
                 vec![
                     num("temp", 23.1, "Cel"),
@@ -846,10 +860,10 @@ mod tests {
     }
 
     #[test]
-    fn no_time_at_all_is_none() {
+    fn rfc8428_4_5_3_no_time_at_all_is_the_time_of_reception() {
         check_json(
             r#"[{"n":"a","v":1}]"#,
-            vec![sample(None, "", vec![num("a", 1.0, "")])],
+            vec![sample(Some(NOW), "", vec![num("a", 1.0, "")])],
         );
     }
 
@@ -879,7 +893,7 @@ mod tests {
         check_json(
             r#"[{"bn":"urn:dev:ow:10e2073a01080063:","v":1}]"#,
             vec![sample(
-                None,
+                Some(NOW),
                 "urn:dev:ow:10e2073a01080063:",
                 vec![num("urn:dev:ow:10e2073a01080063", 1.0, "")],
             )],
@@ -891,7 +905,7 @@ mod tests {
         check_json(
             r#"[{"bu":"Cel","n":"a","v":1},{"n":"b","u":"%RH","v":2},{"n":"c","v":3}]"#,
             vec![sample(
-                None,
+                Some(NOW),
                 "",
                 vec![
                     num("a", 1.0, "Cel"),
@@ -907,7 +921,7 @@ mod tests {
         check_json(
             r#"[{"bv":20,"n":"a","v":1.5},{"n":"b","v":-0.5},{"bv":0,"n":"c","v":4}]"#,
             vec![sample(
-                None,
+                Some(NOW),
                 "",
                 vec![num("a", 21.5, ""), num("b", 19.5, ""), num("c", 4.0, "")],
             )],
@@ -918,7 +932,7 @@ mod tests {
     fn sum_alone_plus_base_sum() {
         check_json(
             r#"[{"bs":1000,"n":"energy","u":"J","s":100}]"#,
-            vec![sample(None, "", vec![num("energy", 1100.0, "J")])],
+            vec![sample(Some(NOW), "", vec![num("energy", 1100.0, "J")])],
         );
     }
 
@@ -927,27 +941,9 @@ mod tests {
         check_json(
             r#"[{"n":"power","u":"W","v":5,"s":100}]"#,
             vec![sample(
-                None,
+                Some(NOW),
                 "",
                 vec![num("power", 5.0, "W"), num("power.sum", 100.0, "W")],
-            )],
-        );
-    }
-
-    #[test]
-    fn several_values_take_v_then_vs_then_vb_then_vd() {
-        check_json(
-            r#"[{"n":"a","vd":"AA","vb":true,"vs":"x","v":1},
-                {"n":"b","vd":"AA","vb":true,"vs":"x"},
-                {"n":"c","vd":"AA","vb":true}]"#,
-            vec![sample(
-                None,
-                "",
-                vec![
-                    num("a", 1.0, ""),
-                    reading("b", Value::Text("x".into()), ""),
-                    reading("c", Value::Bool(true), ""),
-                ],
             )],
         );
     }
@@ -957,7 +953,7 @@ mod tests {
         check_json(
             r#"[{"n":"a","vd":"-_8"},{"n":"b","vd":"+/8="},{"n":"c","vd":""}]"#,
             vec![sample(
-                None,
+                Some(NOW),
                 "",
                 vec![
                     reading("a", Value::Bytes(vec![0xfb, 0xff]), ""),
@@ -972,7 +968,7 @@ mod tests {
     fn unknown_labels_are_ignored() {
         check_json(
             r#"[{"n":"a","v":1,"x":{"deep":[1]},"ut":60}]"#,
-            vec![sample(None, "", vec![num("a", 1.0, "")])],
+            vec![sample(Some(NOW), "", vec![num("a", 1.0, "")])],
         );
     }
 
@@ -997,7 +993,7 @@ mod tests {
                 ], // bv, n, v
             ]),
             vec![sample(
-                None,
+                Some(NOW),
                 "dev1/",
                 vec![
                     reading("fw", Value::Text("1.2.0".into()), ""),
@@ -1005,6 +1001,8 @@ mod tests {
                     reading("blob", Value::Bytes(vec![1, 2, 3]), ""),
                     num("e", 11.0, ""),
                     num("v", 100.5, ""),
+                    // The base sum of the record before is still in force.
+                    num("v.sum", 10.0, ""),
                 ],
             )],
         );
@@ -1018,7 +1016,7 @@ mod tests {
                 0x00, 0x61, b'a', // 0 (n): "a"
                 0x02, 0xc4, 0x82, 0x20, 0x18, 0xe7, // 2 (v): 4([-1, 231]) = 23.1
             ],
-            vec![sample(None, "", vec![num("a", 23.1, "")])],
+            vec![sample(Some(NOW), "", vec![num("a", 23.1, "")])],
         );
     }
 
@@ -1031,7 +1029,7 @@ mod tests {
                 0x61, b'v', 0x01, // "v": 1
                 0x18, 0x2a, 0x00, // 42: 0, not a SenML label
             ],
-            vec![sample(None, "", vec![num("a", 1.0, "")])],
+            vec![sample(Some(NOW), "", vec![num("a", 1.0, "")])],
         );
     }
 
@@ -1167,7 +1165,7 @@ mod tests {
         use crate::payload::{Format, decode};
         assert_eq!(
             decode(Format::SenmlJson, br#"[{"n":"a","v":1}]"#, "value", NOW),
-            Ok(vec![sample(None, "", vec![num("a", 1.0, "")])])
+            Ok(vec![sample(Some(NOW), "", vec![num("a", 1.0, "")])])
         );
         assert_eq!(
             decode(
@@ -1176,7 +1174,183 @@ mod tests {
                 "value",
                 NOW
             ),
-            Ok(vec![sample(None, "", vec![num("a", 1.0, "")])])
+            Ok(vec![sample(Some(NOW), "", vec![num("a", 1.0, "")])])
+        );
+    }
+
+    // One value field per record (RFC 8428 §4.2), base sum, version:
+    // one line per case, JSON and CBOR alike.
+
+    /// A JSON pack, the same pack in CBOR (text labels mapped to RFC 8428
+    /// Table 4), and what decoding either gives.
+    fn check_both(pack: &str, expected: Result<Vec<Sample>, &str>) {
+        let json: serde_json::Value = serde_json::from_str(pack).expect("test JSON");
+        let cbor = cbor_of(&json);
+        let expected = expected.map_err(|m| PayloadError::Malformed(m.to_owned()));
+        assert_eq!(decode_json(pack.as_bytes(), NOW), expected, "JSON {pack}");
+        assert_eq!(decode_cbor(&cbor, NOW), expected, "CBOR {pack}");
+    }
+
+    /// A JSON pack as SenML CBOR: integer labels, `vd` as bytes.
+    fn cbor_of(json: &serde_json::Value) -> Vec<u8> {
+        fn item(v: &serde_json::Value) -> C {
+            match v {
+                serde_json::Value::Bool(b) => C::Bool(*b),
+                serde_json::Value::Number(n) => match n.as_i64() {
+                    Some(i) => C::Integer(i.into()),
+                    None => C::Float(n.as_f64().unwrap_or(f64::NAN)),
+                },
+                serde_json::Value::String(s) => ctext(s),
+                _ => C::Null,
+            }
+        }
+        let records = json
+            .as_array()
+            .expect("an array")
+            .iter()
+            .map(|r| {
+                C::Map(
+                    r.as_object()
+                        .expect("objects")
+                        .iter()
+                        .map(|(k, v)| {
+                            let label = Label::ALL
+                                .into_iter()
+                                .find(|l| l.name() == k)
+                                .map_or(ctext(k), |l| C::Integer((l.labels().1 as i64).into()));
+                            let value = match (k.as_str(), v) {
+                                ("vd", serde_json::Value::String(s)) => {
+                                    C::Bytes(base64(s).expect("test base64"))
+                                }
+                                _ => item(v),
+                            };
+                            (label, value)
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        let mut out = Vec::new();
+        ciborium::into_writer(&C::Array(records), &mut out).expect("CBOR encodes");
+        out
+    }
+
+    fn at_now(readings: Vec<Reading>) -> Result<Vec<Sample>, &'static str> {
+        Ok(vec![sample(Some(NOW), "", readings)])
+    }
+
+    #[test]
+    fn rfc8428_4_2_exactly_one_value_field() {
+        let t = |s: &str| Value::Text(s.into());
+        check_both(r#"[{"n":"a","v":1}]"#, at_now(vec![num("a", 1.0, "")]));
+        check_both(
+            r#"[{"n":"a","vs":"x"}]"#,
+            at_now(vec![reading("a", t("x"), "")]),
+        );
+        check_both(
+            r#"[{"n":"a","vb":true}]"#,
+            at_now(vec![reading("a", Value::Bool(true), "")]),
+        );
+        check_both(
+            r#"[{"n":"a","vd":"AQI"}]"#,
+            at_now(vec![reading("a", Value::Bytes(vec![1, 2]), "")]),
+        );
+        check_both(r#"[{"n":"a","s":7}]"#, at_now(vec![num("a", 7.0, "")]));
+        check_both(
+            r#"[{"n":"a","vs":"x","s":7}]"#,
+            at_now(vec![reading("a", t("x"), ""), num("a.sum", 7.0, "")]),
+        );
+        check_both(
+            r#"[{"n":"a","v":1,"vs":"x"}]"#,
+            Err("record 1: two value fields (v, vs)"),
+        );
+        check_both(
+            r#"[{"n":"a","v":1},{"n":"b","vb":true,"vd":"AA"}]"#,
+            Err("record 2: two value fields (vb, vd)"),
+        );
+        check_both(
+            r#"[{"n":"a","vs":"x","vb":false,"vd":"AA","s":1}]"#,
+            Err("record 1: three value fields (vs, vb, vd)"),
+        );
+        check_both(
+            r#"[{"n":"a","v":1,"vs":"x","vb":true,"vd":"AA"}]"#,
+            Err("record 1: four value fields (v, vs, vb, vd)"),
+        );
+        check_both(r#"[{"n":"a","u":"V"}]"#, Err("record 1: no value"));
+    }
+
+    #[test]
+    fn rfc8428_4_1_base_sum() {
+        check_both(
+            r#"[{"bs":10,"n":"e","s":1}]"#,
+            at_now(vec![num("e", 11.0, "")]),
+        );
+        check_both(
+            r#"[{"bs":10,"n":"e","v":2}]"#,
+            at_now(vec![num("e", 2.0, ""), num("e.sum", 10.0, "")]),
+        );
+        check_both(r#"[{"bs":10,"n":"e"}]"#, at_now(vec![num("e", 10.0, "")]));
+        check_both(
+            r#"[{"bs":10},{"n":"e","s":1},{"n":"f","v":1}]"#,
+            at_now(vec![
+                num("e", 11.0, ""),
+                num("f", 1.0, ""),
+                num("f.sum", 10.0, ""),
+            ]),
+        );
+        check_both(
+            r#"[{"bs":10},{"bs":0,"n":"e","v":1}]"#,
+            at_now(vec![num("e", 1.0, ""), num("e.sum", 0.0, "")]),
+        );
+        check_both(r#"[{"bs":10,"bn":"a:"}]"#, Err("no readings"));
+    }
+
+    #[test]
+    fn rfc8428_4_4_base_version() {
+        check_both(
+            r#"[{"bver":10,"n":"a","v":1}]"#,
+            at_now(vec![num("a", 1.0, "")]),
+        );
+        check_both(
+            r#"[{"bver":5,"n":"a","v":1}]"#,
+            at_now(vec![num("a", 1.0, "")]),
+        );
+        check_both(
+            r#"[{"bver":11,"n":"a","v":1}]"#,
+            Err("record 1: unsupported SenML version (max 10)"),
+        );
+        check_both(
+            r#"[{"n":"a","v":1},{"bver":12,"n":"b","v":1}]"#,
+            Err("record 2: unsupported SenML version (max 10)"),
+        );
+        check_both(
+            r#"[{"bver":0,"n":"a","v":1}]"#,
+            Err("record 1: `bver` is not a positive integer"),
+        );
+        check_both(
+            r#"[{"bver":2.5,"n":"a","v":1}]"#,
+            Err("record 1: `bver` is not a positive integer"),
+        );
+    }
+
+    #[test]
+    fn rfc8428_4_5_3_times() {
+        check_both(r#"[{"n":"a","v":1}]"#, at_now(vec![num("a", 1.0, "")]));
+        check_both(
+            r#"[{"n":"a","v":1,"t":-2}]"#,
+            Ok(vec![sample(Some(NOW - 2000), "", vec![num("a", 1.0, "")])]),
+        );
+        check_both(
+            r#"[{"n":"a","v":1,"t":1700000000}]"#,
+            Ok(vec![sample(
+                Some(1_700_000_000_000),
+                "",
+                vec![num("a", 1.0, "")],
+            )]),
+        );
+        check_both(
+            r#"[{"n":"a","v":1,"t":0},{"n":"b","v":2}]"#,
+            at_now(vec![num("a", 1.0, ""), num("b", 2.0, "")]),
         );
     }
 }

@@ -4,16 +4,17 @@
 //! fixed pool of workers through a bounded channel; when that is full the
 //! device gets `5.03` at once (back-pressure), never an unbounded backlog.
 
+use crate::block1::{self, Assembler, Block, Step};
 use crate::config::CoapConfig;
 use crate::directory::Directory;
 use crate::dtls::context::Acceptor;
 use crate::dtls::listener::{Inbound, Listener, Replier};
 use crate::exchange::{Exchanges, Seen};
-use crate::option::{encode_uint, uint_option};
+use crate::option::{self, OptionError, encode_uint, uint_option};
+use crate::path::{self, PathError, Resource};
 use crate::payload::{self, Format};
 use crate::rate::RateLimit;
 use crate::rejection::Rejection;
-use coap_lite::block_handler::{BlockHandler, BlockHandlerConfig, BlockValue};
 use coap_lite::{
     CoapOption, CoapRequest, ContentFormat, MessageClass, MessageType, Packet, RequestType,
     ResponseType,
@@ -35,6 +36,8 @@ const WORKERS: usize = 128;
 const RECEIVE_BUFFER: usize = 1 << 20;
 /// The largest datagram read (coap-lite's limit with its `udp` feature).
 const MAX_DATAGRAM: usize = 65_535;
+/// Block1 uploads in progress at once; each holds up to `max_payload`.
+const MAX_UPLOADS: usize = 64;
 
 /// Decrypted messages from every DTLS session waiting for the server.
 const SECURE_BACKLOG: usize = 1024;
@@ -105,7 +108,11 @@ impl Bound {
                 self.config.max_exchanges,
             )),
             rate: Mutex::new(RateLimit::new(self.config.rate_per_device)),
-            blocks: Mutex::new(BlockHandler::new(BlockHandlerConfig::default())),
+            uploads: Mutex::new(Assembler::new(
+                MAX_UPLOADS,
+                self.config.max_payload.bytes() as usize,
+                self.config.exchange_lifetime.get(),
+            )),
             counters,
             config: self.config,
         });
@@ -165,7 +172,8 @@ struct State {
     directory: Arc<Directory>,
     exchanges: Mutex<Exchanges>,
     rate: Mutex<RateLimit>,
-    blocks: Mutex<BlockHandler<SocketAddr>>,
+    /// Block1 uploads in progress, by peer and path.
+    uploads: Mutex<Assembler<(SocketAddr, Vec<Vec<u8>>)>>,
     counters: Arc<Counters>,
     config: CoapConfig,
 }
@@ -289,6 +297,12 @@ async fn dispatch(
 async fn handle(packet: Packet, origin: Origin, link: Link, state: &State) -> Option<Job> {
     let peer = origin.peer;
     let c = &state.counters;
+    if packet.header.get_version() != 1 {
+        // RFC 7252 §3: unknown versions are silently ignored (coap-lite
+        // parses them).
+        c.reject(Rejection::MalformedDatagram);
+        return None;
+    }
     let kind = packet.header.get_type();
     if !matches!(packet.header.code, MessageClass::Request(_))
         || !matches!(kind, MessageType::Confirmable | MessageType::NonConfirmable)
@@ -298,6 +312,7 @@ async fn handle(packet: Packet, origin: Origin, link: Link, state: &State) -> Op
             // A CON ping (empty message) gets a reset, as RFC 7252 §4.3 says.
             let mut rst = Packet::new();
             rst.header.set_type(MessageType::Reset);
+            rst.header.code = MessageClass::Empty;
             rst.header.message_id = packet.header.message_id;
             send(&link, peer, &rst).await;
         }
@@ -344,12 +359,17 @@ async fn handle(packet: Packet, origin: Origin, link: Link, state: &State) -> Op
 
 /// A direct answer: no events to submit.
 enum Answer {
-    /// Block-wise transfer in progress (the block handler set the response).
-    Prepared,
     /// A status with a diagnostic payload and optional Max-Age.
     Status(ResponseType, &'static str, Option<Duration>),
     /// A status with a diagnostic built from the request.
     Diagnostic(ResponseType, String),
+    /// `2.31 Continue` with the Block1 option echoed (RFC 7959 §2.3).
+    Continue(Block),
+    /// `4.13` with Size1: the largest body taken (RFC 7959 §2.9.3).
+    TooLarge(u64),
+    /// A reset instead of a response: a non-confirmable request rejected
+    /// (RFC 7252 §4.3).
+    Reset,
     /// `2.05` with this link-format payload.
     Links(String),
 }
@@ -357,9 +377,33 @@ enum Answer {
 impl Answer {
     fn into_packet(self, response: Packet) -> Packet {
         match self {
-            Answer::Prepared => response,
             Answer::Status(code, why, max_age) => status(response, code, max_age, why),
             Answer::Diagnostic(code, why) => status(response, code, None, &why),
+            Answer::Continue(block) => {
+                let mut p = status(response, ResponseType::Continue, None, "");
+                p.add_option(CoapOption::Block1, block.encode());
+                p
+            }
+            Answer::TooLarge(limit) => {
+                let mut p = status(
+                    response,
+                    ResponseType::RequestEntityTooLarge,
+                    None,
+                    &format!("payload too large (max {limit} bytes)"),
+                );
+                p.add_option(
+                    CoapOption::Size1,
+                    encode_uint(u32::try_from(limit).unwrap_or(u32::MAX)),
+                );
+                p
+            }
+            Answer::Reset => {
+                let mut rst = Packet::new();
+                rst.header.set_type(MessageType::Reset);
+                rst.header.code = MessageClass::Empty;
+                rst.header.message_id = response.header.message_id;
+                rst
+            }
             Answer::Links(links) => {
                 let mut p = status(response, ResponseType::Content, None, "");
                 p.set_content_format(ContentFormat::ApplicationLinkFormat);
@@ -370,7 +414,9 @@ impl Answer {
     }
 }
 
-/// Checks path, method, device, rate and content; decodes the payload.
+/// Checks options, path, method, device, size and rate; assembles Block1
+/// uploads; decodes the payload. The response to the last block of an
+/// upload gets its Block1 option here.
 fn route(
     request: &mut CoapRequest<SocketAddr>,
     origin: &Origin,
@@ -379,22 +425,48 @@ fn route(
     let peer = origin.peer;
     let c = &state.counters;
     let config = &state.config;
-    let path = request.get_path_as_vec().unwrap_or_default();
+    let confirmable = request.message.header.get_type() == MessageType::Confirmable;
+    let segments: Vec<Vec<u8>> = request
+        .message
+        .get_option(CoapOption::UriPath)
+        .map(|list| list.iter().cloned().collect())
+        .unwrap_or_default();
+    let discovery = segments == [b".well-known".as_slice(), b"core"];
+    match option::check_request(&mut request.message, discovery) {
+        Ok(ignored) if !ignored.is_empty() => {
+            tracing::debug!(peer = %peer, options = ?ignored, "Elective options ignored");
+        }
+        Ok(_) => {}
+        Err(OptionError::Proxy { number }) => {
+            c.reject(Rejection::Proxy);
+            return Err(Answer::Diagnostic(
+                ResponseType::ProxyingNotSupported,
+                OptionError::Proxy { number }.to_string(),
+            ));
+        }
+        Err(e) => {
+            c.reject(Rejection::BadOption);
+            return Err(if confirmable {
+                Answer::Diagnostic(ResponseType::BadOption, e.to_string())
+            } else {
+                Answer::Reset
+            });
+        }
+    }
     let method = *request.get_method();
-    if path == [".well-known", "core"] {
-        if method != RequestType::Get {
+    let (device, name) = match path::resource(&segments, &config.path) {
+        Ok(Resource::WellKnownCore) if method == RequestType::Get => {
+            return Err(Answer::Links(links(config)));
+        }
+        Ok(Resource::WellKnownCore) => {
             return Err(Answer::Status(
                 ResponseType::MethodNotAllowed,
                 "GET only",
                 None,
             ));
         }
-        return Err(Answer::Links(links(config)));
-    }
-    let (device, name) = match path.as_slice() {
-        [root, device] if *root == config.path => (device.clone(), "value".to_owned()),
-        [root, device, name] if *root == config.path => (device.clone(), name.clone()),
-        _ => {
+        Ok(Resource::Readings { device, name }) => (device, name),
+        Err(PathError::NotFound) => {
             c.reject(Rejection::UnknownPath);
             return Err(Answer::Status(
                 ResponseType::NotFound,
@@ -402,20 +474,19 @@ fn route(
                 None,
             ));
         }
+        Err(e) => {
+            c.reject(match e {
+                PathError::BadName(_) => Rejection::BadName,
+                _ => Rejection::BadDevice,
+            });
+            return Err(Answer::Diagnostic(ResponseType::BadRequest, e.to_string()));
+        }
     };
     if !matches!(method, RequestType::Post | RequestType::Put) {
         c.reject(Rejection::Method);
         return Err(Answer::Status(
             ResponseType::MethodNotAllowed,
             "POST or PUT readings",
-            None,
-        ));
-    }
-    if device.is_empty() || device.contains(['+', '#']) {
-        c.reject(Rejection::BadDevice);
-        return Err(Answer::Status(
-            ResponseType::BadRequest,
-            "bad device id",
             None,
         ));
     }
@@ -438,36 +509,12 @@ fn route(
             None,
         ));
     }
-    let max = config.max_payload.bytes() as usize;
-    let block = request
-        .message
-        .get_first_option_as::<BlockValue>(CoapOption::Block1)
-        .and_then(Result::ok);
-    let so_far = block.as_ref().map_or(0, |b| usize::from(b.num) * b.size());
-    if so_far + request.message.payload.len() > max {
-        c.reject(Rejection::PayloadTooLarge);
-        return Err(Answer::Status(
-            ResponseType::RequestEntityTooLarge,
-            "payload too large",
-            None,
-        ));
-    }
-    let handled = state
-        .blocks
-        .lock()
-        .map_err(|_| Answer::Status(ResponseType::InternalServerError, "block state", None))?
-        .intercept_request(request);
-    match handled {
-        Ok(true) => return Err(Answer::Prepared),
-        Ok(false) => {}
-        Err(_) => {
-            c.reject(Rejection::Block);
-            return Err(Answer::Status(
-                ResponseType::BadRequest,
-                "bad block-wise transfer",
-                None,
-            ));
-        }
+    if let Some(block) = assemble(request, peer, segments, state)?
+        && let Some(response) = request.response.as_mut()
+    {
+        response
+            .message
+            .add_option(CoapOption::Block1, block.encode());
     }
     // Counted per whole request: the blocks of one upload are one request.
     let allowed = state
@@ -508,6 +555,79 @@ fn route(
             c.reject(Rejection::Malformed);
             Err(Answer::Diagnostic(ResponseType::BadRequest, e.to_string()))
         }
+    }
+}
+
+/// Checks the payload size and takes a Block1 block (RFC 7959). Answers an
+/// intermediate block with `2.31`; on the last one, replaces the payload by
+/// the whole body and returns the block to echo.
+fn assemble(
+    request: &mut CoapRequest<SocketAddr>,
+    peer: SocketAddr,
+    segments: Vec<Vec<u8>>,
+    state: &State,
+) -> Result<Option<Block>, Answer> {
+    let c = &state.counters;
+    let max = state.config.max_payload.bytes();
+    let message = &mut request.message;
+    // Size1 announces the whole body (RFC 7959 §4): refuse early.
+    if uint_option(message, CoapOption::Size1).is_some_and(|size| size > max)
+        || message.payload.len() as u64 > max
+    {
+        c.reject(Rejection::PayloadTooLarge);
+        return Err(Answer::TooLarge(max));
+    }
+    let Some(raw) = message.get_first_option(CoapOption::Block1) else {
+        return Ok(None);
+    };
+    let block = Block::parse(raw).map_err(|e| {
+        c.reject(Rejection::Block);
+        Answer::Diagnostic(ResponseType::BadRequest, e.to_string())
+    })?;
+    let now = Instant::now();
+    let mut uploads = state
+        .uploads
+        .lock()
+        .map_err(|_| Answer::Status(ResponseType::InternalServerError, "block state", None))?;
+    for _ in 0..uploads.expire(now) {
+        c.reject(Rejection::BlockExpired);
+    }
+    match uploads.offer((peer, segments), block, &message.payload, now) {
+        Ok(Step::Continue(block)) => Err(Answer::Continue(block)),
+        Ok(Step::Complete(body, block)) => {
+            message.payload = body;
+            Ok(Some(block))
+        }
+        Err(refused) => Err(match refused {
+            block1::Refused::Incomplete => {
+                c.reject(Rejection::BlockIncomplete);
+                Answer::Status(
+                    ResponseType::RequestEntityIncomplete,
+                    "block out of sequence: start again from block 0",
+                    None,
+                )
+            }
+            block1::Refused::TooLarge => {
+                c.reject(Rejection::PayloadTooLarge);
+                Answer::TooLarge(max)
+            }
+            block1::Refused::BadSize => {
+                c.reject(Rejection::Block);
+                Answer::Status(
+                    ResponseType::BadRequest,
+                    "block payload does not match its SZX",
+                    None,
+                )
+            }
+            block1::Refused::Busy => {
+                c.reject(Rejection::BlockBusy);
+                Answer::Status(
+                    ResponseType::ServiceUnavailable,
+                    "too many uploads, retry later",
+                    Some(state.config.retry_after.get()),
+                )
+            }
+        }),
     }
 }
 

@@ -3,13 +3,14 @@
 //! [`Resource`]s adapters claim, the [`Sink`] their events go into
 //! (resolving once they are durable), [`Shutdown`], [`downlink`]s from the
 //! core to devices, the [`Counters`] every adapter reports with typed
-//! rejections, the human units their configs use, the wall clock events
+//! rejections, the one rule for device ids, the human units their configs use, the wall clock events
 //! are stamped with, one random-number generator, and test doubles.
 //! Adapters never see SQLite or MQTT.
 
 pub mod adapter;
 pub mod clock;
 pub mod counters;
+pub mod device_id;
 pub mod downlink;
 pub mod random;
 pub mod resource;

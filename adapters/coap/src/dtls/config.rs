@@ -3,7 +3,7 @@
 //! identity, or certificates signed by a device CA.
 
 use serde::Deserialize;
-use sluice_adapter_common::HumanDuration;
+use sluice_adapter_common::{HumanDuration, device_id};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -162,11 +162,8 @@ impl DtlsConfig {
             problems.push(("listen".into(), "must name at least one address".into()));
         }
         for identity in self.psk.keys() {
-            if !is_device_id(identity) {
-                problems.push((
-                    format!("psk.{identity}"),
-                    "an identity is a device id: 1 to 64 characters, without `/`, `+`, `#` or control characters".into(),
-                ));
+            if let Err(e) = device_id::check(identity) {
+                problems.push((format!("psk.{identity}"), format!("identity {e}")));
             }
         }
         let with_certs = [&self.certificate, &self.private_key, &self.client_ca]
@@ -196,12 +193,6 @@ impl DtlsConfig {
         }
         problems
     }
-}
-
-/// Whether `id` can stand for a device in a subject.
-pub fn is_device_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && !id.contains(|c: char| matches!(c, '/' | '+' | '#') || c.is_control())
 }
 
 #[cfg(test)]

@@ -142,10 +142,10 @@ fn keys(config: &DtlsConfig) -> Result<BTreeMap<String, Secret>, SetupError> {
             message: toml_error(&text, &e),
         })?;
         for (identity, key) in more {
-            if !super::config::is_device_id(&identity) {
+            if let Err(e) = sluice_adapter_common::device_id::check(&identity) {
                 return Err(SetupError::File {
                     path: path.clone(),
-                    message: format!("identity `{identity}` is not a device id"),
+                    message: format!("identity `{identity}`: {e}"),
                 });
             }
             if keys.insert(identity.clone(), key).is_some() {
