@@ -218,3 +218,62 @@ async fn devices_with_certificates_from_the_device_ca_post_over_dtls() {
     .await;
     runtime.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_mangled_handshakes_leave_the_dtls_listener_serving() {
+    use sluice_adapter_common::random::Random;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (runtime, _, secure) = start(
+        dir.path(),
+        support::free_port(),
+        "psk = { \"sensor-1\" = \"right\" }\nhandshake_timeout = \"1 s\"",
+    )
+    .await;
+    let sent = tokio::task::spawn_blocking(move || {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        // A ClientHello header: handshake record, DTLS 1.2, epoch 0, then
+        // message type 1; the rest is random.
+        let hello = [22u8, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x40, 1];
+        let mut random = Random::from_seed(9);
+        for i in 0..2_000u64 {
+            let len = random.range(0, 200) as usize;
+            let mut datagram: Vec<u8> = (0..len).map(|_| random.next_u64() as u8).collect();
+            if i % 2 == 0 {
+                datagram.splice(0..0, hello);
+            }
+            socket
+                .send_to(&datagram, secure)
+                .expect("send to the DTLS listener");
+        }
+        2_000u64
+    })
+    .await
+    .expect("sender");
+    let c = |runtime: &Runtime| runtime.metrics().snapshot().adapters["coap"].clone();
+    wait_until(WAIT, "every datagram received", || {
+        c(&runtime).messages_in >= sent
+    })
+    .await;
+    let answer = tokio::task::spawn_blocking(move || {
+        secure_post(
+            secure,
+            "sensor-1",
+            r#"{"t": 1}"#,
+            &["-u", "sensor-1", "-k", "right"],
+        )
+    })
+    .await
+    .expect("client");
+    assert_eq!(
+        answer.as_ref().map(|a| a.code.as_str()),
+        Ok("2.04"),
+        "{answer:?}"
+    );
+    assert!(
+        rejected(&runtime, "receive/no-session") > 0,
+        "{:?}",
+        c(&runtime)
+    );
+    assert_eq!(c(&runtime).events_accepted, 1, "only the real request");
+    runtime.shutdown().await;
+}
