@@ -5,14 +5,17 @@ use crate::config::Durability;
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 
-/// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// Schema version stored in `PRAGMA user_version`. Version 2 added
+/// `exchanges`; every table is created if missing, so opening a version 1
+/// database migrates it. An older build refuses a newer database.
+const SCHEMA_VERSION: i64 = 2;
 
 /// Tables and indexes. The writer assigns `records.seq` itself and keeps the
 /// highest one given out in `meta` (key `seq`), so sequence numbers never
 /// repeat, even after the newest rows are deleted: the uplink's cursors rely
 /// on that. (AUTOINCREMENT would do the same at the cost of a third page
-/// written per commit.)
+/// written per commit.) `exchanges.events` holds the event ids as 8-byte
+/// big-endian numbers, one after another.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -47,6 +50,15 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     error    TEXT NOT NULL,
     event    BLOB
 );
+CREATE TABLE IF NOT EXISTS exchanges (
+    adapter    TEXT NOT NULL,
+    key        BLOB NOT NULL,
+    answer     BLOB NOT NULL,
+    events     BLOB NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (adapter, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS exchanges_expiry ON exchanges (expires_ms);
 CREATE INDEX IF NOT EXISTS records_drain ON records (priority, seq);
 CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_ms) WHERE expires_ms IS NOT NULL;
 ";
