@@ -14,8 +14,11 @@ const SCHEMA_VERSION: i64 = 2;
 /// highest one given out in `meta` (key `seq`), so sequence numbers never
 /// repeat, even after the newest rows are deleted: the uplink's cursors rely
 /// on that. (AUTOINCREMENT would do the same at the cost of a third page
-/// written per commit.) `exchanges.events` holds the event ids as 8-byte
-/// big-endian numbers, one after another.
+/// written per commit.) `exchanges` is appended to in `id` order, which is
+/// expiry order for one adapter, and has no other index: it is written on
+/// every CoAP request and read only at start (see `exchange_table`).
+/// `exchanges.events` holds the event ids as 8-byte big-endian numbers, one
+/// after another.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -51,14 +54,13 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     event    BLOB
 );
 CREATE TABLE IF NOT EXISTS exchanges (
+    id         INTEGER PRIMARY KEY,
     adapter    TEXT NOT NULL,
     key        BLOB NOT NULL,
     answer     BLOB NOT NULL,
     events     BLOB NOT NULL,
-    expires_ms INTEGER NOT NULL,
-    PRIMARY KEY (adapter, key)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS exchanges_expiry ON exchanges (expires_ms);
+    expires_ms INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS records_drain ON records (priority, seq);
 CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_ms) WHERE expires_ms IS NOT NULL;
 ";

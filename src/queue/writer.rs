@@ -145,7 +145,16 @@ pub(crate) struct Writer {
     last_loss_warning: Option<std::time::Instant>,
     /// Nudged after each commit (see `checkpoint`); none in unit tests.
     checkpoint: Option<std::sync::mpsc::SyncSender<()>>,
+    /// Exchanges stored since expired ones were last swept, and when that was.
+    exchanges_stored: usize,
+    exchanges_swept: Option<std::time::Instant>,
+    /// Least time between two sweeps of expired exchanges.
+    exchange_sweep_every: std::time::Duration,
 }
+
+/// Least time between two sweeps of expired exchanges: a sweep is a query
+/// of its own, too dear to run on every commit.
+const EXCHANGE_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Least time between two warnings about shed records.
 const LOSS_WARNING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
@@ -179,6 +188,9 @@ impl Writer {
             max_batch: config.max_batch,
             last_loss_warning: None,
             checkpoint: None,
+            exchanges_stored: 0,
+            exchanges_swept: None,
+            exchange_sweep_every: EXCHANGE_SWEEP_EVERY,
         };
         writer.publish_load();
         writer.warm_functions();
@@ -435,8 +447,15 @@ impl Writer {
                 Command::Shutdown => Outcome::Done,
             });
         }
-        if stored > 0 || sweep {
-            exchange_table::expire(&tx, now, 2 * stored + exchange_table::EXPIRE_SLACK)?;
+        self.exchanges_stored += stored;
+        let due = self
+            .exchanges_swept
+            .is_none_or(|t| t.elapsed() >= self.exchange_sweep_every);
+        if sweep || (self.exchanges_stored > 0 && due) {
+            let limit = 2 * self.exchanges_stored + exchange_table::EXPIRE_SLACK;
+            exchange_table::expire(&tx, now, limit)?;
+            self.exchanges_stored = 0;
+            self.exchanges_swept = Some(std::time::Instant::now());
         }
         let losses = self.streams.flush(&tx)?;
         tx.commit()?;
@@ -643,6 +662,34 @@ mod tests {
     }
 
     #[test]
+    fn a_key_stored_twice_is_recalled_once_with_the_newer_answer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut w, _) = writer(dir.path());
+        let later = now_ms() + 60_000;
+        insert_once(&mut w, &[event(1, 1)], b"a", later).expect("accepted");
+        insert_once(&mut w, &[event(2, 1)], b"b", later).expect("accepted");
+        insert_once(&mut w, &[event(3, 1)], b"a", later + 5).expect("accepted");
+        let (reply, mut rx) = oneshot::channel();
+        w.recall(Recall {
+            adapter: "coap",
+            limit: 10,
+            reply,
+        });
+        let found = rx.try_recv().expect("answered").expect("read");
+        let keys: Vec<(&[u8], Vec<EventId>)> = found
+            .iter()
+            .map(|r| (r.exchange.key.as_slice(), r.events.clone()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (&b"a"[..], vec![EventId::new(1, 3)]),
+                (&b"b"[..], vec![EventId::new(1, 2)])
+            ]
+        );
+    }
+
+    #[test]
     fn a_refused_or_failed_submission_remembers_no_exchange() {
         let dir = tempfile::tempdir().expect("tempdir");
         let text = "[[queue.streams]]\nname = \"all\"\nsubjects = [\"#\"]\nmax_records = 2\noverflow = \"reject_new\"\n";
@@ -665,9 +712,10 @@ mod tests {
     }
 
     #[test]
-    fn expired_exchanges_are_not_recalled_and_are_deleted_a_bounded_number_per_commit() {
+    fn expired_exchanges_are_not_recalled_and_are_deleted_a_bounded_number_per_sweep() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut w, _) = writer(dir.path());
+        w.exchange_sweep_every = std::time::Duration::ZERO;
         let past = now_ms() - 1;
         {
             // Many expired exchanges, as a long quiet spell leaves them.
@@ -693,7 +741,7 @@ mod tests {
         assert_eq!(
             stored_exchanges(&w),
             201 - per_commit,
-            "bounded work per commit"
+            "bounded work per sweep"
         );
         for n in 2..=4u8 {
             insert_once(
