@@ -1,7 +1,10 @@
 //! CoAP ingest: confirmable POSTs answered with `2.04` only once durable.
 //! A closed-loop load generator (N clients, one request in flight each) for
 //! throughput, and an open-loop one at a fixed rate for latency. Everything on
-//! loopback in this process; the uplink points at a closed port.
+//! loopback in this process; the uplink points at a closed port. Each
+//! scenario runs twice in a row, with `durable_exchanges` on (each request's
+//! `2.04` committed with its events) and off (answers in memory only), the
+//! order alternating from one scenario to the next.
 //!
 //! `CARGO_TARGET_DIR=/tmp/sluice-bench cargo bench --bench coap`
 
@@ -29,35 +32,70 @@ fn main() {
         "CON POST of a JSON reading (`{{\"temperature\": 21.5, \"humidity\": 40}}`, content format 50) to `/r/<device>`; the answer `2.04` comes after the group commit. `process` durability, databases under `/var/tmp`, tokio runtime with 2 workers, load generator in the same process (it competes for the 2 cores). {secs} s per scenario.\n"
     );
     println!("## Closed loop: N clients, one request in flight each\n");
-    println!("| clients | requests | s | requests/s | p50 ms | p99 ms | answers other than 2.04 |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
-    for clients in [1, 16, 64, 256] {
-        let r = rt.block_on(closed_loop(clients, Duration::from_secs_f64(secs)));
-        println!(
-            "| {clients} | {} | {:.2} | **{:.0}** | {:.2} | {:.2} | {} |",
-            r.done,
-            r.secs,
-            r.done as f64 / r.secs,
-            r.p50_ms,
-            r.p99_ms,
-            r.other
-        );
+    println!(
+        "| clients | durable exchanges | requests | s | requests/s | p50 ms | p99 ms | answers other than 2.04 | MiB on disk |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (row, clients) in [1, 16, 64, 256].into_iter().enumerate() {
+        for durable in order(row) {
+            let r = rt.block_on(closed_loop(clients, durable, Duration::from_secs_f64(secs)));
+            println!(
+                "| {clients} | {} | {} | {:.2} | **{:.0}** | {:.2} | {:.2} | {} | {:.1} |",
+                on_off(durable),
+                r.done,
+                r.secs,
+                r.done as f64 / r.secs,
+                r.p50_ms,
+                r.p99_ms,
+                r.other,
+                r.disk_mib
+            );
+        }
     }
     println!("\n## Open loop: a fixed request rate, latency from send to `2.04`\n");
-    println!("| target requests/s | sent | answered | achieved/s | p50 ms | p99 ms | max ms |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
-    for rate in [5_000u32, 20_000] {
-        let r = rt.block_on(open_loop(rate, Duration::from_secs_f64(secs)));
-        println!(
-            "| {rate} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} |",
-            r.sent,
-            r.done,
-            r.done as f64 / r.secs,
-            r.p50_ms,
-            r.p99_ms,
-            r.max_ms
-        );
+    println!(
+        "| target requests/s | durable exchanges | sent | answered | achieved/s | p50 ms | p99 ms | max ms | MiB on disk |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (row, rate) in [5_000u32, 20_000].into_iter().enumerate() {
+        for durable in order(row) {
+            let r = rt.block_on(open_loop(rate, durable, Duration::from_secs_f64(secs)));
+            println!(
+                "| {rate} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} |",
+                on_off(durable),
+                r.sent,
+                r.done,
+                r.done as f64 / r.secs,
+                r.p50_ms,
+                r.p99_ms,
+                r.max_ms,
+                r.disk_mib
+            );
+        }
     }
+}
+
+/// On then off in even rows, off then on in odd ones, so neither always goes first.
+fn order(row: usize) -> [bool; 2] {
+    if row.is_multiple_of(2) {
+        [true, false]
+    } else {
+        [false, true]
+    }
+}
+
+fn on_off(durable: bool) -> &'static str {
+    if durable { "on" } else { "off" }
+}
+
+/// Size of the queue database and its WAL, in MiB.
+fn disk_mib(dir: &std::path::Path) -> f64 {
+    ["queue.db", "queue.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len() as f64)
+        .sum::<f64>()
+        / f64::from(1 << 20)
 }
 
 struct Result {
@@ -68,15 +106,16 @@ struct Result {
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
+    disk_mib: f64,
 }
 
-async fn start(dir: &std::path::Path) -> sluice::Runtime {
+async fn start(dir: &std::path::Path, durable: bool) -> sluice::Runtime {
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("port");
     let text = format!(
-        "[gateway]\ndata_dir = \"{}\"\n[[queue.streams]]\nname = \"all\"\nsubjects = [\"#\"]\nmax_records = 100000000\nmax_bytes = \"64 GiB\"\n[uplink]\nurl = \"mqtt://127.0.0.1:{closed}\"\nreconnect_min = \"1 s\"\nreconnect_max = \"60 s\"\n[coap]\nlisten = [\"127.0.0.1:0\"]\nrate_per_device = 1000000\n",
+        "[gateway]\ndata_dir = \"{}\"\n[[queue.streams]]\nname = \"all\"\nsubjects = [\"#\"]\nmax_records = 100000000\nmax_bytes = \"64 GiB\"\n[uplink]\nurl = \"mqtt://127.0.0.1:{closed}\"\nreconnect_min = \"1 s\"\nreconnect_max = \"60 s\"\n[coap]\nlisten = [\"127.0.0.1:0\"]\nrate_per_device = 1000000\ndurable_exchanges = {durable}\n",
         dir.display()
     );
     let config = Config::parse(&text, "bench.toml").unwrap_or_else(|e| panic!("{e}"));
@@ -100,9 +139,9 @@ fn is_changed(bytes: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
-async fn closed_loop(clients: usize, run_for: Duration) -> Result {
+async fn closed_loop(clients: usize, durable: bool, run_for: Duration) -> Result {
     let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
-    let runtime = start(dir.path()).await;
+    let runtime = start(dir.path(), durable).await;
     let server = runtime.udp_addrs("coap")[0];
     let deadline = Instant::now() + run_for;
     let start = Instant::now();
@@ -148,12 +187,13 @@ async fn closed_loop(clients: usize, run_for: Duration) -> Result {
         p50_ms: pct(&lat, 0.5),
         p99_ms: pct(&lat, 0.99),
         max_ms: lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        disk_mib: disk_mib(dir.path()),
     }
 }
 
-async fn open_loop(rate: u32, run_for: Duration) -> Result {
+async fn open_loop(rate: u32, durable: bool, run_for: Duration) -> Result {
     let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
-    let runtime = start(dir.path()).await;
+    let runtime = start(dir.path(), durable).await;
     let server: SocketAddr = runtime.udp_addrs("coap")[0];
     // 64 sockets, requests spread round-robin; a receiver task per socket matches answers by message id.
     let sockets: Vec<Arc<UdpSocket>> = futures_sockets(64).await;
@@ -221,6 +261,7 @@ async fn open_loop(rate: u32, run_for: Duration) -> Result {
         p50_ms: pct(&lat, 0.5),
         p99_ms: pct(&lat, 0.99),
         max_ms: lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        disk_mib: disk_mib(dir.path()),
     }
 }
 

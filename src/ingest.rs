@@ -1,11 +1,13 @@
 //! The one way events enter the core: [`Ingest::submit`] hands events to the
 //! queue writer and returns a [`Receipt`] that resolves when they are durable
-//! (or refused). Adapters never see SQLite.
+//! (or refused). Adapters never see SQLite. An adapter may have an
+//! exchange remembered with its events ([`Sink::accept_once`]) and read the
+//! unexpired ones back when it starts ([`Sink::recall`]).
 
 use crate::config::StreamConfig;
 use crate::ids::IdMint;
 use crate::subject::SubjectPattern;
-use sluice_adapter_common::{Refusal, RefusalReason, Sink};
+use sluice_adapter_common::{Exchange, RecallError, Refusal, RefusalReason, Remembered, Sink};
 use sluice_event::{Event, EventId};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -105,16 +107,51 @@ pub(crate) type EncodedRow = (usize, Vec<u8>);
 pub(crate) struct Submission {
     /// The events, in submission order.
     pub(crate) rows: Vec<EncodedRow>,
+    /// An exchange to store in the same transaction, if the rows are accepted.
+    pub(crate) exchange: Option<ExchangeRow>,
     /// Answered once the rows are committed, or refused.
     pub(crate) reply: oneshot::Sender<Result<(), IngestError>>,
+}
+
+/// An adapter's exchange as the writer stores it with the submission's rows.
+#[derive(Debug)]
+pub(crate) struct ExchangeRow {
+    /// The adapter that submitted it: keys are unique per adapter.
+    pub(crate) adapter: &'static str,
+    /// Key, answer and expiry.
+    pub(crate) exchange: Exchange,
+    /// The ids of the submitted events.
+    pub(crate) events: Vec<EventId>,
+}
+
+/// A request for an adapter's unexpired exchanges, answered by the writer.
+#[derive(Debug)]
+pub(crate) struct Recall {
+    /// Whose exchanges.
+    pub(crate) adapter: &'static str,
+    /// At most this many, the newest.
+    pub(crate) limit: usize,
+    /// The exchanges, ordered by expiry, or what storage said.
+    pub(crate) reply: oneshot::Sender<Result<Vec<Remembered>, StorageError>>,
+}
+
+/// What producers send the queue writer, on one bounded channel.
+#[derive(Debug)]
+pub(crate) enum Intake {
+    /// Events to commit.
+    Submit(Submission),
+    /// Exchanges to read back.
+    Recall(Recall),
 }
 
 /// Handle for submitting events; cheap to clone, one per producer.
 #[derive(Clone, Debug)]
 pub struct Ingest {
-    tx: mpsc::Sender<Submission>,
+    tx: mpsc::Sender<Intake>,
     ids: Arc<IdMint>,
     router: Arc<Router>,
+    /// Whose exchanges this handle stores and recalls (see [`Ingest::for_adapter`]).
+    adapter: &'static str,
 }
 
 /// Resolves when the submitted events are durable, or says why they are not.
@@ -156,22 +193,77 @@ impl Receipt {
 }
 
 impl Ingest {
-    pub(crate) fn new(
-        tx: mpsc::Sender<Submission>,
-        ids: Arc<IdMint>,
-        router: Arc<Router>,
-    ) -> Ingest {
-        Ingest { tx, ids, router }
+    pub(crate) fn new(tx: mpsc::Sender<Intake>, ids: Arc<IdMint>, router: Arc<Router>) -> Ingest {
+        Ingest {
+            tx,
+            ids,
+            router,
+            adapter: "",
+        }
+    }
+
+    /// The same handle for adapter `name`: the exchanges it remembers and
+    /// recalls are its own. (A handle from [`crate::Runtime::ingest`] has
+    /// the empty name.)
+    pub fn for_adapter(&self, name: &'static str) -> Ingest {
+        Ingest {
+            adapter: name,
+            ..self.clone()
+        }
     }
 
     /// Gives each event without an id a fresh one (events that already carry
     /// an id keep it), then queues the submission for the next group commit.
     /// Waits while the writer is busy: that wait is the back-pressure.
     pub async fn submit(&self, events: Vec<Event>) -> Result<Receipt, Rejected> {
-        let (submission, receipt) = self.prepare(events)?;
-        match self.tx.send(submission).await {
+        self.submit_with(events, None).await
+    }
+
+    /// Like [`Ingest::submit`], and stores `exchange` in the same
+    /// transaction as the events, under this handle's adapter; a refused
+    /// submission stores nothing.
+    pub async fn submit_once(
+        &self,
+        events: Vec<Event>,
+        exchange: Exchange,
+    ) -> Result<Receipt, Rejected> {
+        self.submit_with(events, Some(exchange)).await
+    }
+
+    async fn submit_with(
+        &self,
+        events: Vec<Event>,
+        exchange: Option<Exchange>,
+    ) -> Result<Receipt, Rejected> {
+        let (mut submission, receipt) = self.prepare(events)?;
+        submission.exchange = exchange.map(|exchange| ExchangeRow {
+            adapter: self.adapter,
+            exchange,
+            events: receipt.ids.clone(),
+        });
+        match self.tx.send(Intake::Submit(submission)).await {
             Ok(()) => Ok(receipt),
             Err(_) => Err(receipt.refuse(IngestError::Closed)),
+        }
+    }
+
+    /// The unexpired exchanges stored under this handle's adapter, at most
+    /// `limit` (the newest), ordered by expiry.
+    pub async fn remembered(&self, limit: usize) -> Result<Vec<Remembered>, IngestError> {
+        let (reply, rx) = oneshot::channel();
+        let recall = Recall {
+            adapter: self.adapter,
+            limit,
+            reply,
+        };
+        self.tx
+            .send(Intake::Recall(recall))
+            .await
+            .map_err(|_| IngestError::Closed)?;
+        match rx.await {
+            Ok(Ok(remembered)) => Ok(remembered),
+            Ok(Err(error)) => Err(IngestError::Storage(error)),
+            Err(_) => Err(IngestError::Closed),
         }
     }
 
@@ -179,7 +271,7 @@ impl Ingest {
     /// when the writer's inbox is full.
     pub fn try_submit(&self, events: Vec<Event>) -> Result<Receipt, Rejected> {
         let (submission, receipt) = self.prepare(events)?;
-        match self.tx.try_send(submission) {
+        match self.tx.try_send(Intake::Submit(submission)) {
             Ok(()) => Ok(receipt),
             Err(mpsc::error::TrySendError::Full(_)) => Err(receipt.refuse(IngestError::Busy)),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(receipt.refuse(IngestError::Closed)),
@@ -215,7 +307,12 @@ impl Ingest {
             events,
             reply: rx,
         };
-        Ok((Submission { rows, reply: tx }, receipt))
+        let submission = Submission {
+            rows,
+            exchange: None,
+            reply: tx,
+        };
+        Ok((submission, receipt))
     }
 }
 
@@ -232,28 +329,47 @@ impl Receipt {
 /// until durable; a refusal hands the events back with what to tell the device.
 impl Sink for Ingest {
     async fn accept(&self, events: Vec<Event>) -> Result<Vec<EventId>, Refusal> {
-        let rejected = match self.submit(events).await {
-            Ok(receipt) => match receipt.durable().await {
-                Ok(ids) => return Ok(ids),
-                Err(rejected) => rejected,
-            },
-            Err(rejected) => rejected,
-        };
-        let reason = match rejected.error {
-            IngestError::QueueFull { .. } | IngestError::Busy => RefusalReason::Busy {
-                retry_after: RETRY_AFTER,
-            },
-            IngestError::TooLarge { .. } => RefusalReason::TooLarge,
-            IngestError::NoStream { .. } | IngestError::Storage(_) | IngestError::Closed => {
-                RefusalReason::Unavailable
-            }
-        };
-        Err(Refusal {
-            reason,
-            message: rejected.error.to_string(),
-            events: rejected.events,
-        })
+        durable(self.submit(events).await).await
     }
+
+    async fn accept_once(
+        &self,
+        events: Vec<Event>,
+        exchange: Exchange,
+    ) -> Result<Vec<EventId>, Refusal> {
+        durable(self.submit_once(events, exchange).await).await
+    }
+
+    async fn recall(&self, limit: usize) -> Result<Vec<Remembered>, RecallError> {
+        self.remembered(limit)
+            .await
+            .map_err(|e| RecallError(e.to_string()))
+    }
+}
+
+/// Waits for a submission to be durable; a refusal says what to tell the device.
+async fn durable(submitted: Result<Receipt, Rejected>) -> Result<Vec<EventId>, Refusal> {
+    let rejected = match submitted {
+        Ok(receipt) => match receipt.durable().await {
+            Ok(ids) => return Ok(ids),
+            Err(rejected) => rejected,
+        },
+        Err(rejected) => rejected,
+    };
+    let reason = match rejected.error {
+        IngestError::QueueFull { .. } | IngestError::Busy => RefusalReason::Busy {
+            retry_after: RETRY_AFTER,
+        },
+        IngestError::TooLarge { .. } => RefusalReason::TooLarge,
+        IngestError::NoStream { .. } | IngestError::Storage(_) | IngestError::Closed => {
+            RefusalReason::Unavailable
+        }
+    };
+    Err(Refusal {
+        reason,
+        message: rejected.error.to_string(),
+        events: rejected.events,
+    })
 }
 
 /// What adapters tell devices to wait when the queue is full.
@@ -264,7 +380,7 @@ mod tests {
     use super::*;
 
     /// A handle whose only stream takes `alert/#`, and the writer's end of its channel.
-    fn alerts_only() -> (Ingest, mpsc::Receiver<Submission>) {
+    fn alerts_only() -> (Ingest, mpsc::Receiver<Intake>) {
         let mut stream = StreamConfig::catch_all("alerts");
         stream.subjects = vec!["alert/#".parse().expect("valid pattern")];
         let (tx, rx) = mpsc::channel(4);

@@ -4,6 +4,7 @@
 //! Only this module knows SQL.
 
 mod checkpoint;
+mod exchange_table;
 mod function_tables;
 pub mod inspect;
 mod pipeline;
@@ -18,7 +19,7 @@ pub use streams::{StreamChangeError, stream_change_needs_restart};
 use crate::config::{Config, StreamConfig};
 use crate::functions::{Compiled, SetError};
 use crate::ids::IdMint;
-use crate::ingest::{Ingest, Router, Submission};
+use crate::ingest::{Ingest, Intake, Router};
 use crate::metrics::Metrics;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,7 +49,7 @@ pub enum OpenError {
 
 /// The open queue: its writer thread and the handles to reach it.
 pub struct Queue {
-    submissions: mpsc::Sender<Submission>,
+    submissions: mpsc::Sender<Intake>,
     upkeep: mpsc::Sender<Command>,
     thread: Option<std::thread::JoinHandle<()>>,
     checkpointer: Option<std::thread::JoinHandle<()>>,

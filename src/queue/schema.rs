@@ -5,14 +5,20 @@ use crate::config::Durability;
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 
-/// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// Schema version stored in `PRAGMA user_version`. Version 2 added
+/// `exchanges`; every table is created if missing, so opening a version 1
+/// database migrates it. An older build refuses a newer database.
+const SCHEMA_VERSION: i64 = 2;
 
 /// Tables and indexes. The writer assigns `records.seq` itself and keeps the
 /// highest one given out in `meta` (key `seq`), so sequence numbers never
 /// repeat, even after the newest rows are deleted: the uplink's cursors rely
 /// on that. (AUTOINCREMENT would do the same at the cost of a third page
-/// written per commit.)
+/// written per commit.) `exchanges` is appended to in `id` order, which is
+/// expiry order for one adapter, and has no other index: it is written on
+/// every CoAP request and read only at start (see `exchange_table`).
+/// `exchanges.events` holds the event ids as 8-byte big-endian numbers, one
+/// after another.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -46,6 +52,14 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     function TEXT NOT NULL,
     error    TEXT NOT NULL,
     event    BLOB
+);
+CREATE TABLE IF NOT EXISTS exchanges (
+    id         INTEGER PRIMARY KEY,
+    adapter    TEXT NOT NULL,
+    key        BLOB NOT NULL,
+    answer     BLOB NOT NULL,
+    events     BLOB NOT NULL,
+    expires_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS records_drain ON records (priority, seq);
 CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_ms) WHERE expires_ms IS NOT NULL;

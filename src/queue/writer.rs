@@ -2,15 +2,18 @@
 //! commits everything that is pending in one transaction (group commit), so
 //! many producers share each commit and its fsync. Producers' submissions
 //! and upkeep commands arrive on separate channels ([`Inbox`]), so an
-//! acknowledgement never waits behind a backlog of submissions.
+//! acknowledgement never waits behind a backlog of submissions. A
+//! submission's exchange (see `exchange_table`) is stored in the same
+//! transaction as its rows, and only if they are accepted.
 
+use super::exchange_table;
 use super::pipeline::{Pipeline, Produced};
 use super::streams::{Losses, StreamLoad, Streams};
 use super::streams::{StreamChangeError, stream_change_needs_restart};
 use crate::clock::now_ms;
 use crate::config::{QueueConfig, StreamConfig};
 use crate::functions::Compiled;
-use crate::ingest::{IngestError, Submission};
+use crate::ingest::{IngestError, Intake, Recall, Submission};
 use crate::metrics::Metrics;
 use rusqlite::{Connection, Transaction};
 use std::sync::Arc;
@@ -40,6 +43,8 @@ pub(crate) enum Command {
         streams: Vec<StreamConfig>,
         reply: oneshot::Sender<Result<(), StreamChangeError>>,
     },
+    /// Read an adapter's unexpired exchanges, after the group this arrives in.
+    Recall(Recall),
     /// Commit what is pending and stop.
     Shutdown,
 }
@@ -47,7 +52,7 @@ pub(crate) enum Command {
 /// Where the writer's work comes from: producers' submissions and upkeep
 /// commands, on two bounded channels.
 pub(crate) struct Inbox {
-    submissions: mpsc::Receiver<Submission>,
+    submissions: mpsc::Receiver<Intake>,
     upkeep: mpsc::Receiver<Command>,
     /// Parks the thread until either channel has something; no polling.
     waiter: tokio::runtime::Runtime,
@@ -59,7 +64,7 @@ impl Inbox {
     /// An inbox over both channels; `waiter` is a current-thread runtime
     /// used only to wait on them.
     pub(crate) fn new(
-        submissions: mpsc::Receiver<Submission>,
+        submissions: mpsc::Receiver<Intake>,
         upkeep: mpsc::Receiver<Command>,
         waiter: tokio::runtime::Runtime,
     ) -> Inbox {
@@ -89,7 +94,7 @@ impl Inbox {
                     biased;
                     c = upkeep.recv(), if u_open => Some(c.map_or(Woke::UpkeepClosed, Woke::Work)),
                     s = submissions.recv(), if s_open => {
-                        Some(s.map_or(Woke::SubmissionsClosed, |s| Woke::Work(Command::Insert(s))))
+                        Some(s.map_or(Woke::SubmissionsClosed, |s| Woke::Work(s.into())))
                     }
                     else => None,
                 }
@@ -107,13 +112,22 @@ impl Inbox {
         self.upkeep
             .try_recv()
             .ok()
-            .or_else(|| self.submissions.try_recv().ok().map(Command::Insert))
+            .or_else(|| self.submissions.try_recv().ok().map(Command::from))
     }
 
     /// Takes no new work; what was sent before stays to be taken.
     fn close(&mut self) {
         self.submissions.close();
         self.upkeep.close();
+    }
+}
+
+impl From<Intake> for Command {
+    fn from(intake: Intake) -> Command {
+        match intake {
+            Intake::Submit(s) => Command::Insert(s),
+            Intake::Recall(r) => Command::Recall(r),
+        }
     }
 }
 
@@ -131,7 +145,16 @@ pub(crate) struct Writer {
     last_loss_warning: Option<std::time::Instant>,
     /// Nudged after each commit (see `checkpoint`); none in unit tests.
     checkpoint: Option<std::sync::mpsc::SyncSender<()>>,
+    /// Exchanges stored since expired ones were last swept, and when that was.
+    exchanges_stored: usize,
+    exchanges_swept: Option<std::time::Instant>,
+    /// Least time between two sweeps of expired exchanges.
+    exchange_sweep_every: std::time::Duration,
 }
+
+/// Least time between two sweeps of expired exchanges: a sweep is a query
+/// of its own, too dear to run on every commit.
+const EXCHANGE_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Least time between two warnings about shed records.
 const LOSS_WARNING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
@@ -165,6 +188,9 @@ impl Writer {
             max_batch: config.max_batch,
             last_loss_warning: None,
             checkpoint: None,
+            exchanges_stored: 0,
+            exchanges_swept: None,
+            exchange_sweep_every: EXCHANGE_SWEEP_EVERY,
         };
         writer.publish_load();
         writer.warm_functions();
@@ -268,21 +294,37 @@ impl Writer {
                 inbox.close();
             }
             let mut rest = Vec::with_capacity(batch.len());
+            let mut recalls = Vec::new();
             for c in batch {
                 match c {
                     Command::Install(compiled) => self.install(*compiled),
                     Command::SetStreams { streams, reply } => {
                         let _ = reply.send(self.set_streams(streams));
                     }
+                    Command::Recall(recall) => recalls.push(recall),
                     other => rest.push(other),
                 }
             }
             self.commit(rest);
+            for recall in recalls {
+                self.recall(recall);
+            }
         }
         tracing::info!(
             records = self.streams.total().records,
             "Queue writer stopped; pending events committed"
         );
+    }
+
+    /// Answers a recall from what is committed.
+    fn recall(&self, recall: Recall) {
+        let found = exchange_table::recall(&self.conn, recall.adapter, now_ms(), recall.limit);
+        if let Err(error) = &found {
+            tracing::error!(adapter = recall.adapter, error = %error, "Cannot read the remembered exchanges");
+        }
+        let _ = recall
+            .reply
+            .send(found.map_err(|e| Arc::new(e) as crate::ingest::StorageError));
     }
 
     /// One group commit for everything in `batch`.
@@ -348,6 +390,7 @@ impl Writer {
                         | Command::Tick { .. }
                         | Command::Install(_)
                         | Command::SetStreams { .. }
+                        | Command::Recall(_)
                         | Command::Shutdown => {}
                     }
                 }
@@ -360,18 +403,25 @@ impl Writer {
         let tx = self.conn.transaction()?;
         let now = now_ms();
         let mut outcomes = Vec::with_capacity(batch.len());
+        let (mut stored, mut sweep) = (0, false);
         for command in batch {
             outcomes.push(match command {
-                Command::Insert(Submission { rows, .. }) if self.pipeline.is_passthrough() => {
-                    match self.streams.insert(&tx, rows, now)? {
-                        Ok(()) => Outcome::Inserted(rows.len() as u64, 0),
-                        Err(error) => Outcome::Refused(error),
+                Command::Insert(Submission { rows, exchange, .. }) => {
+                    let outcome = if self.pipeline.is_passthrough() {
+                        match self.streams.insert(&tx, rows, now)? {
+                            Ok(()) => Outcome::Inserted(rows.len() as u64, 0),
+                            Err(error) => Outcome::Refused(error),
+                        }
+                    } else {
+                        let marks = self.pipeline.marks();
+                        let produced = self.pipeline.process(rows);
+                        place(&mut self.streams, &mut self.pipeline, &tx, produced, &marks, now)?
+                    };
+                    if let (Outcome::Inserted(..), Some(exchange)) = (&outcome, exchange) {
+                        exchange_table::store(&tx, exchange)?;
+                        stored += 1;
                     }
-                }
-                Command::Insert(Submission { rows, .. }) => {
-                    let marks = self.pipeline.marks();
-                    let produced = self.pipeline.process(rows);
-                    place(&mut self.streams, &mut self.pipeline, &tx, produced, &marks, now)?
+                    outcome
                 }
                 Command::Tick { function } => {
                     let marks = self.pipeline.marks();
@@ -384,16 +434,28 @@ impl Writer {
                         other => other,
                     }
                 }
-                Command::Install(_) | Command::SetStreams { .. } | Command::Ping(_) => {
-                    Outcome::Done
-                }
+                Command::Install(_)
+                | Command::SetStreams { .. }
+                | Command::Ping(_)
+                | Command::Recall(_) => Outcome::Done,
                 Command::Delete { seqs, .. } => Outcome::Deleted(self.streams.delete(&tx, seqs)?),
                 Command::Expire => {
                     self.streams.expire(&tx, now)?;
+                    sweep = true;
                     Outcome::Done
                 }
                 Command::Shutdown => Outcome::Done,
             });
+        }
+        self.exchanges_stored += stored;
+        let due = self
+            .exchanges_swept
+            .is_none_or(|t| t.elapsed() >= self.exchange_sweep_every);
+        if sweep || (self.exchanges_stored > 0 && due) {
+            let limit = 2 * self.exchanges_stored + exchange_table::EXPIRE_SLACK;
+            exchange_table::expire(&tx, now, limit)?;
+            self.exchanges_stored = 0;
+            self.exchanges_swept = Some(std::time::Instant::now());
         }
         let losses = self.streams.flush(&tx)?;
         tx.commit()?;
@@ -502,8 +564,199 @@ mod tests {
     fn insert(w: &mut Writer, events: &[Event]) -> Result<(), IngestError> {
         let (reply, mut rx) = oneshot::channel();
         let rows = events.iter().map(|e| (0, e.encode())).collect();
-        w.commit(vec![Command::Insert(Submission { rows, reply })]);
+        w.commit(vec![Command::Insert(Submission {
+            rows,
+            exchange: None,
+            reply,
+        })]);
         rx.try_recv().expect("replied after the commit")
+    }
+
+    /// Commits `events` with an exchange under adapter `coap`.
+    fn insert_once(
+        w: &mut Writer,
+        events: &[Event],
+        key: &[u8],
+        expires_ms: i64,
+    ) -> Result<(), IngestError> {
+        let (reply, mut rx) = oneshot::channel();
+        let rows = events.iter().map(|e| (0, e.encode())).collect();
+        let exchange = crate::ingest::ExchangeRow {
+            adapter: "coap",
+            exchange: sluice_adapter_common::Exchange {
+                key: key.to_vec(),
+                answer: vec![0x60, 0x44, key[0], key[0]],
+                expires_ms,
+            },
+            events: events.iter().map(|e| e.id).collect(),
+        };
+        w.commit(vec![Command::Insert(Submission {
+            rows,
+            exchange: Some(exchange),
+            reply,
+        })]);
+        rx.try_recv().expect("replied after the commit")
+    }
+
+    /// The keys `adapter`'s recall finds now, in expiry order.
+    fn recalled(w: &Writer, adapter: &'static str) -> Vec<Vec<u8>> {
+        let (reply, mut rx) = oneshot::channel();
+        w.recall(Recall {
+            adapter,
+            limit: 100,
+            reply,
+        });
+        rx.try_recv()
+            .expect("answered")
+            .expect("read")
+            .into_iter()
+            .map(|r| r.exchange.key)
+            .collect()
+    }
+
+    fn stored_exchanges(w: &Writer) -> i64 {
+        w.conn
+            .query_row("SELECT COUNT(*) FROM exchanges", [], |r| r.get(0))
+            .expect("count")
+    }
+
+    #[test]
+    fn an_exchange_is_stored_with_its_events_and_recalled_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut w, _) = writer(dir.path());
+        let later = now_ms() + 60_000;
+        insert_once(&mut w, &[event(1, 1), event(2, 1)], b"a", later).expect("accepted");
+        insert_once(&mut w, &[event(3, 1)], b"b", later + 1).expect("accepted");
+        drop(w);
+
+        let (w, _) = writer(dir.path());
+        let (reply, mut rx) = oneshot::channel();
+        w.recall(Recall {
+            adapter: "coap",
+            limit: 10,
+            reply,
+        });
+        let found = rx.try_recv().expect("answered").expect("read");
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].exchange.key, b"a");
+        assert_eq!(found[0].exchange.answer, [0x60, 0x44, b'a', b'a']);
+        assert_eq!(found[0].exchange.expires_ms, later);
+        assert_eq!(found[0].events, [EventId::new(1, 1), EventId::new(1, 2)]);
+        assert_eq!(found[1].events, [EventId::new(1, 3)]);
+        assert_eq!(
+            recalled(&w, "lorawan"),
+            Vec::<Vec<u8>>::new(),
+            "per adapter"
+        );
+
+        // A limit keeps the newest.
+        let (reply, mut rx) = oneshot::channel();
+        w.recall(Recall {
+            adapter: "coap",
+            limit: 1,
+            reply,
+        });
+        let found = rx.try_recv().expect("answered").expect("read");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].exchange.key, b"b");
+    }
+
+    #[test]
+    fn a_key_stored_twice_is_recalled_once_with_the_newer_answer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut w, _) = writer(dir.path());
+        let later = now_ms() + 60_000;
+        insert_once(&mut w, &[event(1, 1)], b"a", later).expect("accepted");
+        insert_once(&mut w, &[event(2, 1)], b"b", later).expect("accepted");
+        insert_once(&mut w, &[event(3, 1)], b"a", later + 5).expect("accepted");
+        let (reply, mut rx) = oneshot::channel();
+        w.recall(Recall {
+            adapter: "coap",
+            limit: 10,
+            reply,
+        });
+        let found = rx.try_recv().expect("answered").expect("read");
+        let keys: Vec<(&[u8], Vec<EventId>)> = found
+            .iter()
+            .map(|r| (r.exchange.key.as_slice(), r.events.clone()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (&b"a"[..], vec![EventId::new(1, 3)]),
+                (&b"b"[..], vec![EventId::new(1, 2)])
+            ]
+        );
+    }
+
+    #[test]
+    fn a_refused_or_failed_submission_remembers_no_exchange() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = "[[queue.streams]]\nname = \"all\"\nsubjects = [\"#\"]\nmax_records = 2\noverflow = \"reject_new\"\n";
+        let (mut w, _) = writer_with(dir.path(), &Config::parse(text, "test").expect("valid"));
+        let later = now_ms() + 60_000;
+        insert_once(&mut w, &[event(1, 1)], b"a", later).expect("accepted");
+        let refused = insert_once(&mut w, &[event(2, 1), event(3, 1)], b"b", later);
+        assert!(
+            matches!(refused, Err(IngestError::QueueFull { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(recalled(&w, "coap"), [b"a".to_vec()]);
+
+        disk_full(&w, true);
+        let big: Vec<Event> = (4..5).map(|n| event(n, 40_000)).collect();
+        let failed = insert_once(&mut w, &big, b"c", later);
+        assert!(matches!(failed, Err(IngestError::Storage(_))), "{failed:?}");
+        disk_full(&w, false);
+        assert_eq!(recalled(&w, "coap"), [b"a".to_vec()]);
+    }
+
+    #[test]
+    fn expired_exchanges_are_not_recalled_and_are_deleted_a_bounded_number_per_sweep() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut w, _) = writer(dir.path());
+        w.exchange_sweep_every = std::time::Duration::ZERO;
+        let past = now_ms() - 1;
+        {
+            // Many expired exchanges, as a long quiet spell leaves them.
+            let tx = w.conn.transaction().expect("tx");
+            for n in 0..200u32 {
+                let row = crate::ingest::ExchangeRow {
+                    adapter: "coap",
+                    exchange: sluice_adapter_common::Exchange {
+                        key: n.to_be_bytes().to_vec(),
+                        answer: vec![],
+                        expires_ms: past,
+                    },
+                    events: vec![],
+                };
+                exchange_table::store(&tx, &row).expect("store");
+            }
+            tx.commit().expect("commit");
+        }
+        assert_eq!(recalled(&w, "coap"), Vec::<Vec<u8>>::new(), "expired");
+        let later = now_ms() + 60_000;
+        insert_once(&mut w, &[event(1, 1)], b"live", later).expect("accepted");
+        let per_commit = 2 + exchange_table::EXPIRE_SLACK as i64;
+        assert_eq!(
+            stored_exchanges(&w),
+            201 - per_commit,
+            "bounded work per sweep"
+        );
+        for n in 2..=4u8 {
+            insert_once(
+                &mut w,
+                &[event(u64::from(n), 1)],
+                &[n],
+                later + i64::from(n),
+            )
+            .expect("accepted");
+        }
+        assert_eq!(stored_exchanges(&w), 4, "only the live ones are left");
+        assert_eq!(
+            recalled(&w, "coap"),
+            [b"live".to_vec(), vec![2], vec![3], vec![4]]
+        );
     }
 
     /// A full disk, as SQLite sees it: no page may be added any more (or room again).
@@ -686,10 +939,12 @@ mod tests {
         w.commit(vec![
             Command::Insert(Submission {
                 rows: rows(3),
+                exchange: None,
                 reply: a,
             }),
             Command::Insert(Submission {
                 rows: rows(4),
+                exchange: None,
                 reply: b,
             }),
         ]);

@@ -239,7 +239,7 @@ impl Runtime {
     fn supervise(&mut self, config: AdapterConfig, opened: Box<dyn sluice_adapter_common::Opened>) {
         let name = config.name();
         let core = Core {
-            sink: self.queue.ingest(),
+            sink: self.queue.ingest().for_adapter(name),
             counters: self.metrics.adapter(name),
         };
         let holds: Vec<String> = opened.holds().iter().map(|r| r.to_string()).collect();

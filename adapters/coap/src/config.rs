@@ -35,6 +35,12 @@ pub struct CoapConfig {
     /// Most exchanges remembered at once; the oldest are forgotten first.
     #[serde(default = "default_max_exchanges")]
     pub max_exchanges: usize,
+    /// Commit each answered request's exchange with its events and reload
+    /// the unexpired ones at start, so a retransmission after a crash or
+    /// restart gets the original answer and is not ingested again. `false`
+    /// keeps them in memory only (one row less per request).
+    #[serde(default = "default_true")]
+    pub durable_exchanges: bool,
     /// Max-Age sent with `5.03` when the queue refuses: when to retry.
     #[serde(default = "default_retry_after")]
     pub retry_after: HumanDuration,
@@ -73,6 +79,7 @@ impl Default for CoapConfig {
             max_payload: default_max_payload(),
             exchange_lifetime: default_exchange_lifetime(),
             max_exchanges: default_max_exchanges(),
+            durable_exchanges: default_true(),
             retry_after: default_retry_after(),
             observe: Vec::new(),
             dtls: None,
@@ -118,6 +125,7 @@ fn default_retry_after() -> HumanDuration {
     HumanDuration(Duration::from_secs(5))
 }
 
+/// On: `observe` registers, and exchanges survive restarts.
 fn default_true() -> bool {
     true
 }

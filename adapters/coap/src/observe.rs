@@ -10,7 +10,7 @@
 
 use crate::client::{ClientError, Request, empty};
 use crate::config::ObserveConfig;
-use crate::exchange::Exchanges;
+use crate::exchange::{Exchanges, Token};
 use crate::option::uint_option;
 use crate::payload::{self, Format, PayloadError, Sample};
 use crate::rejection::Rejection;
@@ -530,29 +530,6 @@ struct Pending {
     retransmissions: u32,
     timeout: Duration,
     at: Instant,
-}
-
-/// A token we sent (always 8 bytes) or received (0 to 8).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Token {
-    len: u8,
-    bytes: [u8; 8],
-}
-
-impl Token {
-    fn from_slice(s: &[u8]) -> Token {
-        let mut bytes = [0; 8];
-        let len = s.len().min(8);
-        bytes[..len].copy_from_slice(&s[..len]);
-        Token {
-            len: len as u8,
-            bytes,
-        }
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        &self.bytes[..self.len as usize]
-    }
 }
 
 /// The client side of one device's CoAP exchanges, without I/O.

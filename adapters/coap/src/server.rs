@@ -3,13 +3,15 @@
 //! quick work (parse, deduplicate, route, decode) and hands submissions to a
 //! fixed pool of workers through a bounded channel; when that is full the
 //! device gets `5.03` at once (back-pressure), never an unbounded backlog.
+//! With `durable_exchanges`, a request's `2.04` is committed with its events
+//! and the unexpired answers are restored at start (see `exchange`).
 
 use crate::block1::{self, Assembler, Block, Step};
 use crate::config::CoapConfig;
 use crate::directory::Directory;
 use crate::dtls::context::Acceptor;
 use crate::dtls::listener::{Inbound, Listener, Replier};
-use crate::exchange::{Exchanges, Seen};
+use crate::exchange::{self, Exchanges, Seen, Token};
 use crate::option::{self, OptionError, encode_uint, uint_option};
 use crate::path::{self, PathError, Resource};
 use crate::payload::{self, Format};
@@ -116,6 +118,7 @@ impl Bound {
             counters,
             config: self.config,
         });
+        restore(&sink, &state).await;
         let (tx, rx) = mpsc::channel::<Job>(BACKLOG);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let mut tasks = tokio::task::JoinSet::new();
@@ -153,6 +156,37 @@ impl Bound {
     }
 }
 
+/// Loads the answers committed before a restart into the exchange cache,
+/// before the first request is read. If the core cannot say, the server
+/// starts without them (logged): it serves, as before a restart it would.
+async fn restore<S: Sink>(sink: &S, state: &State) {
+    let remembered = match sink.recall(state.config.max_exchanges).await {
+        Ok(r) => r,
+        Err(error) => {
+            tracing::error!(error = %error, "CoAP exchanges from before the restart are not restored");
+            return;
+        }
+    };
+    if remembered.is_empty() {
+        return;
+    }
+    let (now, now_ms) = (Instant::now(), now_ms());
+    let Ok(mut x) = state.exchanges.lock() else {
+        return;
+    };
+    let mut restored = 0;
+    for r in remembered {
+        let Some(key) = exchange::decode_key(&r.exchange.key) else {
+            continue;
+        };
+        let remaining =
+            Duration::from_millis(r.exchange.expires_ms.saturating_sub(now_ms).max(0) as u64);
+        x.restore(key, r.exchange.answer, remaining, now);
+        restored += 1;
+    }
+    tracing::info!(exchanges = restored, "CoAP exchanges restored");
+}
+
 /// One UDP socket, non-blocking, with a large receive buffer.
 fn bind_one(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     let domain = socket2::Domain::for_address(addr);
@@ -170,6 +204,7 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 /// Shared by the receive loops and the workers.
 struct State {
     directory: Arc<Directory>,
+    /// Answers by request: in memory, restored at start from the core.
     exchanges: Mutex<Exchanges>,
     rate: Mutex<RateLimit>,
     /// Block1 uploads in progress, by peer and path.
@@ -319,9 +354,13 @@ async fn handle(packet: Packet, origin: Origin, link: Link, state: &State) -> Op
         c.reject(Rejection::NotARequest);
         return None;
     }
-    let message_id = packet.header.message_id;
+    let key = (
+        peer,
+        packet.header.message_id,
+        Token::from_slice(packet.get_token()),
+    );
     let seen = match state.exchanges.lock() {
-        Ok(mut x) => x.begin((peer, message_id), Instant::now()),
+        Ok(mut x) => x.begin(key, Instant::now()),
         Err(_) => Seen::New,
     };
     match seen {
@@ -643,7 +682,25 @@ async fn work<S: Sink>(
         };
         let n = job.events.len() as u64;
         let c = &state.counters;
-        let reply = match sink.accept(job.events).await {
+        // The answer to a success is known before the commit: it is
+        // committed with the events, for retransmissions after a restart.
+        let once = state
+            .config
+            .durable_exchanges
+            .then(|| {
+                let changed = status(job.reply.response.clone(), ResponseType::Changed, None, "");
+                exchange::durable(
+                    job.reply.peer,
+                    &changed,
+                    state.config.exchange_lifetime.get(),
+                )
+            })
+            .flatten();
+        let accepted = match once {
+            Some(once) => sink.accept_once(job.events, once).await,
+            None => sink.accept(job.events).await,
+        };
+        let reply = match accepted {
             Ok(_) => {
                 Counters::add(&c.events_accepted, n);
                 job.reply.with_status(ResponseType::Changed, None, "")
@@ -691,7 +748,7 @@ async fn finish(state: &State, reply: Reply) {
     };
     if let Ok(mut x) = state.exchanges.lock() {
         x.answer(
-            &(reply.peer, reply.response.header.message_id),
+            &exchange::request_key(reply.peer, &reply.response),
             bytes.clone(),
         );
     }

@@ -13,7 +13,7 @@
 use crate::counters::Counters;
 use crate::downlink::DownlinkReceiver;
 use crate::resource::{Claim, Resource};
-use crate::sink::{Refusal, Shutdown, Sink};
+use crate::sink::{Exchange, RecallError, Refusal, Remembered, Shutdown, Sink};
 use sluice_event::{Event, EventId};
 use std::fmt;
 use std::future::Future;
@@ -106,15 +106,48 @@ impl Sink for EventSink {
     ) -> impl Future<Output = Result<Vec<EventId>, Refusal>> + Send {
         self.0.accept_boxed(events)
     }
+
+    fn accept_once(
+        &self,
+        events: Vec<Event>,
+        exchange: Exchange,
+    ) -> impl Future<Output = Result<Vec<EventId>, Refusal>> + Send {
+        self.0.accept_once_boxed(events, exchange)
+    }
+
+    fn recall(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Remembered>, RecallError>> + Send {
+        self.0.recall_boxed(limit)
+    }
 }
 
 /// [`Sink`] made object-safe.
 trait BoxedSink: Send + Sync {
     fn accept_boxed(&self, events: Vec<Event>) -> BoxFuture<'_, Result<Vec<EventId>, Refusal>>;
+    fn accept_once_boxed(
+        &self,
+        events: Vec<Event>,
+        exchange: Exchange,
+    ) -> BoxFuture<'_, Result<Vec<EventId>, Refusal>>;
+    fn recall_boxed(&self, limit: usize) -> BoxFuture<'_, Result<Vec<Remembered>, RecallError>>;
 }
 
 impl<S: Sink> BoxedSink for S {
     fn accept_boxed(&self, events: Vec<Event>) -> BoxFuture<'_, Result<Vec<EventId>, Refusal>> {
         Box::pin(self.accept(events))
+    }
+
+    fn accept_once_boxed(
+        &self,
+        events: Vec<Event>,
+        exchange: Exchange,
+    ) -> BoxFuture<'_, Result<Vec<EventId>, Refusal>> {
+        Box::pin(self.accept_once(events, exchange))
+    }
+
+    fn recall_boxed(&self, limit: usize) -> BoxFuture<'_, Result<Vec<Remembered>, RecallError>> {
+        Box::pin(self.recall(limit))
     }
 }

@@ -23,5 +23,5 @@ pub use counters::{Counters, Rejection, Stage};
 pub use downlink::{Downlink, DownlinkError, DownlinkReceiver, DownlinkSender};
 pub use random::Random;
 pub use resource::{Claim, Resource};
-pub use sink::{Refusal, RefusalReason, Shutdown, Sink};
+pub use sink::{Exchange, RecallError, Refusal, RefusalReason, Remembered, Shutdown, Sink};
 pub use units::{ByteSize, HumanDuration};

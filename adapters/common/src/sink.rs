@@ -30,6 +30,36 @@ pub struct Refusal {
     pub events: Vec<Event>,
 }
 
+/// An exchange with a device to remember with the events it produced: made
+/// durable in the same transaction, so after a crash or restart a
+/// retransmission of the request can be answered as the first copy was and
+/// ingested no second time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exchange {
+    /// What identifies the request, in the adapter's own encoding (for CoAP:
+    /// peer, message id and token). Unique within the adapter.
+    pub key: Vec<u8>,
+    /// The answer the device gets once the events are durable, and again
+    /// for every retransmission.
+    pub answer: Vec<u8>,
+    /// When the exchange may be forgotten (ms since the Unix epoch).
+    pub expires_ms: i64,
+}
+
+/// An exchange remembered by the core, as [`Sink::recall`] hands it back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Remembered {
+    /// The exchange as it was submitted.
+    pub exchange: Exchange,
+    /// The ids of the events it produced (their record ids upstream).
+    pub events: Vec<EventId>,
+}
+
+/// The core could not read back the remembered exchanges.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("cannot recall exchanges: {0}")]
+pub struct RecallError(pub String);
+
 /// Where an adapter puts events. [`Sink::accept`] resolves when the events
 /// are durable (and their functions have run), so an adapter acknowledges a
 /// device only after that.
@@ -39,6 +69,29 @@ pub trait Sink: Clone + Send + Sync + 'static {
         &self,
         events: Vec<Event>,
     ) -> impl Future<Output = Result<Vec<EventId>, Refusal>> + Send;
+
+    /// Like [`Sink::accept`], and remembers `exchange` in the same
+    /// transaction as the events: either both are durable or neither is.
+    /// A sink without memory only accepts the events.
+    fn accept_once(
+        &self,
+        events: Vec<Event>,
+        exchange: Exchange,
+    ) -> impl Future<Output = Result<Vec<EventId>, Refusal>> + Send {
+        let _ = exchange;
+        self.accept(events)
+    }
+
+    /// The unexpired exchanges this adapter submitted through
+    /// [`Sink::accept_once`], at most `limit`, the newest, ordered by
+    /// expiry (oldest first). A sink without memory has none.
+    fn recall(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Remembered>, RecallError>> + Send {
+        let _ = limit;
+        std::future::ready(Ok(Vec::new()))
+    }
 }
 
 /// Tells adapters to stop: `true` once shutdown begins.

@@ -1,5 +1,7 @@
 //! Test doubles next to the real types, so adapter tests need no core: a
-//! [`Sink`] that keeps what it is given and can be told to refuse, a
+//! [`Sink`] that keeps what it is given (and the exchanges to remember with
+//! it, across runs of an adapter as the core's queue does) and can be told
+//! to refuse, a
 //! [`Context`] whose shutdown and downlinks the test holds, and waiting for
 //! a condition with a deadline (never a fixed sleep), for adapter and
 //! gateway tests alike.
@@ -7,7 +9,7 @@
 use crate::adapter::{Context, EventSink};
 use crate::counters::Counters;
 use crate::downlink::{self, DownlinkSender};
-use crate::sink::{Refusal, RefusalReason, Shutdown, Sink};
+use crate::sink::{Exchange, RecallError, Refusal, RefusalReason, Remembered, Shutdown, Sink};
 use sluice_event::{Event, EventId};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +21,7 @@ pub struct CollectingSink {
     events: Arc<Mutex<Vec<Event>>>,
     refusing: Arc<Mutex<bool>>,
     next_id: Arc<AtomicU64>,
+    exchanges: Arc<Mutex<Vec<Remembered>>>,
 }
 
 impl CollectingSink {
@@ -40,6 +43,11 @@ impl CollectingSink {
     /// Whether nothing was accepted.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Every exchange remembered so far (expired ones too), in order.
+    pub fn exchanges(&self) -> Vec<Remembered> {
+        self.exchanges.lock().map(|x| x.clone()).unwrap_or_default()
     }
 
     /// From now on refuse (`true`) or accept (`false`) submissions.
@@ -72,6 +80,37 @@ impl Sink for CollectingSink {
             all.extend(events);
         }
         Ok(ids)
+    }
+
+    async fn accept_once(
+        &self,
+        events: Vec<Event>,
+        exchange: Exchange,
+    ) -> Result<Vec<EventId>, Refusal> {
+        let ids = self.accept(events).await?;
+        if let Ok(mut all) = self.exchanges.lock() {
+            all.retain(|r| r.exchange.key != exchange.key);
+            all.push(Remembered {
+                exchange,
+                events: ids.clone(),
+            });
+        }
+        Ok(ids)
+    }
+
+    async fn recall(&self, limit: usize) -> Result<Vec<Remembered>, RecallError> {
+        let now = crate::clock::now_ms();
+        let mut live: Vec<Remembered> = self
+            .exchanges
+            .lock()
+            .map_err(|_| RecallError("poisoned".into()))?
+            .iter()
+            .filter(|r| r.exchange.expires_ms > now)
+            .cloned()
+            .collect();
+        live.sort_by_key(|r| r.exchange.expires_ms);
+        let skip = live.len().saturating_sub(limit);
+        Ok(live.split_off(skip))
     }
 }
 
