@@ -51,6 +51,22 @@ fn devices(collector: &Collector) -> Vec<String> {
     devices
 }
 
+/// POSTs a JSON reading `{"t": n}` for `device` over DTLS as `identity` with `key`.
+fn psk_post(
+    addr: SocketAddr,
+    device: &str,
+    n: u32,
+    identity: &str,
+    key: &str,
+) -> Result<Answer, String> {
+    secure_post(
+        addr,
+        device,
+        &format!(r#"{{"t": {n}}}"#),
+        &["-u", identity, "-k", key],
+    )
+}
+
 fn rejected(runtime: &Runtime, reason: &str) -> u64 {
     let c = runtime.metrics().snapshot().adapters["coap"].clone();
     c.rejected.get(reason).copied().unwrap_or(0)
@@ -70,26 +86,11 @@ async fn psk_devices_post_over_dtls_beside_plain_coap() {
     let (runtime, plain, secure) = start(dir.path(), broker.port, &dtls).await;
     let answers = tokio::task::spawn_blocking(move || {
         vec![
-            secure_post(
-                secure,
-                "sensor-1",
-                r#"{"t": 1}"#,
-                &["-u", "sensor-1", "-k", "correct horse"],
-            ),
+            psk_post(secure, "sensor-1", 1, "sensor-1", "correct horse"),
             // The file's key is in hex: the bytes of `key-2`.
-            secure_post(
-                secure,
-                "sensor-2",
-                r#"{"t": 2}"#,
-                &["-u", "sensor-2", "-k", "key-2"],
-            ),
+            psk_post(secure, "sensor-2", 2, "sensor-2", "key-2"),
             // Authenticated as sensor-1, posting for another device.
-            secure_post(
-                secure,
-                "sensor-9",
-                r#"{"t": 9}"#,
-                &["-u", "sensor-1", "-k", "correct horse"],
-            ),
+            psk_post(secure, "sensor-9", 9, "sensor-1", "correct horse"),
             Ok(coap::post(plain, "plain-1", 50, r#"{"t": 3}"#)),
         ]
     })
@@ -127,24 +128,9 @@ async fn a_wrong_key_or_unknown_identity_fails_the_handshake_and_is_counted() {
     .await;
     let answers = tokio::task::spawn_blocking(move || {
         vec![
-            secure_post(
-                secure,
-                "sensor-1",
-                r#"{"t": 1}"#,
-                &["-u", "sensor-1", "-k", "wrong"],
-            ),
-            secure_post(
-                secure,
-                "stranger",
-                r#"{"t": 1}"#,
-                &["-u", "stranger", "-k", "right"],
-            ),
-            secure_post(
-                secure,
-                "sensor-1",
-                r#"{"t": 1}"#,
-                &["-u", "sensor-1", "-k", "right"],
-            ),
+            psk_post(secure, "sensor-1", 1, "sensor-1", "wrong"),
+            psk_post(secure, "stranger", 1, "stranger", "right"),
+            psk_post(secure, "sensor-1", 1, "sensor-1", "right"),
         ]
     })
     .await
@@ -254,16 +240,10 @@ async fn garbage_and_mangled_handshakes_leave_the_dtls_listener_serving() {
         c(&runtime).messages_in >= sent
     })
     .await;
-    let answer = tokio::task::spawn_blocking(move || {
-        secure_post(
-            secure,
-            "sensor-1",
-            r#"{"t": 1}"#,
-            &["-u", "sensor-1", "-k", "right"],
-        )
-    })
-    .await
-    .expect("client");
+    let answer =
+        tokio::task::spawn_blocking(move || psk_post(secure, "sensor-1", 1, "sensor-1", "right"))
+            .await
+            .expect("client");
     assert_eq!(
         answer.as_ref().map(|a| a.code.as_str()),
         Ok("2.04"),

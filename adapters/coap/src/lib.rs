@@ -20,6 +20,7 @@
 //! - [`client`]: one request at a time over one socket, retransmitted
 //!   (downlinks, the demo's devices).
 //! - [`dtls`]: CoAP over DTLS, turned into messages in clear for the server.
+//! - [`route`]: a server request to its events or a direct answer (no I/O).
 //! - [`server`], [`observe`] and [`downlink`]: the I/O loops.
 
 pub mod adapter;
@@ -36,6 +37,7 @@ pub mod path;
 pub mod payload;
 pub mod rate;
 pub mod rejection;
+pub mod route;
 pub mod senml;
 pub mod server;
 pub mod timing;
