@@ -138,6 +138,24 @@ async fn each_rule_answers_as_the_rfcs_say() {
             },
         ),
         (
+            "RFC 7252 §3: a payload marker without a payload is a format error: reset",
+            with_payload(
+                &[
+                    0x41, 0x02, 0x10, 0x30, // v1 CON TKL 1, POST, MID 0x1030
+                    0x30, // token
+                    0xb1, b'r', // Uri-Path (11): "r"
+                    0x04, b'o', b'p', b't', b's', // Uri-Path (+0): "opts"
+                    0x11, 50, // Content-Format (12): 50
+                ],
+                b"", // the marker, then nothing
+            ),
+            Expect {
+                kind: Some(MessageType::Reset),
+                code: None,
+                diagnostic: "",
+            },
+        ),
+        (
             "RFC 7252 §3: a message of version 2 is silently ignored",
             with_payload(
                 &[
@@ -512,7 +530,7 @@ async fn each_rule_answers_as_the_rfcs_say() {
     }
     let c = runtime.metrics().snapshot().adapters["coap"].clone();
     for (reason, count) in [
-        ("receive/malformed-datagram", 1),
+        ("receive/malformed-datagram", 2),
         ("receive/bad-option", 8),
         ("route/proxy", 2),
         ("route/bad-device", 3),

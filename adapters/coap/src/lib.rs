@@ -8,6 +8,7 @@
 //! - [`payload`] and [`senml`]: content formats to readings (pure).
 //! - [`exchange`]: answered messages by key, to spot retransmissions (pure;
 //!   the server's and the observer's).
+//! - [`message`]: message-format rules coap-lite lets through (pure).
 //! - [`option`]: unsigned-integer option values, and which options a
 //!   request may carry (RFC 7252 §5.4, §5.10) (pure).
 //! - [`path`]: the resource a Uri-Path addresses, device and name checked
@@ -31,6 +32,7 @@ pub mod directory;
 pub mod downlink;
 pub mod dtls;
 pub mod exchange;
+pub mod message;
 pub mod observe;
 pub mod option;
 pub mod path;

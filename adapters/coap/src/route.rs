@@ -88,13 +88,7 @@ impl Answer {
                 );
                 p
             }
-            Answer::Reset => {
-                let mut rst = Packet::new();
-                rst.header.set_type(MessageType::Reset);
-                rst.header.code = MessageClass::Empty;
-                rst.header.message_id = response.header.message_id;
-                rst
-            }
+            Answer::Reset => reset(response.header.message_id),
             Answer::Links(links) => {
                 let mut p = status(response, ResponseType::Content, None, "");
                 p.set_content_format(ContentFormat::ApplicationLinkFormat);
@@ -363,6 +357,15 @@ pub(crate) fn status(
         response.payload = diagnostic.as_bytes().to_vec();
     }
     response
+}
+
+/// An empty reset for message `message_id` (RFC 7252 §4.2, §4.3).
+pub(crate) fn reset(message_id: u16) -> Packet {
+    let mut rst = Packet::new();
+    rst.header.set_type(MessageType::Reset);
+    rst.header.code = MessageClass::Empty;
+    rst.header.message_id = message_id;
+    rst
 }
 
 /// `/.well-known/core` (RFC 6690): the readings collection, and the allowed devices.

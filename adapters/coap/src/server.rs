@@ -11,8 +11,9 @@ use crate::directory::Directory;
 use crate::dtls::context::Acceptor;
 use crate::dtls::listener::{Inbound, Listener, Replier};
 use crate::exchange::{self, Exchanges, Seen, Token};
+use crate::message;
 use crate::rejection::Rejection;
-use crate::route::{Origin, Router, status};
+use crate::route::{Origin, Router, reset, status};
 use coap_lite::{CoapRequest, MessageClass, MessageType, Packet, ResponseType};
 use sluice_adapter_common::clock::now_ms;
 use sluice_adapter_common::{Counters, RefusalReason, Shutdown, Sink};
@@ -284,6 +285,15 @@ async fn dispatch(
         c.reject(Rejection::MalformedDatagram);
         return;
     };
+    if message::marker_without_payload(bytes) {
+        // A format error (RFC 7252 §3): a confirmable one is rejected with a
+        // reset (§4.2), anything else ignored.
+        c.reject(Rejection::MalformedDatagram);
+        if packet.header.get_type() == MessageType::Confirmable {
+            send(&link, origin.peer, &reset(packet.header.message_id)).await;
+        }
+        return;
+    }
     if let Some(job) = handle(packet, origin, link, state).await
         && let Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) =
             jobs.try_send(job)
@@ -317,11 +327,7 @@ async fn handle(packet: Packet, origin: Origin, link: Link, state: &State) -> Op
         // ACKs, resets and responses from devices, or empty pings.
         if kind == MessageType::Confirmable {
             // A CON ping (empty message) gets a reset, as RFC 7252 §4.3 says.
-            let mut rst = Packet::new();
-            rst.header.set_type(MessageType::Reset);
-            rst.header.code = MessageClass::Empty;
-            rst.header.message_id = packet.header.message_id;
-            send(&link, peer, &rst).await;
+            send(&link, peer, &reset(packet.header.message_id)).await;
         }
         c.reject(Rejection::NotARequest);
         return None;
