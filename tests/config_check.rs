@@ -110,6 +110,7 @@ subjects = [\"lorawan/#\"]
 [uplink]
 url = \"mqtts://broker:8883\"
 max_inflight = 0
+reconnect_min = \"0 s\"
 ";
     let (ok, _, stderr) = check(text);
     assert!(!ok);
@@ -122,6 +123,7 @@ max_inflight = 0
             "uplink.url: is mqtts:// but [uplink.tls] is missing",
         ),
         ("15:1", "uplink.max_inflight: must be between 1 and 1000"),
+        ("16:1", "uplink.reconnect_min: must be at least 10 ms"),
     ] {
         assert!(
             stderr
@@ -130,7 +132,7 @@ max_inflight = 0
             "expected `gw.toml:{location}: {needle}` in:\n{stderr}"
         );
     }
-    assert!(stderr.contains("5 problems found"), "{stderr}");
+    assert!(stderr.contains("6 problems found"), "{stderr}");
 }
 
 #[test]

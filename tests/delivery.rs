@@ -6,7 +6,8 @@ mod support;
 use sluice::Runtime;
 use std::time::Duration;
 use support::{
-    Broker, Collector, absent_broker_with_subscriber, commit, config, reading, wait_until,
+    Broker, Collector, absent_broker_with_subscriber, commit, config, default_uplink_config,
+    reading, wait_until,
 };
 
 /// Submits `count` events spread over `devices`, in submissions of `chunk`,
@@ -246,4 +247,57 @@ async fn a_restarted_broker_loses_nothing() {
     .await;
     runtime.shutdown().await;
     assert_in_order_per_device(&collector.received.lock().expect("lock").arrivals);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_outage_longer_than_reconnect_max_readings_flow_within_reconnect_max() {
+    let mut broker = Broker::start();
+    let collector = Collector::start(broker.port).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = default_uplink_config(
+        dir.path(),
+        broker.port,
+        "reconnect_min = \"200 ms\"\nreconnect_max = \"2 s\"",
+    );
+    let reconnect_max = config.uplink.reconnect_max.get();
+    let runtime = Runtime::start(config).await.expect("start");
+    let metrics = runtime.metrics();
+    let ingest = runtime.ingest();
+    commit(&ingest, vec![reading("dev", 0)])
+        .await
+        .expect("accepted");
+    wait_until(
+        Duration::from_secs(10),
+        "the first reading upstream",
+        || collector.unique() == 1,
+    )
+    .await;
+
+    broker.stop();
+    // 0.2, 0.4, 0.8, 1.6, then 2 s: six failures put the back-off at its cap.
+    let errors = metrics.snapshot().uplink_connection_errors;
+    wait_until(
+        Duration::from_secs(30),
+        "the back-off reaching reconnect_max",
+        || metrics.snapshot().uplink_connection_errors >= errors + 6,
+    )
+    .await;
+    commit(&ingest, vec![reading("dev", 1)])
+        .await
+        .expect("accepted");
+    broker.resume();
+    let back = std::time::Instant::now();
+    // The documented bound is reconnect_max plus the connection attempt; the
+    // rest is slack for a loaded machine.
+    wait_until(
+        reconnect_max + Duration::from_secs(4),
+        "the fresh reading upstream",
+        || collector.unique() == 2,
+    )
+    .await;
+    eprintln!(
+        "fresh reading upstream {:?} after the broker came back (reconnect_max {reconnect_max:?})",
+        back.elapsed()
+    );
+    runtime.shutdown().await;
 }

@@ -315,7 +315,8 @@ pub struct UplinkConfig {
     /// Most bytes in one published batch payload.
     #[serde(default = "default_batch_max_bytes")]
     pub batch_max_bytes: ByteSize,
-    /// How long a partial batch may wait for more records.
+    /// Upper bound on how long a record waits for its batch to fill while
+    /// other batches are in flight; an idle uplink publishes at once.
     #[serde(default = "default_linger")]
     pub linger: HumanDuration,
     /// Batches published and not yet acknowledged, at most.
@@ -324,7 +325,10 @@ pub struct UplinkConfig {
     /// First reconnect delay; doubles up to `reconnect_max`, with jitter.
     #[serde(default = "default_reconnect_min")]
     pub reconnect_min: HumanDuration,
-    /// Longest reconnect delay.
+    /// Longest reconnect delay while the broker cannot be reached: fresh
+    /// readings flow within this (plus the connection attempt) of the broker
+    /// coming back. A broker that refuses the connection is retried at most
+    /// every minute, or every `reconnect_max` if longer.
     #[serde(default = "default_reconnect_max")]
     pub reconnect_max: HumanDuration,
     /// Interval of the health message (counters).
@@ -384,7 +388,8 @@ fn default_batch_max_bytes() -> ByteSize {
     ByteSize(256 << 10)
 }
 
-/// One second: telemetry reaches the cloud quickly while batches still fill under load.
+/// One second: only an upper bound, reached when acknowledgements are slow;
+/// an idle uplink publishes at once and batches form while others are in flight.
 fn default_linger() -> HumanDuration {
     HumanDuration::secs(1)
 }
@@ -399,9 +404,10 @@ fn default_reconnect_min() -> HumanDuration {
     HumanDuration::millis(500)
 }
 
-/// One minute: a gateway offline for days still retries every minute.
+/// Five seconds: readings flow within seconds of a broker outage of any
+/// length ending; the jitter spreads a fleet's reconnects over half of it.
 fn default_reconnect_max() -> HumanDuration {
-    HumanDuration::secs(60)
+    HumanDuration::secs(5)
 }
 
 /// One minute.
@@ -662,6 +668,13 @@ impl Config {
             at(
                 "uplink.max_inflight".into(),
                 "must be between 1 and 1000".into(),
+            );
+        }
+        if u.reconnect_min.get() < std::time::Duration::from_millis(10) {
+            // Zero would retry a refused connection in a busy loop.
+            at(
+                "uplink.reconnect_min".into(),
+                "must be at least 10 ms".into(),
             );
         }
         if u.reconnect_min > u.reconnect_max {

@@ -9,10 +9,12 @@
 //! cloud drop duplicates.
 
 mod backoff;
+mod batching;
 mod options;
 mod tracker;
 
 pub use backoff::Backoff;
+pub use batching::{Batching, Dispatch, Due};
 pub use options::{Topics, mqtt_options, status_payload};
 pub use tracker::{BatchTracker, Sent};
 
@@ -31,6 +33,12 @@ use tokio::sync::{Notify, oneshot, watch};
 /// How long shutdown waits for acknowledgements of batches in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
+/// Longest reconnect delay after the broker refused the connection (bad
+/// credentials, not authorized, client id or protocol refused), if
+/// `reconnect_max` is shorter: the broker is up, so this is no outage to get
+/// through quickly, and a fleet of misconfigured gateways must not hammer it.
+const REFUSED_RECONNECT_MAX: Duration = Duration::from_secs(60);
+
 /// Everything the uplink task needs.
 pub struct Uplink {
     config: Config,
@@ -43,7 +51,7 @@ pub struct Uplink {
     connected: bool,
     /// Records may be due: fetch before waiting.
     due: bool,
-    /// A partial batch waits until then for more records.
+    /// A partial batch forming behind batches in flight goes out by then.
     linger_until: Option<Instant>,
     /// The newest deletion sent to the writer; later reads wait for it.
     last_delete: Option<oneshot::Receiver<u64>>,
@@ -99,7 +107,13 @@ impl Uplink {
         let (client, mut eventloop) =
             AsyncClient::new(options, self.config.uplink.max_inflight as usize + 8);
         let u = &self.config.uplink;
-        let mut backoff = Backoff::new(u.reconnect_min.get(), u.reconnect_max.get());
+        let mut backoff = Reconnect {
+            outage: Backoff::new(u.reconnect_min.get(), u.reconnect_max.get()),
+            refused: Backoff::new(
+                u.reconnect_min.get(),
+                u.reconnect_max.get().max(REFUSED_RECONNECT_MAX),
+            ),
+        };
         let mut health = tokio::time::interval(u.health_interval.get());
         health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let max_inflight = u.max_inflight as usize;
@@ -122,7 +136,12 @@ impl Uplink {
                     }
                 }
                 event = eventloop.poll() => match event {
-                    Ok(event) => self.handle(event, &client, &url).await,
+                    Ok(event) => {
+                        if matches!(event, Event::Incoming(Packet::ConnAck(_))) {
+                            backoff.reset();
+                        }
+                        self.handle(event, &client, &url).await;
+                    }
                     Err(error) => {
                         self.connection_failed(&error, &url, &mut backoff, &mut shutdown).await;
                     }
@@ -195,14 +214,14 @@ impl Uplink {
         &mut self,
         error: &ConnectionError,
         url: &str,
-        backoff: &mut Backoff,
+        backoff: &mut Reconnect,
         shutdown: &mut watch::Receiver<bool>,
     ) {
         let was_connected = std::mem::replace(&mut self.connected, false);
         Metrics::add(&self.metrics.uplink_connection_errors, 1);
-        let retry_in = backoff.next_delay();
+        // The back-off was reset on the last CONNACK, so a lost connection is retried quickly.
+        let retry_in = backoff.next_delay(error);
         if was_connected {
-            backoff.reset();
             tracing::warn!(broker = %url, error = %error, in_flight = self.tracker.batches_in_flight(),
                 "MQTT connection lost; records stay queued");
         } else {
@@ -220,35 +239,43 @@ impl Uplink {
         }
     }
 
-    /// Publishes due batches while the in-flight window has room.
+    /// Publishes due batches as [`Batching`] decides: at once when nothing
+    /// is in flight, otherwise when full, when the window empties or when the
+    /// oldest record has waited `linger`; never beyond `max_inflight`.
     async fn pump(&mut self, client: &AsyncClient) {
         let u = &self.config.uplink;
-        let (max_records, max_bytes, linger, max_inflight) = (
-            u.batch_max_records,
-            u.batch_max_bytes.bytes() as usize,
-            u.linger.get(),
-            u.max_inflight as usize,
-        );
-        while self.due && self.tracker.batches_in_flight() < max_inflight {
+        let (max_records, max_bytes) = (u.batch_max_records, u.batch_max_bytes.bytes() as usize);
+        let rule = Batching {
+            max_inflight: u.max_inflight as usize,
+            linger_ms: i64::try_from(u.linger.get().as_millis()).unwrap_or(i64::MAX),
+        };
+        while self.due && self.tracker.batches_in_flight() < rule.max_inflight {
             let Some(rows) = self.fetch(max_records).await else {
                 self.due = false;
                 return;
             };
-            if rows.is_empty() {
-                self.due = false;
-                return;
-            }
             let stored: usize = rows.iter().map(|r| r.event.len()).sum();
-            let full = rows.len() >= max_records || stored * 2 >= max_bytes;
-            let oldest = rows.iter().map(|r| r.enqueued_ms).min().unwrap_or(0);
-            let wait_ms = oldest
-                .saturating_add(linger.as_millis() as i64)
-                .saturating_sub(now_ms());
-            if !full && wait_ms > 0 {
-                self.linger_until = Some(Instant::now() + Duration::from_millis(wait_ms as u64));
-                self.due = false;
-                return;
+            let due = match rows.iter().map(|r| r.enqueued_ms).min() {
+                None => Due::Nothing,
+                Some(_) if rows.len() >= max_records || stored * 2 >= max_bytes => Due::Full,
+                Some(oldest_ms) => Due::Partial { oldest_ms },
+            };
+            let now = now_ms();
+            match rule.decide(due, self.tracker.batches_in_flight(), now) {
+                Dispatch::Publish => {}
+                Dispatch::Idle | Dispatch::WindowFull => {
+                    // An acknowledgement or a commit makes records due again.
+                    self.due = false;
+                    return;
+                }
+                Dispatch::Wait { until_ms } => {
+                    let wait = Duration::from_millis(until_ms.saturating_sub(now).max(0) as u64);
+                    self.linger_until = Some(Instant::now() + wait);
+                    self.due = false;
+                    return;
+                }
             }
+            self.linger_until = None;
             let (payload, handed) = self.build_batch(&rows, max_bytes);
             let seqs: Vec<i64> = handed
                 .iter()
@@ -408,9 +435,83 @@ impl Uplink {
     }
 }
 
+/// The two reconnect back-offs: a broker that cannot be reached is retried
+/// at least every `reconnect_max`, one that refuses the connection less often.
+struct Reconnect {
+    outage: Backoff,
+    refused: Backoff,
+}
+
+impl Reconnect {
+    /// The delay before retrying after `error`.
+    fn next_delay(&mut self, error: &ConnectionError) -> Duration {
+        if refused_by_broker(error) {
+            self.refused.next_delay()
+        } else {
+            self.outage.next_delay()
+        }
+    }
+
+    /// Both back to `reconnect_min` after a CONNACK.
+    fn reset(&mut self) {
+        self.outage.reset();
+        self.refused.reset();
+    }
+}
+
+/// Whether the broker answered and refused for a reason that retrying soon
+/// will not change (`ServiceUnavailable` is an outage: it will pass).
+fn refused_by_broker(error: &ConnectionError) -> bool {
+    use rumqttc::ConnectReturnCode as Code;
+    matches!(
+        error,
+        ConnectionError::ConnectionRefused(
+            Code::BadUserNamePassword
+                | Code::NotAuthorized
+                | Code::BadClientId
+                | Code::RefusedProtocolVersion
+        )
+    )
+}
+
 async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rumqttc::ConnectReturnCode as Code;
+
+    #[test]
+    fn only_a_refusal_that_will_not_pass_by_itself_backs_off_long() {
+        let io = || std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let cases = [
+            (ConnectionError::Io(io()), false),
+            (ConnectionError::NetworkTimeout, false),
+            (
+                ConnectionError::ConnectionRefused(Code::ServiceUnavailable),
+                false,
+            ),
+            (
+                ConnectionError::ConnectionRefused(Code::BadUserNamePassword),
+                true,
+            ),
+            (
+                ConnectionError::ConnectionRefused(Code::NotAuthorized),
+                true,
+            ),
+            (ConnectionError::ConnectionRefused(Code::BadClientId), true),
+            (
+                ConnectionError::ConnectionRefused(Code::RefusedProtocolVersion),
+                true,
+            ),
+        ];
+        for (error, refused) in cases {
+            assert_eq!(refused_by_broker(&error), refused, "{error}");
+        }
     }
 }

@@ -51,6 +51,16 @@ reconnect_max = "1 s"
     )
 }
 
+/// A gateway config with the uplink's defaults (batching, linger,
+/// keep-alive, reconnects) but for `uplink_extra`: data in `dir`, broker on `port`.
+pub fn default_uplink_config(dir: &Path, port: u16, uplink_extra: &str) -> Config {
+    let text = format!(
+        "[gateway]\nid = \"gw-test\"\ndata_dir = \"{dir}\"\n\n[uplink]\nurl = \"mqtt://127.0.0.1:{port}\"\n{uplink_extra}\n",
+        dir = dir.display()
+    );
+    Config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("test config is invalid:\n{e}"))
+}
+
 /// Parses a test config, panicking with every problem.
 pub fn config(dir: &Path, port: u16, uplink_extra: &str, extra: &str) -> Config {
     let text = config_text(dir, port, uplink_extra, extra);
