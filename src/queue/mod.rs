@@ -238,6 +238,7 @@ mod tests {
     use super::*;
     use crate::config::{HumanDuration, Overflow};
     use crate::ingest::IngestError;
+    use crate::queue::QueuedRecord;
     use sluice_event::Event;
     use std::time::{Duration, Instant};
 
@@ -247,6 +248,57 @@ mod tests {
             Ok(receipt) => receipt.durable().await.map(drop).map_err(|r| r.error),
             Err(r) => Err(r.error),
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn records_read_and_not_handed_out_are_held_and_not_read_twice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = format!(
+            "[gateway]\ndata_dir = \"{}\"\n\
+             [[queue.streams]]\nname = \"urgent\"\nsubjects = [\"alert/#\"]\npriority = 1\n\
+             [[queue.streams]]\nname = \"rest\"\nsubjects = [\"#\"]\n",
+            dir.path().display()
+        );
+        let config = Config::parse(&text, "test").expect("valid");
+        let queue = Queue::open(&config, Arc::new(Metrics::default())).expect("open");
+        let ingest = queue.ingest();
+        let mut reader = queue.reader().expect("reader");
+        let seqs =
+            |rows: &[QueuedRecord]| rows.iter().map(|r| (r.priority, r.seq)).collect::<Vec<_>>();
+
+        submit(&ingest, 3).await.expect("three");
+        let first = reader.fetch(10, 0).expect("fetch");
+        assert_eq!(seqs(&first), [(100, 1), (100, 2), (100, 3)]);
+        // Two more, and one urgent: held records come back, the new ones
+        // follow them, the urgent one goes first.
+        submit(&ingest, 2).await.expect("two");
+        let alert = vec![Event::new("alert/d", "d", 9)];
+        ingest
+            .submit(alert)
+            .await
+            .expect("submitted")
+            .durable()
+            .await
+            .expect("durable");
+        let second = reader.fetch(10, 0).expect("fetch");
+        assert_eq!(
+            seqs(&second),
+            [(1, 6), (100, 1), (100, 2), (100, 3), (100, 4), (100, 5)]
+        );
+        // A smaller fetch takes the first in drain order.
+        assert_eq!(
+            seqs(&reader.fetch(2, 0).expect("fetch")),
+            [(1, 6), (100, 1)]
+        );
+        // Handing out some lets the next fetch start after them.
+        reader.advance(&second[..3]);
+        assert_eq!(
+            seqs(&reader.fetch(10, 0).expect("fetch")),
+            [(100, 3), (100, 4), (100, 5)]
+        );
+        // A rewind makes everything still queued due again, read afresh.
+        reader.rewind();
+        assert_eq!(seqs(&reader.fetch(10, 0).expect("fetch")).len(), 6);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

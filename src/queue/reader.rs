@@ -23,8 +23,9 @@ pub struct QueuedRecord {
     pub stream: Arc<str>,
     /// When it was committed, ms since the Unix epoch.
     pub enqueued_ms: i64,
-    /// The postcard-encoded event.
-    pub event: Vec<u8>,
+    /// The postcard-encoded event (shared: a record read and held for a
+    /// later batch is handed out again without a copy).
+    pub event: Arc<[u8]>,
 }
 
 /// Reads records in drain order.
@@ -33,6 +34,9 @@ pub struct QueueReader {
     /// Last sequence handed out, per priority present in the queue.
     cursors: BTreeMap<u8, i64>,
     names: HashMap<i64, Arc<str>>,
+    /// Records read but not handed out yet, in drain order: the next
+    /// `fetch` returns them again and reads only what follows them.
+    held: Vec<QueuedRecord>,
 }
 
 impl QueueReader {
@@ -54,6 +58,7 @@ impl QueueReader {
             conn,
             cursors,
             names: HashMap::new(),
+            held: Vec::new(),
         };
         reader.load_names()?;
         Ok(reader)
@@ -69,16 +74,26 @@ impl QueueReader {
     }
 
     /// Up to `max` due records in drain order (priority, then age), skipping
-    /// expired ones; does not move the cursors.
+    /// expired ones; does not move the cursors. Records returned before and
+    /// not yet handed out ([`QueueReader::advance`]) are not read again: a
+    /// batch that waits to fill costs one read of each record, not one per
+    /// look.
     pub fn fetch(&mut self, max: usize, now_ms: i64) -> rusqlite::Result<Vec<QueuedRecord>> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.held);
+        out.truncate(max);
+        // Per priority, the last record already held (or handed out).
+        let mut read_up_to = self.cursors.clone();
+        for r in &out {
+            let last = read_up_to.entry(r.priority).or_insert(0);
+            *last = (*last).max(r.seq);
+        }
         let mut stmt = self.conn.prepare_cached(
             "SELECT seq, stream, enqueued_ms, event FROM records
              WHERE priority = ?1 AND seq > ?2 AND (expires_ms IS NULL OR expires_ms > ?3)
              ORDER BY seq LIMIT ?4",
         )?;
         let mut unknown_stream = false;
-        for (&priority, &cursor) in &self.cursors {
+        for (&priority, &cursor) in &read_up_to {
             if out.len() >= max {
                 break;
             }
@@ -88,7 +103,7 @@ impl QueueReader {
                     r.get::<_, i64>(0)?,
                     r.get::<_, i64>(1)?,
                     r.get::<_, i64>(2)?,
-                    r.get::<_, Vec<u8>>(3)?,
+                    r.get_ref(3)?.as_blob().map(Arc::<[u8]>::from)?,
                 ))
             })?;
             for row in rows {
@@ -113,6 +128,10 @@ impl QueueReader {
         if unknown_stream {
             self.load_names()?;
         }
+        // Held records of a later priority may now follow new ones of an
+        // earlier priority.
+        out.sort_by_key(|r| (r.priority, r.seq));
+        self.held = out.clone();
         Ok(out)
     }
 
@@ -122,10 +141,14 @@ impl QueueReader {
             let cursor = self.cursors.entry(r.priority).or_insert(0);
             *cursor = (*cursor).max(r.seq);
         }
+        let cursors = &self.cursors;
+        self.held
+            .retain(|r| cursors.get(&r.priority).is_none_or(|&c| r.seq > c));
     }
 
     /// Makes every record still in the queue due again.
     pub fn rewind(&mut self) {
         self.cursors.values_mut().for_each(|c| *c = 0);
+        self.held.clear();
     }
 }
