@@ -116,7 +116,8 @@ pub struct Options {
     pub devices: usize,
     /// The scenarios, in order.
     pub scenarios: Vec<Scenario>,
-    /// Also measure the generator against the sink and the plain publisher.
+    /// Also measure the generator against the sink (at each closed-loop
+    /// window of the scenarios) and the plain publisher.
     pub baselines: bool,
 }
 
@@ -463,7 +464,18 @@ pub fn run(opts: &Options) -> Result<Report> {
     eprintln!("logs and database in {}", dir.display());
 
     if opts.baselines {
-        for window in [32u32, 256] {
+        // The generator's own ceiling at each window the scenarios use.
+        let mut windows: Vec<u32> = opts
+            .scenarios
+            .iter()
+            .filter_map(|s| match s.pace {
+                Pace::Closed(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        windows.sort_unstable();
+        windows.dedup();
+        for window in windows {
             let sink = Process::start(
                 "sink",
                 Command::new(&opts.loadgen).args(["sink", "--listen", "127.0.0.1:0"]),
