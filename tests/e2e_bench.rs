@@ -35,6 +35,7 @@ fn e2e_smoke() {
         sluice: PathBuf::from(env!("CARGO_BIN_EXE_sluice")),
         loadgen: std::env::current_exe().expect("this test's path"),
         scale: support::functions::dist().join("scale.wasm"),
+        function: true,
         dir: std::env::temp_dir(),
         seconds: 0.5,
         devices: 20,

@@ -111,6 +111,9 @@ enum Command {
         /// Skip the baselines (generator against the sink, plain publisher).
         #[arg(long)]
         no_baselines: bool,
+        /// No `scale` function: readings go to the queue as they are.
+        #[arg(long)]
+        no_function: bool,
     },
 }
 
@@ -200,6 +203,7 @@ fn run(command: Command) -> Result<()> {
             devices,
             scenarios,
             no_baselines,
+            no_function,
         } => {
             let sluice = sluice.unwrap_or_else(|| {
                 let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -218,6 +222,7 @@ fn run(command: Command) -> Result<()> {
                 sluice,
                 loadgen: std::env::current_exe().context("this program's path")?,
                 scale,
+                function: !no_function,
                 dir,
                 seconds: s,
                 devices: devices.max(1),

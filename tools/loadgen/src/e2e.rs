@@ -108,6 +108,9 @@ pub struct Options {
     pub loadgen: PathBuf,
     /// The `scale` function module.
     pub scale: PathBuf,
+    /// Run `scale` on every reading (off: readings go to the queue as
+    /// they are, to measure what the function costs by difference).
+    pub function: bool,
     /// Where the gateway's database goes (a disk, not tmpfs, to be honest).
     pub dir: PathBuf,
     /// Seconds of load per scenario.
@@ -132,7 +135,8 @@ pub struct Outcome {
     pub arrived: u64,
     /// Copies beyond the first, upstream.
     pub duplicates: u64,
-    /// Missing sequence numbers upstream (all scenarios so far).
+    /// Sequence numbers of this scenario's devices missing upstream
+    /// (refused and unanswered requests included).
     pub gaps: u64,
     /// From the first request to the last arrival.
     pub upstream_secs: f64,
@@ -167,6 +171,8 @@ pub struct Report {
     pub publish: Option<PublishBaseline>,
     /// The gateway's idle memory before the first scenario.
     pub idle_memory: Memory,
+    /// The machine's load average (`/proc/loadavg`) at the start and the end.
+    pub load_average: (String, String),
 }
 
 /// The plain publisher through the broker to the subscriber.
@@ -315,14 +321,32 @@ fn start_broker(dir: &Path, port: u16) -> Result<Process> {
 }
 
 fn write_config(opts: &Options, dir: &Path, mqtt: u16, coap: u16) -> Result<PathBuf> {
-    let scale = std::fs::canonicalize(&opts.scale).with_context(|| {
+    let function = if opts.function {
+        let scale = std::fs::canonicalize(&opts.scale).with_context(|| {
+            format!(
+                "{} (build it with functions/build.sh)",
+                opts.scale.display()
+            )
+        })?;
         format!(
-            "{} (build it with functions/build.sh)",
-            opts.scale.display()
+            r#"
+[[functions]]
+name = "scale"
+module = "{scale}"
+subscribe = ["coap/+"]
+[functions.config]
+reading = "temperature"
+factor = 1.8
+offset = 32
+unit = "degF"
+"#,
+            scale = scale.display()
         )
-    })?;
+    } else {
+        String::new()
+    };
     let text = format!(
-        r#"# Written by sluice-loadgen e2e: CoAP → scale → queue (process durability) → MQTT.
+        r#"# Written by sluice-loadgen e2e: CoAP → (scale) → queue (process durability) → MQTT.
 [gateway]
 id = "bench"
 data_dir = "{data}"
@@ -334,19 +358,8 @@ url = "mqtt://127.0.0.1:{mqtt}"
 listen = ["127.0.0.1:{coap}"]
 # Every simulated device sends far more than a real one would.
 rate_per_device = 1000000
-
-[[functions]]
-name = "scale"
-module = "{scale}"
-subscribe = ["coap/+"]
-[functions.config]
-reading = "temperature"
-factor = 1.8
-offset = 32
-unit = "degF"
-"#,
+{function}"#,
         data = dir.join("data").display(),
-        scale = scale.display(),
     );
     let path = dir.join("sluice.toml");
     std::fs::write(&path, text)?;
@@ -460,7 +473,10 @@ pub fn run(opts: &Options) -> Result<Report> {
         .tempdir_in(&opts.dir)
         .context("temporary folder")?;
     let dir = tmp.path();
-    let mut report = Report::default();
+    let mut report = Report {
+        load_average: (load_average(), String::new()),
+        ..Report::default()
+    };
     eprintln!("logs and database in {}", dir.display());
 
     if opts.baselines {
@@ -604,7 +620,7 @@ pub fn run(opts: &Options) -> Result<Report> {
             label,
             arrived,
             duplicates: sub1.duplicates - sub0.duplicates,
-            gaps: sub1.gaps,
+            gaps: sub1.gaps.saturating_sub(sub0.gaps),
             upstream_secs: sub1.last_arrival_us.saturating_sub(start_us) as f64 / 1e6,
             e2e: sub1.latency,
             window_secs: window.as_secs_f64(),
@@ -681,8 +697,29 @@ pub fn run(opts: &Options) -> Result<Report> {
     drop(gateway);
     drop(subscriber);
     drop(broker);
+    report.load_average.1 = load_average();
     print_tables(opts, &report);
     Ok(report)
+}
+
+/// The first three fields of `/proc/loadavg`.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Refusals with their codes: `521 × 5.03`.
+fn refusals(l: &LoadReport) -> String {
+    if l.refused.is_empty() {
+        return "0".into();
+    }
+    let codes: Vec<String> = l
+        .refused
+        .iter()
+        .map(|(c, n)| format!("{n} × {c}"))
+        .collect();
+    codes.join(", ")
 }
 
 fn pct(cpu_us: u64, secs: f64) -> String {
@@ -696,8 +733,16 @@ fn pct(cpu_us: u64, secs: f64) -> String {
 /// Prints the run as markdown.
 pub fn print_tables(opts: &Options, report: &Report) {
     println!(
-        "## End to end: CoAP CON/NON → `scale` → queue (`process`) → MQTT QoS 1 → mosquitto → subscriber\n\n{} s per scenario, {} devices, every process on the same machine. CPU as % of one core over the scenario's window (from the generator's start until every acknowledged reading arrived upstream); the generator's over its own run.\n",
-        opts.seconds, opts.devices
+        "## End to end: CoAP CON/NON → {}queue (`process`) → MQTT QoS 1 → mosquitto → subscriber\n\n{} s per scenario, {} devices, every process on the same machine; load average {} at the start, {} at the end. CPU as % of one core over the scenario's window (from the generator's start until every acknowledged reading arrived upstream); the generator's over its own run.\n",
+        if opts.function {
+            "`scale` → "
+        } else {
+            "(no function) "
+        },
+        opts.seconds,
+        opts.devices,
+        report.load_average.0,
+        report.load_average.1,
     );
     println!(
         "| scenario | acked/s | arrived/s | sent | acked | refused | timed out | arrived | dup | gaps | ack p50/p99/p999 ms | e2e p50/p99/p999 ms | Sluice CPU | µs/reading | mosquitto | generator | subscriber | RSS max / HWM MiB | records/batch |"
@@ -714,7 +759,7 @@ pub fn print_tables(opts: &Options, report: &Report) {
             o.arrived as f64 / o.upstream_secs.max(1e-9),
             l.sent,
             l.acked,
-            l.refused_total(),
+            refusals(l),
             l.timed_out,
             o.arrived,
             o.duplicates,
