@@ -5,7 +5,7 @@
 
 use crate::generator::{LoadReport, unix_us};
 use crate::mqtt::{PublishReport, SubscriberStats};
-use crate::procfs::{CpuSample, Memory, ticks_to_duration};
+use crate::procfs::{CpuSample, MachineCpu, Memory, ticks_to_duration};
 use crate::stats::ms;
 use anyhow::{Context, Result, anyhow, bail};
 use std::collections::BTreeMap;
@@ -150,6 +150,11 @@ pub struct Outcome {
     pub broker_cpu_us: u64,
     /// Subscriber CPU, µs.
     pub subscriber_cpu_us: u64,
+    /// The whole machine over the window, µs summed over every core:
+    /// busy (every process, also those outside the benchmark).
+    pub machine_busy_us: u64,
+    /// Idle, µs summed over every core.
+    pub machine_idle_us: u64,
     /// Gateway CPU per thread name, µs.
     pub threads: Vec<(String, u64)>,
     /// Gateway resident memory: the most seen while loaded, and the peak so far.
@@ -583,6 +588,7 @@ pub fn run(opts: &Options) -> Result<Report> {
             CpuSample::read(gateway.pid())?,
             CpuSample::read(broker.pid())?,
         );
+        let machine0 = MachineCpu::read()?;
         let start = Instant::now();
         let start_us = unix_us();
         let (load, memory) = run_generator(
@@ -613,6 +619,7 @@ pub fn run(opts: &Options) -> Result<Report> {
             CpuSample::read(gateway.pid())?,
             CpuSample::read(broker.pid())?,
         );
+        let machine1 = MachineCpu::read()?;
         let batches = sub1.batches.saturating_sub(sub0.batches).max(1) as f64;
         let arrived = sub1.unique - sub0.unique;
         let us = |t: u64| ticks_to_duration(t).as_micros() as u64;
@@ -627,6 +634,8 @@ pub fn run(opts: &Options) -> Result<Report> {
             sluice_cpu_us: us(sluice1.ticks.saturating_sub(sluice0.ticks)),
             broker_cpu_us: us(broker1.ticks.saturating_sub(broker0.ticks)),
             subscriber_cpu_us: sub1.cpu_us.saturating_sub(sub0.cpu_us),
+            machine_busy_us: us(machine1.busy.saturating_sub(machine0.busy)),
+            machine_idle_us: us(machine1.idle.saturating_sub(machine0.idle)),
             threads: sluice1
                 .by_thread_name_since(&sluice0)
                 .into_iter()
@@ -733,7 +742,7 @@ fn pct(cpu_us: u64, secs: f64) -> String {
 /// Prints the run as markdown.
 pub fn print_tables(opts: &Options, report: &Report) {
     println!(
-        "## End to end: CoAP CON/NON → {}queue (`process`) → MQTT QoS 1 → mosquitto → subscriber\n\n{} s per scenario, {} devices, every process on the same machine; load average {} at the start, {} at the end. CPU as % of one core over the scenario's window (from the generator's start until every acknowledged reading arrived upstream); the generator's over its own run.\n",
+        "## End to end: CoAP CON/NON → {}queue (`process`) → MQTT QoS 1 → mosquitto → subscriber\n\n{} s per scenario, {} devices, every process on the same machine; load average {} at the start, {} at the end. CPU as % of one core (the machine has as many hundreds as cores; \"machine\" counts every process on it, also those outside the benchmark) over the scenario's window (from the generator's start until every acknowledged reading arrived upstream); the generator's over its own run.\n",
         if opts.function {
             "`scale` → "
         } else {
@@ -745,15 +754,15 @@ pub fn print_tables(opts: &Options, report: &Report) {
         report.load_average.1,
     );
     println!(
-        "| scenario | acked/s | arrived/s | sent | acked | refused | timed out | arrived | dup | gaps | ack p50/p99/p999 ms | e2e p50/p99/p999 ms | Sluice CPU | µs/reading | mosquitto | generator | subscriber | RSS max / HWM MiB | records/batch |"
+        "| scenario | acked/s | arrived/s | sent | acked | refused | timed out | arrived | dup | gaps | ack p50/p99/p999 ms | e2e p50/p99/p999 ms | Sluice CPU | µs/reading | mosquitto | generator | subscriber | RSS max / HWM MiB | records/batch | machine busy / idle |"
     );
     println!(
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---|---:|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---|---:|---|"
     );
     for o in &report.scenarios {
         let l = &o.load;
         println!(
-            "| {} | **{:.0}** | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} | {} / {} / {} | {} | **{:.1}** | {} | {} | {} | {:.1} / {:.1} | {:.1} |",
+            "| {} | **{:.0}** | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} | {} / {} / {} | {} | **{:.1}** | {} | {} | {} | {:.1} / {:.1} | {:.1} | {} / {} |",
             o.label,
             l.acked as f64 / l.secs.max(1e-9),
             o.arrived as f64 / o.upstream_secs.max(1e-9),
@@ -778,6 +787,8 @@ pub fn print_tables(opts: &Options, report: &Report) {
             o.memory.rss_kb as f64 / 1024.0,
             o.memory.hwm_kb as f64 / 1024.0,
             o.batch_records,
+            pct(o.machine_busy_us, o.window_secs),
+            pct(o.machine_idle_us, o.window_secs),
         );
     }
     println!(

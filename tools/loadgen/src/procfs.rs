@@ -133,6 +133,40 @@ impl Memory {
     }
 }
 
+/// The whole machine's CPU time so far (the `cpu` line of `/proc/stat`),
+/// in ticks summed over every core.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MachineCpu {
+    /// Ticks spent running anything (user, nice, system, irq, softirq, steal).
+    pub busy: u64,
+    /// Ticks idle or waiting for I/O.
+    pub idle: u64,
+}
+
+impl MachineCpu {
+    /// Parses the `cpu` line of `/proc/stat`.
+    pub fn parse(stat: &str) -> Option<MachineCpu> {
+        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        (v.len() >= 4).then(|| MachineCpu {
+            busy: at(0) + at(1) + at(2) + at(5) + at(6) + at(7),
+            idle: at(3) + at(4),
+        })
+    }
+
+    /// Reads `/proc/stat`.
+    pub fn read() -> Result<MachineCpu> {
+        let stat = std::fs::read_to_string("/proc/stat").context("read /proc/stat")?;
+        MachineCpu::parse(&stat).ok_or_else(|| anyhow!("no cpu line in /proc/stat"))
+    }
+}
+
 /// This process's CPU time (user + system) so far, in microseconds.
 pub fn own_cpu_us() -> u64 {
     // SAFETY: getrusage fills the struct it is given.
@@ -207,6 +241,19 @@ mod tests {
             after.by_thread_name_since(&before),
             vec![("worker".into(), 25), ("new".into(), 3), ("main".into(), 1)]
         );
+    }
+
+    #[test]
+    fn machine_cpu_from_proc_stat() {
+        let stat = "cpu  100 2 30 500 7 1 4 9 0 0\ncpu0 50 1 15 250 3 0 2 4 0 0\nintr 1\n";
+        assert_eq!(
+            MachineCpu::parse(stat),
+            Some(MachineCpu {
+                busy: 100 + 2 + 30 + 1 + 4 + 9,
+                idle: 507
+            })
+        );
+        assert_eq!(MachineCpu::parse("intr 1\n"), None);
     }
 
     #[test]
