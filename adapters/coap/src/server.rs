@@ -1,8 +1,7 @@
 //! The CoAP server: UDP sockets, requests to events, and answers that come
 //! only once the events are durable. One receive loop per socket does the
 //! quick work (parse, deduplicate, route, decode) and hands submissions to a
-//! task that keeps up to 128 submissions awaiting durability at once,
-//! through a bounded channel; when that is full the
+//! fixed pool of workers through a bounded channel; when that is full the
 //! device gets `5.03` at once (back-pressure), never an unbounded backlog.
 //! With `durable_exchanges`, a request's `2.04` is committed with its events
 //! and the unexpired answers are restored at start (see `exchange`).
@@ -16,8 +15,6 @@ use crate::message;
 use crate::rejection::Rejection;
 use crate::route::{Origin, Router, reset, status};
 use coap_lite::{CoapRequest, MessageClass, MessageType, Packet, ResponseType};
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use sluice_adapter_common::clock::now_ms;
 use sluice_adapter_common::{Counters, RefusalReason, Shutdown, Sink};
 use sluice_event::Event;
@@ -27,10 +24,10 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-/// Submissions waiting for the answering task; beyond this, devices get `5.03`.
+/// Submissions waiting for a worker; beyond this, devices get `5.03`.
 const BACKLOG: usize = 1024;
-/// Submissions awaiting durability at once: enough to fill group commits.
-const IN_FLIGHT: usize = 128;
+/// Workers awaiting durability at once: enough to fill group commits.
+const WORKERS: usize = 128;
 /// Socket receive buffer asked for.
 const RECEIVE_BUFFER: usize = 1 << 20;
 /// The largest datagram read (coap-lite's limit with its `udp` feature).
@@ -89,7 +86,7 @@ impl Bound {
             .collect()
     }
 
-    /// Serves until shutdown; then stops reading and lets the submissions in flight
+    /// Serves until shutdown; then stops reading and lets the workers
     /// finish. Devices whose requests are accepted are noted in `directory`.
     pub async fn serve<S: Sink>(
         self,
@@ -108,7 +105,11 @@ impl Bound {
         });
         restore(&sink, &state).await;
         let (tx, rx) = mpsc::channel::<Job>(BACKLOG);
-        let answering = tokio::spawn(answer(rx, sink, state.clone()));
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..WORKERS {
+            tasks.spawn(work(rx.clone(), sink.clone(), state.clone()));
+        }
         for addr in self.sockets.iter().filter_map(|s| s.local_addr().ok()) {
             tracing::info!(address = %addr, "CoAP server listening");
         }
@@ -132,10 +133,9 @@ impl Bound {
         shutdown.wait().await;
         loops.abort_all();
         while loops.join_next().await.is_some() {}
-        // The receive loops held the only senders: the answering task
-        // drains what is in flight and stops.
-        let _ = answering.await;
-        // Sessions end once their answers are sent.
+        // The receive loops held the only senders: the workers drain and stop.
+        while tasks.join_next().await.is_some() {}
+        // Sessions end once the workers have sent their answers.
         while listeners.join_next().await.is_some() {}
         tracing::info!("CoAP server stopped");
     }
@@ -186,7 +186,7 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
-/// Shared by the receive loops and the answering task.
+/// Shared by the receive loops and the workers.
 struct State {
     /// Answers by request: in memory, restored at start from the core.
     exchanges: Mutex<Exchanges>,
@@ -272,7 +272,7 @@ async fn receive_secure(
     }
 }
 
-/// One message, however it arrived: answered at once, or handed on for durability.
+/// One message, however it arrived: answered at once, or handed to a worker.
 async fn dispatch(
     bytes: &[u8],
     origin: Origin,
@@ -374,74 +374,65 @@ async fn handle(packet: Packet, origin: Origin, link: Link, state: &State) -> Op
     }
 }
 
-/// Takes jobs and keeps up to [`IN_FLIGHT`] of them waiting for durability
-/// at once, answering each as soon as its events are durable. One task: no
-/// lock shared by workers, one wake-up per completion.
-async fn answer<S: Sink>(mut jobs: mpsc::Receiver<Job>, sink: S, state: Arc<State>) {
-    let mut in_flight = FuturesUnordered::new();
-    let mut open = true;
-    while open || !in_flight.is_empty() {
-        tokio::select! {
-            job = jobs.recv(), if open && in_flight.len() < IN_FLIGHT => match job {
-                Some(job) => in_flight.push(submit(&sink, &state, job)),
-                None => open = false,
-            },
-            Some(reply) = in_flight.next(), if !in_flight.is_empty() => {
-                finish(&state, reply).await;
+/// The worker: makes a submission durable, then answers.
+async fn work<S: Sink>(
+    jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+    sink: S,
+    state: Arc<State>,
+) {
+    loop {
+        let Some(job) = jobs.lock().await.recv().await else {
+            return;
+        };
+        let n = job.events.len() as u64;
+        let c = &state.counters;
+        // The answer to a success is known before the commit: it is
+        // committed with the events, for retransmissions after a restart.
+        let once = state
+            .router
+            .config
+            .durable_exchanges
+            .then(|| {
+                let changed = status(job.reply.response.clone(), ResponseType::Changed, None, "");
+                exchange::durable(
+                    job.reply.peer,
+                    &changed,
+                    state.router.config.exchange_lifetime.get(),
+                )
+            })
+            .flatten();
+        let accepted = match once {
+            Some(once) => sink.accept_once(job.events, once).await,
+            None => sink.accept(job.events).await,
+        };
+        let reply = match accepted {
+            Ok(_) => {
+                Counters::add(&c.events_accepted, n);
+                job.reply.with_status(ResponseType::Changed, None, "")
             }
-        }
-    }
-}
-
-/// Makes a job's events durable; the answer the device gets.
-async fn submit<S: Sink>(sink: &S, state: &State, job: Job) -> Reply {
-    let n = job.events.len() as u64;
-    let c = &state.counters;
-    // The answer to a success is known before the commit: it is
-    // committed with the events, for retransmissions after a restart.
-    let once = state
-        .router
-        .config
-        .durable_exchanges
-        .then(|| {
-            let changed = status(job.reply.response.clone(), ResponseType::Changed, None, "");
-            exchange::durable(
-                job.reply.peer,
-                &changed,
-                state.router.config.exchange_lifetime.get(),
-            )
-        })
-        .flatten();
-    let accepted = match once {
-        Some(once) => sink.accept_once(job.events, once).await,
-        None => sink.accept(job.events).await,
-    };
-    match accepted {
-        Ok(_) => {
-            Counters::add(&c.events_accepted, n);
-            job.reply.with_status(ResponseType::Changed, None, "")
-        }
-        Err(refusal) => {
-            Counters::add(&c.events_refused, n);
-            tracing::warn!(peer = %job.reply.peer, error = %refusal.message, "CoAP readings refused by the queue");
-            match refusal.reason {
-                RefusalReason::Busy { retry_after } => job.reply.with_status(
-                    ResponseType::ServiceUnavailable,
-                    Some(retry_after),
-                    "queue full, retry later",
-                ),
-                RefusalReason::TooLarge => job.reply.with_status(
-                    ResponseType::RequestEntityTooLarge,
-                    None,
-                    "too large for the queue",
-                ),
-                RefusalReason::Unavailable => job.reply.with_status(
-                    ResponseType::ServiceUnavailable,
-                    Some(state.router.config.retry_after.get()),
-                    "storage unavailable",
-                ),
+            Err(refusal) => {
+                Counters::add(&c.events_refused, n);
+                tracing::warn!(peer = %job.reply.peer, error = %refusal.message, "CoAP readings refused by the queue");
+                match refusal.reason {
+                    RefusalReason::Busy { retry_after } => job.reply.with_status(
+                        ResponseType::ServiceUnavailable,
+                        Some(retry_after),
+                        "queue full, retry later",
+                    ),
+                    RefusalReason::TooLarge => job.reply.with_status(
+                        ResponseType::RequestEntityTooLarge,
+                        None,
+                        "too large for the queue",
+                    ),
+                    RefusalReason::Unavailable => job.reply.with_status(
+                        ResponseType::ServiceUnavailable,
+                        Some(state.router.config.retry_after.get()),
+                        "storage unavailable",
+                    ),
+                }
             }
-        }
+        };
+        finish(&state, reply).await;
     }
 }
 
