@@ -1,17 +1,22 @@
 //! WAL checkpoints off the writer thread, in `process` durability. The writer
-//! connection never checkpoints (`wal_autocheckpoint=0`); after each commit it nudges this
-//! thread, which copies the WAL back into the database once the WAL has grown
-//! past a threshold. A PASSIVE checkpoint runs beside the writer without
-//! blocking it, so producers never wait for a checkpoint's fsync. Idle means
-//! idle: the thread sleeps until the next nudge.
+//! connection never checkpoints (`wal_autocheckpoint=0`); after a commit that
+//! leaves more than [`THRESHOLD`] of frames in the WAL (SQLite's WAL hook
+//! counts them) it nudges this thread, which copies the WAL back into the
+//! database. A PASSIVE checkpoint runs beside the writer without blocking
+//! it, so producers never wait for a checkpoint's fsync; once every frame
+//! is copied the writer starts the WAL over and the count falls. (The WAL
+//! file keeps its size, so its size says nothing about what is left to
+//! copy: going by it, every commit after the first 4 MiB checkpointed and
+//! fsynced.) Idle means idle: the thread sleeps until the next nudge.
 
 use super::schema;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-/// WAL size that triggers a checkpoint (SQLite's own default is 1000 pages).
-const THRESHOLD: u64 = 4 << 20;
+/// Bytes of WAL frames that trigger a checkpoint (SQLite's own default is
+/// 1000 pages).
+pub(crate) const THRESHOLD: u64 = 4 << 20;
 
 /// Starts the checkpoint thread for the database at `path`. Dropping the
 /// sender stops it.
@@ -25,13 +30,8 @@ pub(crate) fn spawn(path: &Path) -> std::io::Result<(SyncSender<()>, JoinHandle<
 }
 
 fn run(path: &Path, nudges: Receiver<()>) {
-    let wal = PathBuf::from(format!("{}-wal", path.display()));
     let mut conn = None;
     while nudges.recv().is_ok() {
-        let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
-        if size < THRESHOLD {
-            continue;
-        }
         if conn.is_none() {
             conn = schema::open_reader(path)
                 .map_err(|e| tracing::warn!(error = %e, "Cannot open the queue for checkpoints"))

@@ -92,7 +92,7 @@ impl Queue {
                     "cannot start checkpoint thread: {e}"
                 )))
             })?;
-            writer = writer.with_checkpointer(nudge);
+            writer = writer.with_checkpointer(nudge).map_err(err)?;
             checkpointer = Some(thread);
         }
         let cannot_start = |e: std::io::Error| {

@@ -6,6 +6,7 @@
 //! submission's exchange (see `exchange_table`) is stored in the same
 //! transaction as its rows, and only if they are accepted.
 
+use super::checkpoint;
 use super::exchange_table;
 use super::pipeline::{Pipeline, Produced};
 use super::streams::{Losses, StreamLoad, Streams};
@@ -143,13 +144,25 @@ pub(crate) struct Writer {
     added: Arc<Notify>,
     max_batch: usize,
     last_loss_warning: Option<std::time::Instant>,
-    /// Nudged after each commit (see `checkpoint`); none in unit tests.
-    checkpoint: Option<std::sync::mpsc::SyncSender<()>>,
+    /// Nudged after a commit that leaves the WAL past the checkpoint
+    /// threshold (see `checkpoint`); none in unit tests.
+    checkpoint: Option<Checkpointing>,
     /// Exchanges stored since expired ones were last swept, and when that was.
     exchanges_stored: usize,
     exchanges_swept: Option<std::time::Instant>,
     /// Least time between two sweeps of expired exchanges.
     exchange_sweep_every: std::time::Duration,
+}
+
+/// The checkpoint thread's nudge, and how large the WAL is.
+struct Checkpointing {
+    nudge: std::sync::mpsc::SyncSender<()>,
+    /// Frames in the WAL after the last commit, from SQLite's WAL hook:
+    /// falls back to a few once a checkpoint has copied every frame and
+    /// the writer starts the WAL over.
+    wal_frames: Arc<std::sync::atomic::AtomicU64>,
+    /// Frames that make the checkpoint threshold.
+    threshold_frames: u64,
 }
 
 /// Least time between two sweeps of expired exchanges: a sweep is a query
@@ -235,10 +248,31 @@ impl Writer {
         }
     }
 
-    /// Hands WAL checkpoints to the thread behind `nudge`.
-    pub(crate) fn with_checkpointer(mut self, nudge: std::sync::mpsc::SyncSender<()>) -> Writer {
-        self.checkpoint = Some(nudge);
-        self
+    /// Hands WAL checkpoints to the thread behind `nudge`, nudged once the
+    /// WAL holds [`checkpoint::THRESHOLD`] bytes of frames.
+    pub(crate) fn with_checkpointer(
+        mut self,
+        nudge: std::sync::mpsc::SyncSender<()>,
+    ) -> rusqlite::Result<Writer> {
+        let page_size: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let page_size = u64::try_from(page_size).unwrap_or(4096);
+        let wal_frames = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let frames = wal_frames.clone();
+        self.conn.wal_hook(Some(
+            move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+                frames.store(
+                    u64::try_from(pages).unwrap_or(0),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                Ok(())
+            },
+        ))?;
+        self.checkpoint = Some(Checkpointing {
+            nudge,
+            wal_frames,
+            threshold_frames: (checkpoint::THRESHOLD / page_size.max(512)).max(1),
+        });
+        Ok(self)
     }
 
     /// Applies new stream bounds in a transaction of its own (expiry times
@@ -334,9 +368,11 @@ impl Writer {
             Ok((outcomes, losses)) => {
                 self.pipeline.committed();
                 Metrics::add(&self.metrics.queue_commits, 1);
-                if let Some(nudge) = &self.checkpoint {
+                if let Some(c) = &self.checkpoint
+                    && c.wal_frames.load(std::sync::atomic::Ordering::Relaxed) >= c.threshold_frames
+                {
                     // Full means a nudge is already waiting: that is enough.
-                    let _ = nudge.try_send(());
+                    let _ = c.nudge.try_send(());
                 }
                 self.count_losses(losses);
                 self.publish_load();
