@@ -15,6 +15,10 @@ use support::{Broker, Collector, config, wait_until};
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// One device key; a wrong key shows only when the handshake times out,
+/// so the timeout is short.
+const ONE_KEY: &str = "psk = { \"sensor-1\" = \"right\" }\nhandshake_timeout = \"1 s\"";
+
 /// A runtime with plain CoAP and DTLS on free loopback ports.
 async fn start(dir: &std::path::Path, port: u16, dtls: &str) -> (Runtime, SocketAddr, SocketAddr) {
     let extra = format!(
@@ -119,13 +123,7 @@ async fn psk_devices_post_over_dtls_beside_plain_coap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_key_or_unknown_identity_fails_the_handshake_and_is_counted() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (runtime, _, secure) = start(
-        dir.path(),
-        support::free_port(),
-        // A wrong key shows only when the handshake times out.
-        "psk = { \"sensor-1\" = \"right\" }\nhandshake_timeout = \"1 s\"",
-    )
-    .await;
+    let (runtime, _, secure) = start(dir.path(), support::free_port(), ONE_KEY).await;
     let answers = tokio::task::spawn_blocking(move || {
         vec![
             psk_post(secure, "sensor-1", 1, "sensor-1", "wrong"),
@@ -209,12 +207,7 @@ async fn devices_with_certificates_from_the_device_ca_post_over_dtls() {
 async fn garbage_and_mangled_handshakes_leave_the_dtls_listener_serving() {
     use sluice_adapter_common::random::Random;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (runtime, _, secure) = start(
-        dir.path(),
-        support::free_port(),
-        "psk = { \"sensor-1\" = \"right\" }\nhandshake_timeout = \"1 s\"",
-    )
-    .await;
+    let (runtime, _, secure) = start(dir.path(), support::free_port(), ONE_KEY).await;
     let sent = tokio::task::spawn_blocking(move || {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         // A ClientHello header: handshake record, DTLS 1.2, epoch 0, then

@@ -635,16 +635,23 @@ mod tests {
     }
 
     /// The keys `adapter`'s recall finds now, in expiry order.
-    fn recalled(w: &Writer, adapter: &'static str) -> Vec<Vec<u8>> {
+    /// What the writer recalls for `adapter`, at most `limit`.
+    fn recall(
+        w: &Writer,
+        adapter: &'static str,
+        limit: usize,
+    ) -> Vec<sluice_adapter_common::Remembered> {
         let (reply, mut rx) = oneshot::channel();
         w.recall(Recall {
             adapter,
-            limit: 100,
+            limit,
             reply,
         });
-        rx.try_recv()
-            .expect("answered")
-            .expect("read")
+        rx.try_recv().expect("answered").expect("read")
+    }
+
+    fn recalled(w: &Writer, adapter: &'static str) -> Vec<Vec<u8>> {
+        recall(w, adapter, 100)
             .into_iter()
             .map(|r| r.exchange.key)
             .collect()
@@ -666,13 +673,7 @@ mod tests {
         drop(w);
 
         let (w, _) = writer(dir.path());
-        let (reply, mut rx) = oneshot::channel();
-        w.recall(Recall {
-            adapter: "coap",
-            limit: 10,
-            reply,
-        });
-        let found = rx.try_recv().expect("answered").expect("read");
+        let found = recall(&w, "coap", 10);
         assert_eq!(found.len(), 2);
         assert_eq!(found[0].exchange.key, b"a");
         assert_eq!(found[0].exchange.answer, [0x60, 0x44, b'a', b'a']);
@@ -686,13 +687,7 @@ mod tests {
         );
 
         // A limit keeps the newest.
-        let (reply, mut rx) = oneshot::channel();
-        w.recall(Recall {
-            adapter: "coap",
-            limit: 1,
-            reply,
-        });
-        let found = rx.try_recv().expect("answered").expect("read");
+        let found = recall(&w, "coap", 1);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].exchange.key, b"b");
     }
@@ -705,13 +700,7 @@ mod tests {
         insert_once(&mut w, &[event(1, 1)], b"a", later).expect("accepted");
         insert_once(&mut w, &[event(2, 1)], b"b", later).expect("accepted");
         insert_once(&mut w, &[event(3, 1)], b"a", later + 5).expect("accepted");
-        let (reply, mut rx) = oneshot::channel();
-        w.recall(Recall {
-            adapter: "coap",
-            limit: 10,
-            reply,
-        });
-        let found = rx.try_recv().expect("answered").expect("read");
+        let found = recall(&w, "coap", 10);
         let keys: Vec<(&[u8], Vec<EventId>)> = found
             .iter()
             .map(|r| (r.exchange.key.as_slice(), r.events.clone()))

@@ -100,7 +100,6 @@ impl Bound {
                 self.config.exchange_lifetime.get(),
                 self.config.max_exchanges,
             )),
-            counters: counters.clone(),
             router: Router::new(self.config, counters, directory),
         });
         restore(&sink, &state).await;
@@ -123,7 +122,7 @@ impl Bound {
             for listener in self.secure {
                 listeners.spawn(listener.run(
                     decrypted.clone(),
-                    state.counters.clone(),
+                    state.router.counters.clone(),
                     shutdown.clone(),
                 ));
             }
@@ -190,7 +189,7 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 struct State {
     /// Answers by request: in memory, restored at start from the core.
     exchanges: Mutex<Exchanges>,
-    counters: Arc<Counters>,
+    /// Routing, with the config and the counters.
     router: Router,
 }
 
@@ -239,7 +238,7 @@ async fn receive(socket: Arc<UdpSocket>, jobs: mpsc::Sender<Job>, state: Arc<Sta
                 continue;
             }
         };
-        let c = &state.counters;
+        let c = &state.router.counters;
         Counters::add(&c.messages_in, 1);
         Counters::add(&c.bytes_in, n as u64);
         let origin = Origin {
@@ -280,7 +279,7 @@ async fn dispatch(
     jobs: &mpsc::Sender<Job>,
     state: &State,
 ) {
-    let c = &state.counters;
+    let c = &state.router.counters;
     let Ok(packet) = Packet::from_bytes(bytes) else {
         c.reject(Rejection::MalformedDatagram);
         return;
@@ -313,7 +312,7 @@ async fn dispatch(
 /// directly whatever needs no durability; returns the job otherwise.
 async fn handle(packet: Packet, origin: Origin, link: Link, state: &State) -> Option<Job> {
     let peer = origin.peer;
-    let c = &state.counters;
+    let c = &state.router.counters;
     if packet.header.get_version() != 1 {
         // RFC 7252 §3: unknown versions are silently ignored (coap-lite
         // parses them).
@@ -385,7 +384,7 @@ async fn work<S: Sink>(
             return;
         };
         let n = job.events.len() as u64;
-        let c = &state.counters;
+        let c = &state.router.counters;
         // The answer to a success is known before the commit: it is
         // committed with the events, for retransmissions after a restart.
         let once = state
