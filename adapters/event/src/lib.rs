@@ -12,6 +12,12 @@
 extern crate alloc;
 
 pub mod abi;
+mod view;
+mod wire;
+mod writer;
+
+pub use view::{EventView, MetaRef, Metas, ReadingRef, Readings, ValueRef, decode_meta_list};
+pub use writer::EventWriter;
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -187,20 +193,17 @@ impl Event {
         self
     }
 
-    /// Encodes the event with postcard.
+    /// Encodes the event: the bytes postcard writes for it (written by hand,
+    /// so that guest functions carry no serde code).
     pub fn encode(&self) -> Vec<u8> {
-        // Serializing into a Vec only fails on allocation failure, which aborts anyway.
-        postcard::to_allocvec(self).unwrap_or_default()
+        writer::encode(self)
     }
 
-    /// Decodes an event, checking its format version first.
+    /// Decodes an event, checking its format version first; accepts exactly
+    /// what postcard accepts. To read a few fields without building the owned
+    /// event, use [`EventView`].
     pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
-        match bytes.first() {
-            None => return Err(DecodeError::Malformed),
-            Some(&v) if v != FORMAT_VERSION => return Err(DecodeError::UnsupportedVersion(v)),
-            Some(_) => {}
-        }
-        postcard::from_bytes(bytes).map_err(|_| DecodeError::Malformed)
+        EventView::parse(bytes).map(|view| view.to_event())
     }
 
     /// The value of the reading called `name`, if it is a number.

@@ -20,7 +20,7 @@
 extern crate alloc;
 
 use alloc::string::String;
-use sluice_sdk::{Config, Error, Event, Function, Kind, Value, state, text};
+use sluice_sdk::{Config, Error, EventView, EventWriter, Function, Kind, ValueRef, state, text};
 
 /// The deadband function, as configured.
 pub struct Deadband {
@@ -60,30 +60,31 @@ impl Function for Deadband {
         })
     }
 
-    fn on_event(&mut self, input: Event) -> Result<(), Error> {
-        let mut output = Event::new(text::subject_level(&input.device), input.device.clone(), 0);
-        for reading in input.readings {
-            let Value::Number(value) = reading.value else {
+    fn on_view(&mut self, input: &EventView<'_>) -> Result<(), Error> {
+        let mut output = EventWriter::new(&text::subject_level(input.device), input.device);
+        let mut moved_any = false;
+        for reading in input.readings() {
+            let ValueRef::Number(value) = reading.value else {
                 continue;
             };
             let targeted = self
                 .reading
                 .as_ref()
-                .is_none_or(|name| *name == reading.name);
+                .is_none_or(|name| name == reading.name);
             if !targeted || !value.is_finite() {
                 continue;
             }
-            let key = last_key(&input.device, &reading.name);
+            let key = last_key(input.device, reading.name);
             if moved(state::get_f64(key.as_bytes()), value, self.delta) {
                 state::put_f64(key.as_bytes(), value)?;
-                output.readings.push(reading);
+                output.reading(reading.name, reading.value, reading.unit);
+                moved_any = true;
             }
         }
-        if output.readings.is_empty() {
+        if !moved_any {
             return Ok(());
         }
-        output.device_time_ms = input.device_time_ms;
-        output.meta = input.meta;
+        output.device_time_ms(input.device_time_ms).meta_from(input);
         sluice_sdk::emit(&output)
     }
 }

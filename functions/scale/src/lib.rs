@@ -19,7 +19,9 @@
 extern crate alloc;
 
 use alloc::string::String;
-use sluice_sdk::{Config, Error, Event, Function, Kind, Reading, Value, text};
+use sluice_sdk::{
+    Config, Error, EventView, EventWriter, Function, Kind, ReadingRef, ValueRef, text,
+};
 
 /// The scale function, as configured.
 pub struct Scale {
@@ -31,24 +33,22 @@ pub struct Scale {
 }
 
 impl Scale {
-    /// Transforms `reading` in place if it is numeric and targeted.
-    fn apply(&self, reading: &mut Reading) {
-        let Value::Number(x) = reading.value else {
-            return;
+    /// `reading` transformed if it is numeric and targeted, else as it is.
+    fn apply<'a>(&'a self, reading: ReadingRef<'a>) -> ReadingRef<'a> {
+        let ValueRef::Number(x) = reading.value else {
+            return reading;
         };
         if self
             .reading
             .as_ref()
-            .is_some_and(|name| *name != reading.name)
+            .is_some_and(|name| name != reading.name)
         {
-            return;
+            return reading;
         }
-        reading.value = Value::Number(x * self.factor + self.offset);
-        if let Some(unit) = &self.unit {
-            reading.unit.clone_from(unit);
-        }
-        if let Some(name) = &self.rename {
-            reading.name.clone_from(name);
+        ReadingRef {
+            name: self.rename.as_deref().unwrap_or(reading.name),
+            value: ValueRef::Number(x * self.factor + self.offset),
+            unit: self.unit.as_deref().unwrap_or(reading.unit),
         }
     }
 }
@@ -82,14 +82,14 @@ impl Function for Scale {
         }
     }
 
-    fn on_event(&mut self, input: Event) -> Result<(), Error> {
-        let mut output = Event::new(text::subject_level(&input.device), input.device, 0);
-        output.device_time_ms = input.device_time_ms;
-        output.readings = input.readings;
-        for reading in &mut output.readings {
-            self.apply(reading);
+    fn on_view(&mut self, input: &EventView<'_>) -> Result<(), Error> {
+        let mut output = EventWriter::new(&text::subject_level(input.device), input.device);
+        output.device_time_ms(input.device_time_ms);
+        for reading in input.readings() {
+            let r = self.apply(reading);
+            output.reading(r.name, r.value, r.unit);
         }
-        output.meta = input.meta;
+        output.meta_from(input);
         sluice_sdk::emit(&output)
     }
 }
@@ -100,12 +100,8 @@ sluice_sdk::export_function!(Scale);
 mod tests {
     use super::*;
 
-    fn reading(name: &str, value: Value, unit: &str) -> Reading {
-        Reading {
-            name: name.into(),
-            value,
-            unit: unit.into(),
-        }
+    fn reading<'a>(name: &'a str, value: ValueRef<'a>, unit: &'a str) -> ReadingRef<'a> {
+        ReadingRef { name, value, unit }
     }
 
     fn scale(reading: Option<&str>, unit: Option<&str>, rename: Option<&str>) -> Scale {
@@ -118,21 +114,16 @@ mod tests {
         }
     }
 
-    fn apply(scale: &Scale, mut r: Reading) -> Reading {
-        scale.apply(&mut r);
-        r
-    }
-
     #[test]
     fn every_numeric_reading() {
         let s = scale(None, Some("V"), None);
         assert_eq!(
-            apply(&s, reading("a", Value::Number(3.0), "")),
-            reading("a", Value::Number(5.0), "V")
+            s.apply(reading("a", ValueRef::Number(3.0), "")),
+            reading("a", ValueRef::Number(5.0), "V")
         );
         assert_eq!(
-            apply(&s, reading("b", Value::Bool(true), "")),
-            reading("b", Value::Bool(true), "")
+            s.apply(reading("b", ValueRef::Bool(true), "")),
+            reading("b", ValueRef::Bool(true), "")
         );
     }
 
@@ -140,12 +131,12 @@ mod tests {
     fn one_reading_renamed() {
         let s = scale(Some("raw"), Some("V"), Some("voltage"));
         assert_eq!(
-            apply(&s, reading("raw", Value::Number(0.5), "")),
-            reading("voltage", Value::Number(0.0), "V")
+            s.apply(reading("raw", ValueRef::Number(0.5), "")),
+            reading("voltage", ValueRef::Number(0.0), "V")
         );
         assert_eq!(
-            apply(&s, reading("other", Value::Number(0.5), "x")),
-            reading("other", Value::Number(0.5), "x")
+            s.apply(reading("other", ValueRef::Number(0.5), "x")),
+            reading("other", ValueRef::Number(0.5), "x")
         );
     }
 }

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use core::alloc::Layout;
 use core::cell::RefCell;
 use core::ptr::NonNull;
-use sluice_event::{Event, Meta, abi};
+use sluice_event::{EventView, abi, decode_meta_list};
 
 use crate::{Config, Error, Function, Level, log, text};
 
@@ -74,7 +74,7 @@ pub unsafe fn init<F: Function>(slot: &Slot<F>, ptr: i32, len: i32) -> i32 {
     let entries = if bytes.is_empty() {
         Vec::new()
     } else {
-        match postcard::from_bytes::<Vec<Meta>>(&bytes) {
+        match decode_meta_list(&bytes) {
             Ok(entries) => entries,
             Err(_) => return fail("init", Error::MALFORMED_CONFIG),
         }
@@ -92,20 +92,19 @@ pub unsafe fn init<F: Function>(slot: &Slot<F>, ptr: i32, len: i32) -> i32 {
     }
 }
 
-/// `sluice_on_event`: decodes the event and hands it to the function, built
-/// with an empty config first if `sluice_init` was never called.
+/// `sluice_on_event`: checks the event and hands a view of it to the
+/// function, built with an empty config first if `sluice_init` was never
+/// called.
 ///
 /// # Safety
 /// As for [`take`].
 pub unsafe fn on_event<F: Function>(slot: &Slot<F>, ptr: i32, len: i32) -> i32 {
     // SAFETY: forwarded from the caller.
     let bytes = unsafe { take(ptr, len) };
-    let event = match Event::decode(&bytes) {
-        Ok(event) => event,
-        Err(_) => return fail("on_event", Error::MALFORMED_EVENT),
+    let Ok(event) = EventView::parse(&bytes) else {
+        return fail("on_event", Error::MALFORMED_EVENT);
     };
-    drop(bytes);
-    with_function(slot, "on_event", |function| function.on_event(event))
+    with_function(slot, "on_event", |function| function.on_view(&event))
 }
 
 /// `sluice_on_tick`: the schedule fired at `now_ms`.

@@ -6,7 +6,8 @@
 //! every other import panics.
 
 use alloc::string::String;
-use sluice_event::{Event, abi};
+use alloc::vec::Vec;
+use sluice_event::{Event, EventWriter, abi};
 
 use crate::Error;
 
@@ -87,7 +88,26 @@ pub(crate) fn len(bytes: &[u8]) -> i32 {
     i32::try_from(bytes.len()).unwrap_or(i32::MAX)
 }
 
-/// Emits one output event.
+/// Something [`emit`] takes: an [`Event`] or an [`EventWriter`].
+pub trait Output {
+    /// The encoded event.
+    fn encode(&self) -> Vec<u8>;
+}
+
+impl Output for Event {
+    fn encode(&self) -> Vec<u8> {
+        Event::encode(self)
+    }
+}
+
+impl Output for EventWriter {
+    fn encode(&self) -> Vec<u8> {
+        self.finish()
+    }
+}
+
+/// Emits one output event, built as an [`Event`] or (cheaper: nothing is
+/// copied twice) written with an [`EventWriter`].
 ///
 /// The host sets `id`, `cause` and `function`, prefixes the subject with
 /// `fn/<function>/`, fills an empty `device` from the input and a `0`
@@ -95,7 +115,7 @@ pub(crate) fn len(bytes: &[u8]) -> i32 {
 /// levels without `+` or `#` (see [`crate::text::subject_level`]); an invalid
 /// event, or more than the host's `max_emit` events or `max_emit_bytes` bytes
 /// in one call, traps the call.
-pub fn emit(event: &Event) -> Result<(), Error> {
+pub fn emit(event: &impl Output) -> Result<(), Error> {
     let bytes = event.encode();
     // SAFETY: the pointer and length describe `bytes`, alive for the call.
     match unsafe { sys::emit(addr(&bytes), len(&bytes)) } {

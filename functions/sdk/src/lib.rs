@@ -86,8 +86,11 @@ pub mod text;
 
 pub use config::{Config, Kind};
 pub use error::Error;
-pub use host::{Level, emit, log, log_parts, now_ms};
-pub use sluice_event::{Event, EventId, Meta, Reading, Value, abi};
+pub use host::{Level, Output, emit, log, log_parts, now_ms};
+pub use sluice_event::{
+    Event, EventId, EventView, EventWriter, Meta, MetaRef, Reading, ReadingRef, Value, ValueRef,
+    abi,
+};
 
 /// A Sluice function: built once per instance from its config, then called
 /// for each input event and, with `every` in its config, on a schedule.
@@ -101,10 +104,26 @@ pub trait Function: Sized {
     /// an event before any config.
     fn init(config: &Config) -> Result<Self, Error>;
 
-    /// Handles one input event, emitting outputs with [`emit`]. An error fails
-    /// the call: outputs and state writes are discarded and the input goes to
-    /// the dead-letter table.
-    fn on_event(&mut self, event: Event) -> Result<(), Error>;
+    /// Handles one input event, read in place: what the host calls. An error
+    /// fails the call: outputs and state writes are discarded and the input
+    /// goes to the dead-letter table.
+    ///
+    /// Implement this (and write outputs with an [`EventWriter`]) for speed:
+    /// only the fields the function looks at are read, and nothing is
+    /// copied. By default it builds the owned [`Event`] and calls
+    /// [`Function::on_event`].
+    fn on_view(&mut self, event: &EventView<'_>) -> Result<(), Error> {
+        self.on_event(event.to_event())
+    }
+
+    /// Handles one input event as an owned [`Event`], emitting outputs with
+    /// [`emit`]; the simpler way to write a function. Called by the default
+    /// [`Function::on_view`]; does nothing unless overridden. Implement one of
+    /// the two.
+    fn on_event(&mut self, event: Event) -> Result<(), Error> {
+        let _ = event;
+        Ok(())
+    }
 
     /// Runs when the function's schedule fires; `now_ms` is the gateway's
     /// wall-clock time. Does nothing unless overridden.

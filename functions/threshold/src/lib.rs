@@ -20,8 +20,7 @@
 extern crate alloc;
 
 use alloc::string::String;
-use alloc::vec::Vec;
-use sluice_sdk::{Config, Error, Event, Function, Kind, Meta, Value, state, text};
+use sluice_sdk::{Config, Error, EventView, EventWriter, Function, Kind, ValueRef, state, text};
 
 /// The threshold function, as configured.
 pub struct Threshold {
@@ -78,18 +77,14 @@ impl Function for Threshold {
         Ok(Threshold { reading, high, low })
     }
 
-    fn on_event(&mut self, input: Event) -> Result<(), Error> {
-        let Some(reading) = input
-            .readings
-            .iter()
-            .find(|r| r.name == self.reading && matches!(r.value, Value::Number(_)))
-        else {
+    fn on_view(&mut self, input: &EventView<'_>) -> Result<(), Error> {
+        let Some((reading, value)) = input.readings().find_map(|r| match r.value {
+            ValueRef::Number(x) if r.name == self.reading => Some((r, x)),
+            _ => None,
+        }) else {
             return Ok(());
         };
-        let Value::Number(value) = reading.value else {
-            return Ok(());
-        };
-        let key = alarm_key(&input.device);
+        let key = alarm_key(input.device);
         let in_alarm = state::get(key.as_bytes()).is_some();
         let alarm = match self.transition(in_alarm, value) {
             None => return Ok(()),
@@ -103,27 +98,22 @@ impl Function for Threshold {
             }
         };
 
-        let mut output = Event::new(text::subject_level(&input.device), input.device.clone(), 0);
-        output.device_time_ms = input.device_time_ms;
-        output.readings.push(reading.clone());
+        let mut output = EventWriter::new(&text::subject_level(input.device), input.device);
+        output.device_time_ms(input.device_time_ms).reading(
+            reading.name,
+            reading.value,
+            reading.unit,
+        );
         // The input's meta, minus keys this function sets itself.
-        output.meta = input
-            .meta
-            .into_iter()
-            .filter(|m| !matches!(m.key.as_str(), "alarm" | "high" | "low"))
-            .collect::<Vec<Meta>>();
-        output.meta.push(Meta {
-            key: "alarm".into(),
-            value: Value::Text(alarm.into()),
-        });
-        output.meta.push(Meta {
-            key: "high".into(),
-            value: Value::Number(self.high),
-        });
-        output.meta.push(Meta {
-            key: "low".into(),
-            value: Value::Number(self.low),
-        });
+        for m in input.meta() {
+            if !matches!(m.key, "alarm" | "high" | "low") {
+                output.meta(m.key, m.value);
+            }
+        }
+        output
+            .meta("alarm", ValueRef::Text(alarm))
+            .meta("high", ValueRef::Number(self.high))
+            .meta("low", ValueRef::Number(self.low));
         sluice_sdk::emit(&output)
     }
 }
@@ -133,6 +123,7 @@ sluice_sdk::export_function!(Threshold);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_sdk::{Meta, Value};
 
     fn threshold(high: f64, low: f64) -> Threshold {
         Threshold {

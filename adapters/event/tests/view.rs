@@ -1,0 +1,181 @@
+//! `EventView` and `EventWriter` against postcard itself: on random events
+//! they agree with `postcard` byte for byte, and on corrupted encodings they
+//! accept exactly what postcard accepts.
+
+use sluice_event::{
+    Event, EventId, EventView, EventWriter, Meta, Reading, Value, decode_meta_list,
+};
+
+/// A small deterministic generator (xorshift64*), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn text(&mut self) -> String {
+        const PIECES: [&str; 6] = ["a", "temp", "é", "/", "", "0123456789abcdef"];
+        (0..self.below(4))
+            .map(|_| PIECES[self.below(6) as usize])
+            .collect()
+    }
+
+    fn int(&mut self) -> i64 {
+        match self.below(4) {
+            0 => 0,
+            1 => -(self.below(300) as i64),
+            2 => self.next() as i64,
+            _ => 1_764_000_000_000 + self.below(1 << 20) as i64,
+        }
+    }
+
+    fn value(&mut self) -> Value {
+        match self.below(4) {
+            0 => Value::Number(self.int() as f64 / 7.0),
+            1 => Value::Bool(self.below(2) == 1),
+            2 => Value::Text(self.text()),
+            _ => Value::Bytes((0..self.below(20)).map(|_| self.next() as u8).collect()),
+        }
+    }
+
+    fn event(&mut self) -> Event {
+        let mut e = Event::new(self.text(), self.text(), self.int());
+        if self.below(2) == 1 {
+            e.id = EventId(self.next());
+            e.cause = Some(EventId(self.next() >> self.below(64)));
+        }
+        e.device_time_ms = (self.below(2) == 1).then(|| self.int());
+        for _ in 0..self.below(5) {
+            e.readings.push(Reading {
+                name: self.text(),
+                value: self.value(),
+                unit: self.text(),
+            });
+        }
+        for _ in 0..self.below(4) {
+            e.meta.push(Meta {
+                key: self.text(),
+                value: self.value(),
+            });
+        }
+        if self.below(2) == 1 {
+            e.raw = Some((0..self.below(40)).map(|_| self.next() as u8).collect());
+        }
+        if self.below(3) == 1 {
+            e.function = Some(self.text());
+        }
+        e
+    }
+}
+
+fn postcard_decode(bytes: &[u8]) -> Option<Event> {
+    match bytes.first() {
+        Some(1) => postcard::from_bytes(bytes).ok(),
+        _ => None,
+    }
+}
+
+#[test]
+fn view_reads_what_postcard_wrote() {
+    let mut rng = Rng(0x5eed);
+    for _ in 0..5000 {
+        let event = rng.event();
+        let bytes = postcard::to_allocvec(&event).unwrap();
+        let view = EventView::parse(&bytes).unwrap();
+        assert_eq!(view.to_event(), event);
+        assert_eq!(view.reading_count(), event.readings.len());
+        assert_eq!(view.meta_count(), event.meta.len());
+        for r in &event.readings {
+            let first = event.readings.iter().find(|x| x.name == r.name).unwrap();
+            assert_eq!(view.reading(&r.name).unwrap().value, first.value.as_ref());
+        }
+        assert_eq!(Event::decode(&bytes).unwrap(), event);
+        assert_eq!(event.encode(), bytes);
+    }
+}
+
+#[test]
+fn writer_writes_what_postcard_writes() {
+    let mut rng = Rng(0xfeed);
+    for _ in 0..5000 {
+        let mut event = rng.event();
+        // The writer leaves what the gateway assigns unset.
+        event.id = EventId::UNSET;
+        event.cause = None;
+        event.function = None;
+        let mut w = EventWriter::new(&event.subject, &event.device);
+        w.device_time_ms(event.device_time_ms)
+            .gateway_time_ms(event.gateway_time_ms);
+        for r in &event.readings {
+            w.reading(&r.name, r.value.as_ref(), &r.unit);
+        }
+        // Meta half written entry by entry, half copied from a view.
+        let (by_entry, copied) = event.meta.split_at(event.meta.len() / 2);
+        for m in by_entry {
+            w.meta(&m.key, m.value.as_ref());
+        }
+        let mut source = Event::new("s", "d", 0);
+        source.meta = copied.to_vec();
+        let source_bytes = source.encode();
+        w.meta_from(&EventView::parse(&source_bytes).unwrap());
+        if let Some(raw) = &event.raw {
+            w.raw(raw);
+        }
+        assert_eq!(w.finish(), postcard::to_allocvec(&event).unwrap());
+    }
+}
+
+#[test]
+fn corrupted_bytes_are_refused_exactly_when_postcard_refuses_them() {
+    let mut rng = Rng(0xbad);
+    let mut refused = 0;
+    for _ in 0..20_000 {
+        let mut bytes = postcard::to_allocvec(&rng.event()).unwrap();
+        match rng.below(3) {
+            0 => {
+                let at = rng.below(bytes.len() as u64) as usize;
+                bytes[at] = rng.next() as u8;
+            }
+            1 => bytes.truncate(rng.below(bytes.len() as u64) as usize),
+            _ => {
+                let at = rng.below(bytes.len() as u64) as usize;
+                bytes[at] ^= 0x80;
+            }
+        }
+        let ours = EventView::parse(&bytes).ok().map(|v| v.to_event());
+        let theirs = postcard_decode(&bytes);
+        // NaN payloads compare unequal; compare encodings instead.
+        assert_eq!(
+            ours.as_ref().map(|e| postcard::to_allocvec(e).unwrap()),
+            theirs.as_ref().map(|e| postcard::to_allocvec(e).unwrap()),
+            "bytes {bytes:02x?}"
+        );
+        refused += usize::from(theirs.is_none());
+    }
+    // The corruptions must exercise both sides.
+    assert!(refused > 1000 && refused < 19_000, "{refused} refused");
+}
+
+#[test]
+fn config_lists_decode_as_postcard_does() {
+    let mut rng = Rng(0xc0f);
+    for _ in 0..1000 {
+        let list: Vec<Meta> = (0..rng.below(6))
+            .map(|_| Meta {
+                key: rng.text(),
+                value: rng.value(),
+            })
+            .collect();
+        let bytes = postcard::to_allocvec(&list).unwrap();
+        assert_eq!(decode_meta_list(&bytes).unwrap(), list);
+    }
+    assert!(decode_meta_list(&[2, 0]).is_err());
+}
