@@ -19,7 +19,7 @@
 use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Outgoing, Packet, QoS};
 use sluice::config::Config;
 use sluice::record::{BatchWriter, UpstreamRecord};
-use sluice_event::{Event, EventId, Value};
+use sluice_event::{Event, EventId, EventView, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -272,8 +272,9 @@ fn real_batch_payload(n: usize) -> Vec<u8> {
         .collect();
     let mut w = BatchWriter::new("bench", sluice::clock::now_ms(), 64 << 20);
     for e in &events {
-        // Round trip through the stored form, as the uplink does.
-        let e = Event::decode(&e.encode()).expect("decodes");
+        // Read from the stored form, as the uplink does.
+        let bytes = e.encode();
+        let e = EventView::parse(&bytes).expect("decodes");
         assert!(w.push(&UpstreamRecord {
             event: &e,
             stream: "telemetry",

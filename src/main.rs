@@ -6,7 +6,7 @@ use sluice::Runtime;
 use sluice::config::Config;
 use sluice::queue::inspect;
 use sluice::record::UpstreamRecord;
-use sluice_event::Event;
+use sluice_event::{Event, EventView};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -314,7 +314,7 @@ fn queue_peek(path: &Path, limit: usize) -> Result<()> {
         inspect::peek(&db, limit).with_context(|| format!("cannot read queue {}", db.display()))?;
     let mut out = String::new();
     for row in rows {
-        let line = match Event::decode(&row.event) {
+        let line = match EventView::parse(&row.event) {
             Ok(event) => {
                 let record = UpstreamRecord {
                     event: &event,

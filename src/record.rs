@@ -8,7 +8,7 @@
 
 use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
-use sluice_event::{Event, Meta, Reading, Value};
+use sluice_event::{Event, EventView, Metas, ReadingRef, Readings, ValueRef};
 
 /// The `v` field of every batch payload. Version 2 typed every reading and
 /// meta value; in version 1 a meta value was bare and bytes looked like text.
@@ -16,8 +16,8 @@ pub const BATCH_SCHEMA_VERSION: u32 = 2;
 
 /// An event as an upstream record, tagged with its queue stream.
 pub struct UpstreamRecord<'a> {
-    /// The event.
-    pub event: &'a Event,
+    /// The event, read in place from its encoding.
+    pub event: &'a EventView<'a>,
     /// The stream it was queued in.
     pub stream: &'a str,
     /// When the queue committed it (ms since the Unix epoch).
@@ -30,16 +30,16 @@ impl Serialize for UpstreamRecord<'_> {
         let mut r = s.serialize_struct("Record", 12)?;
         r.serialize_field("id", &e.id.to_string())?;
         r.serialize_field("stream", self.stream)?;
-        r.serialize_field("subject", &e.subject)?;
-        r.serialize_field("device", &e.device)?;
+        r.serialize_field("subject", e.subject)?;
+        r.serialize_field("device", e.device)?;
         r.serialize_field("device_time_ms", &e.device_time_ms)?;
         r.serialize_field("gateway_time_ms", &e.gateway_time_ms)?;
         r.serialize_field("queued_ms", &self.queued_ms)?;
         r.serialize_field("cause", &e.cause.map(|c| c.to_string()))?;
         r.serialize_field("function", &e.function)?;
-        r.serialize_field("readings", &Readings(&e.readings))?;
-        r.serialize_field("meta", &Metas(&e.meta))?;
-        r.serialize_field("raw", &e.raw.as_deref().map(hex))?;
+        r.serialize_field("readings", &ReadingsJson(e.readings()))?;
+        r.serialize_field("meta", &MetasJson(e.meta()))?;
+        r.serialize_field("raw", &e.raw.map(hex))?;
         r.end()
     }
 }
@@ -47,8 +47,12 @@ impl Serialize for UpstreamRecord<'_> {
 /// An event as JSON, in the upstream record's shape without the queue fields
 /// (for `sluice fn test` and `sluice queue dead-letters`).
 pub fn event_json(event: &Event) -> serde_json::Value {
+    let bytes = event.encode();
+    let Ok(view) = EventView::parse(&bytes) else {
+        return serde_json::Value::Null;
+    };
     let record = UpstreamRecord {
-        event,
+        event: &view,
         stream: "",
         queued_ms: 0,
     };
@@ -60,48 +64,48 @@ pub fn event_json(event: &Event) -> serde_json::Value {
     value
 }
 
-struct Readings<'a>(&'a [Reading]);
+struct ReadingsJson<'a>(Readings<'a>);
 
-impl Serialize for Readings<'_> {
+impl Serialize for ReadingsJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for r in self.0 {
+        for r in self.0.clone() {
             seq.serialize_element(&ReadingJson(r))?;
         }
         seq.end()
     }
 }
 
-struct ReadingJson<'a>(&'a Reading);
+struct ReadingJson<'a>(ReadingRef<'a>);
 
 impl Serialize for ReadingJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.0;
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("name", &r.name)?;
-        m.serialize_entry("type", type_name(&r.value))?;
-        m.serialize_entry("value", &ValueJson(&r.value))?;
+        m.serialize_entry("name", r.name)?;
+        m.serialize_entry("type", type_name(r.value))?;
+        m.serialize_entry("value", &ValueJson(r.value))?;
         if !r.unit.is_empty() {
-            m.serialize_entry("unit", &r.unit)?;
+            m.serialize_entry("unit", r.unit)?;
         }
         m.end()
     }
 }
 
-struct Metas<'a>(&'a [Meta]);
+struct MetasJson<'a>(Metas<'a>);
 
-impl Serialize for Metas<'_> {
+impl Serialize for MetasJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.0.len()))?;
-        for meta in self.0 {
-            m.serialize_entry(&meta.key, &TypedValueJson(&meta.value))?;
+        for meta in self.0.clone() {
+            m.serialize_entry(meta.key, &TypedValueJson(meta.value))?;
         }
         m.end()
     }
 }
 
 /// `{"type": …, "value": …}`: a meta value with its type.
-struct TypedValueJson<'a>(&'a Value);
+struct TypedValueJson<'a>(ValueRef<'a>);
 
 impl Serialize for TypedValueJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -113,35 +117,36 @@ impl Serialize for TypedValueJson<'_> {
 }
 
 /// The `type` next to a value: how to read its `value`.
-fn type_name(value: &Value) -> &'static str {
+fn type_name(value: ValueRef<'_>) -> &'static str {
     match value {
-        Value::Number(_) => "number",
-        Value::Bool(_) => "bool",
-        Value::Text(_) => "text",
-        Value::Bytes(_) => "bytes",
+        ValueRef::Number(_) => "number",
+        ValueRef::Bool(_) => "bool",
+        ValueRef::Text(_) => "text",
+        ValueRef::Bytes(_) => "bytes",
     }
 }
 
 /// Numbers as JSON numbers (non-finite ones as `null`), bytes as lowercase hex.
-struct ValueJson<'a>(&'a Value);
+struct ValueJson<'a>(ValueRef<'a>);
 
 impl Serialize for ValueJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self.0 {
-            Value::Number(n) if n.is_finite() => s.serialize_f64(*n),
-            Value::Number(_) => s.serialize_none(),
-            Value::Bool(b) => s.serialize_bool(*b),
-            Value::Text(t) => s.serialize_str(t),
-            Value::Bytes(b) => s.serialize_str(&hex(b)),
+            ValueRef::Number(n) if n.is_finite() => s.serialize_f64(n),
+            ValueRef::Number(_) => s.serialize_none(),
+            ValueRef::Bool(b) => s.serialize_bool(b),
+            ValueRef::Text(t) => s.serialize_str(t),
+            ValueRef::Bytes(b) => s.serialize_str(&hex(b)),
         }
     }
 }
 
 fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        let _ = write!(out, "{b:02x}");
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
     out
 }
@@ -211,7 +216,16 @@ impl BatchWriter {
 mod tests {
     use super::*;
     use serde_json::json;
-    use sluice_event::EventId;
+    use sluice_event::{EventId, Meta, Reading, Value};
+
+    /// `event` encoded, as the queue holds it.
+    fn stored(event: &Event) -> Vec<u8> {
+        event.encode()
+    }
+
+    fn view(bytes: &[u8]) -> EventView<'_> {
+        EventView::parse(bytes).expect("valid encoding")
+    }
 
     fn event(n: u64) -> Event {
         let mut e = Event::new("coap/t1", "t1", 1_764_000_000_000)
@@ -229,10 +243,10 @@ mod tests {
 
     #[test]
     fn batch_is_valid_json_with_every_field() {
-        let e = event(7);
+        let e = stored(&event(7));
         let mut w = BatchWriter::new("gw-1", 5, 10_000);
         assert!(w.push(&UpstreamRecord {
-            event: &e,
+            event: &view(&e),
             stream: "telemetry",
             queued_ms: 3
         }));
@@ -367,13 +381,13 @@ mod tests {
 
     #[test]
     fn batch_stops_at_its_byte_budget() {
-        let events: Vec<Event> = (0..50).map(event).collect();
+        let events: Vec<Vec<u8>> = (0..50).map(|n| stored(&event(n))).collect();
         let mut w = BatchWriter::new("gw", 0, 2_000);
         let taken = events
             .iter()
             .take_while(|e| {
                 w.push(&UpstreamRecord {
-                    event: e,
+                    event: &view(e),
                     stream: "s",
                     queued_ms: 0,
                 })
@@ -388,7 +402,8 @@ mod tests {
 
     #[test]
     fn an_oversized_record_travels_alone() {
-        let e = event(1);
+        let e = stored(&event(1));
+        let e = view(&e);
         let mut w = BatchWriter::new("gw", 0, 10);
         assert!(w.push(&UpstreamRecord {
             event: &e,

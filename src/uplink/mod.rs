@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::queue::{QueueReader, QueuedRecord, Upkeep};
 use crate::record::{BatchWriter, UpstreamRecord};
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, QoS};
-use sluice_event::Event as SluiceEvent;
+use sluice_event::EventView;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, oneshot, watch};
@@ -315,7 +315,7 @@ impl Uplink {
         let mut batch = BatchWriter::new(gateway, now_ms(), max_bytes);
         let mut handed = Vec::with_capacity(rows.len());
         for row in rows {
-            let event = match SluiceEvent::decode(&row.event) {
+            let event = match EventView::parse(&row.event) {
                 Ok(e) => e,
                 Err(error) => {
                     Metrics::add(&self.metrics.uplink_undecodable, 1);
