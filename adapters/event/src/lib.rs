@@ -16,7 +16,7 @@ mod view;
 mod wire;
 mod writer;
 
-pub use view::{EventView, MetaRef, Metas, ReadingRef, Readings, ValueRef, decode_meta_list};
+pub use view::{EventView, MetaRef, Metas, ReadingRef, Readings, Seq, ValueRef, decode_meta_list};
 pub use writer::EventWriter;
 
 use alloc::string::String;

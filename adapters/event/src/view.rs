@@ -149,10 +149,7 @@ impl<'a> EventView<'a> {
 
     /// The readings, in order.
     pub fn readings(&self) -> Readings<'a> {
-        Readings {
-            left: self.readings.count,
-            r: Reader::new(self.readings.bytes),
-        }
+        Seq::new(self.readings, read_reading)
     }
 
     /// How many readings there are.
@@ -172,10 +169,7 @@ impl<'a> EventView<'a> {
 
     /// The meta entries, in order.
     pub fn meta(&self) -> Metas<'a> {
-        Metas {
-            left: self.meta.count,
-            r: Reader::new(self.meta.bytes),
-        }
+        Seq::new(self.meta, read_meta)
     }
 
     /// How many meta entries there are.
@@ -266,42 +260,38 @@ fn read_meta<'a>(r: &mut Reader<'a>) -> Result<MetaRef<'a>, DecodeError> {
     })
 }
 
-/// Iterator over an [`EventView`]'s readings.
+/// Iterator over a checked sequence of an [`EventView`]: its readings
+/// ([`Readings`]) or its meta entries ([`Metas`]).
 #[derive(Clone)]
-pub struct Readings<'a> {
+pub struct Seq<'a, T> {
     left: usize,
     r: Reader<'a>,
+    read: fn(&mut Reader<'a>) -> Result<T, DecodeError>,
 }
 
-impl<'a> Iterator for Readings<'a> {
-    type Item = ReadingRef<'a>;
-
-    fn next(&mut self) -> Option<ReadingRef<'a>> {
-        // The section was checked by `parse`, so reading it again succeeds.
-        self.left = self.left.checked_sub(1)?;
-        read_reading(&mut self.r).ok()
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.left, Some(self.left))
-    }
-}
-
-impl ExactSizeIterator for Readings<'_> {}
+/// Iterator over an [`EventView`]'s readings.
+pub type Readings<'a> = Seq<'a, ReadingRef<'a>>;
 
 /// Iterator over an [`EventView`]'s meta entries.
-#[derive(Clone)]
-pub struct Metas<'a> {
-    left: usize,
-    r: Reader<'a>,
+pub type Metas<'a> = Seq<'a, MetaRef<'a>>;
+
+impl<'a, T> Seq<'a, T> {
+    fn new(section: Section<'a>, read: fn(&mut Reader<'a>) -> Result<T, DecodeError>) -> Self {
+        Seq {
+            left: section.count,
+            r: Reader::new(section.bytes),
+            read,
+        }
+    }
 }
 
-impl<'a> Iterator for Metas<'a> {
-    type Item = MetaRef<'a>;
+impl<T> Iterator for Seq<'_, T> {
+    type Item = T;
 
-    fn next(&mut self) -> Option<MetaRef<'a>> {
+    fn next(&mut self) -> Option<T> {
+        // The section was checked by `parse`, so reading it again succeeds.
         self.left = self.left.checked_sub(1)?;
-        read_meta(&mut self.r).ok()
+        (self.read)(&mut self.r).ok()
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -309,16 +299,13 @@ impl<'a> Iterator for Metas<'a> {
     }
 }
 
-impl ExactSizeIterator for Metas<'_> {}
+impl<T> ExactSizeIterator for Seq<'_, T> {}
 
 /// Reads encoded `Vec<Meta>` in place.
 fn parse_meta_list(bytes: &[u8]) -> Result<Metas<'_>, DecodeError> {
     let mut r = Reader::new(bytes);
     let section = section(&mut r, |r| read_meta(r).map(drop))?;
-    Ok(Metas {
-        left: section.count,
-        r: Reader::new(section.bytes),
-    })
+    Ok(Seq::new(section, read_meta))
 }
 
 /// Decodes an encoded `Vec<Meta>` (how a function's config crosses the ABI)
