@@ -33,7 +33,10 @@ extern crate alloc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
-use sluice_sdk::{Config, Error, Event, Function, Kind, Meta, Reading, Value, state, text};
+use sluice_sdk::{
+    Config, Error, Event, EventView, Function, Kind, Meta, Reading, ReadingRef, Value, ValueRef,
+    state, text,
+};
 
 /// The state key holding the current window.
 const KEY: &[u8] = b"window";
@@ -184,12 +187,12 @@ impl Function for Window {
         })
     }
 
-    fn on_event(&mut self, input: Event) -> Result<(), Error> {
-        let number = |reading: &Reading| match reading.value {
-            Value::Number(v) if v.is_finite() => Some(v),
+    fn on_view(&mut self, input: &EventView<'_>) -> Result<(), Error> {
+        let number = |reading: &ReadingRef<'_>| match reading.value {
+            ValueRef::Number(v) if v.is_finite() => Some(v),
             _ => None,
         };
-        if !input.readings.iter().any(|r| number(r).is_some()) {
+        if !input.readings().any(|r| number(&r).is_some()) {
             // Nothing to add: leave the state (and the window's start) alone.
             return Ok(());
         }
@@ -198,13 +201,13 @@ impl Function for Window {
             start_ms: sluice_sdk::now_ms(),
             ..Aggregate::default()
         });
-        for reading in &input.readings {
-            if let Some(value) = number(reading) {
+        for reading in input.readings() {
+            if let Some(value) = number(&reading) {
                 window.add(
-                    &input.device,
-                    &reading.name,
+                    input.device,
+                    reading.name,
                     value,
-                    &reading.unit,
+                    reading.unit,
                     self.max_series,
                 );
             }
