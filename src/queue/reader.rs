@@ -28,6 +28,11 @@ pub struct QueuedRecord {
     pub event: Arc<[u8]>,
 }
 
+/// Due records of one priority after a cursor.
+const FETCH: &str = "SELECT seq, stream, enqueued_ms, event FROM records
+     WHERE priority = ?1 AND seq > ?2 AND (expires_ms IS NULL OR expires_ms > ?3)
+     ORDER BY seq LIMIT ?4";
+
 /// Reads records in drain order.
 pub struct QueueReader {
     conn: Connection,
@@ -87,11 +92,7 @@ impl QueueReader {
             let last = read_up_to.entry(r.priority).or_insert(0);
             *last = (*last).max(r.seq);
         }
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, stream, enqueued_ms, event FROM records
-             WHERE priority = ?1 AND seq > ?2 AND (expires_ms IS NULL OR expires_ms > ?3)
-             ORDER BY seq LIMIT ?4",
-        )?;
+        let mut stmt = self.conn.prepare_cached(FETCH)?;
         let mut unknown_stream = false;
         for (&priority, &cursor) in &read_up_to {
             if out.len() >= max {
@@ -150,5 +151,59 @@ impl QueueReader {
     pub fn rewind(&mut self) {
         self.cursors.values_mut().for_each(|c| *c = 0);
         self.held.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Durability;
+    use rusqlite::StatementStatus;
+
+    #[test]
+    fn fetching_does_not_prepare_the_query_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("q.db");
+        let writer = schema::open_writer(&path, Durability::Process).expect("writer");
+        writer
+            .execute(
+                "INSERT INTO records (seq, stream, priority, enqueued_ms, expires_ms, size, event)
+                 VALUES (1, 1, 0, 0, 9000000000000, 1, x'01')",
+                [],
+            )
+            .expect("insert");
+        let mut reader = QueueReader::open(&path, [0]).expect("reader");
+        // A new time and a new limit on every fetch, as the uplink calls it.
+        for (i, now_ms) in (1_764_000_000_000_i64..).step_by(7).take(20).enumerate() {
+            let rows = reader.fetch(2 + i, now_ms).expect("fetch");
+            assert_eq!(rows.len(), 1);
+        }
+        let stmt = reader.conn.prepare_cached(FETCH).expect("cached");
+        // Binding a new time used to expire the statement (the planner had
+        // looked at the value to match the partial expiry index).
+        assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0);
+        drop(stmt);
+        // Plans that ignore bound values still use the indexes.
+        let plan = |conn: &Connection, sql: &str, params: &[i64]| -> String {
+            let mut stmt = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("explain");
+            let details: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(params), |r| {
+                    r.get::<_, String>(3)
+                })
+                .expect("plan")
+                .collect::<Result<_, _>>()
+                .expect("rows");
+            details.join("; ")
+        };
+        let fetch = plan(&reader.conn, FETCH, &[0, 0, 1, 10]);
+        assert!(fetch.contains("records_drain"), "{fetch}");
+        let expire = plan(
+            &writer,
+            "SELECT seq FROM records WHERE expires_ms IS NOT NULL AND expires_ms <= ?1",
+            &[1],
+        );
+        assert!(expire.contains("records_expiry"), "{expire}");
     }
 }
