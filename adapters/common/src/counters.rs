@@ -57,6 +57,9 @@ pub trait Rejection: Copy {
     }
 }
 
+/// Counts keyed by stage and reason.
+type ByReason = BTreeMap<(Stage, &'static str), u64>;
+
 /// One adapter's counters; shared by value (`Arc`) with the core.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -71,9 +74,9 @@ pub struct Counters {
     /// Times the adapter failed while running and was restarted.
     pub restarts: AtomicU64,
     /// Messages rejected, by stage and reason.
-    rejected: Mutex<BTreeMap<(Stage, &'static str), u64>>,
+    rejected: Mutex<ByReason>,
     /// Faults by device, then stage and reason (polling adapters).
-    devices: Mutex<BTreeMap<String, BTreeMap<(Stage, &'static str), u64>>>,
+    devices: Mutex<BTreeMap<String, ByReason>>,
 }
 
 /// A copy of [`Counters`], as published in health messages.

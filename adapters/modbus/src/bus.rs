@@ -160,7 +160,10 @@ impl Bus<'_> {
                 start: read.start,
                 count: read.count,
             };
-            match link.request(p.device.unit, &op).await {
+            match link
+                .request(p.device.unit, &op, |f| self.fault(&p.device.id, f))
+                .await
+            {
                 Ok(answer) => {
                     answered = true;
                     answered_ms = Some(answer.at_ms);
@@ -342,7 +345,11 @@ impl Bus<'_> {
             data,
         };
         let unit = p.device.unit;
-        match link.request(unit, &op).await {
+        let id = p.device.id.clone();
+        match link
+            .request(unit, &op, |f| self.counters.fault(&id, f))
+            .await
+        {
             Ok(_) => {
                 // Read the new value back at once.
                 p.due = Instant::now();

@@ -345,13 +345,21 @@ impl Link {
     }
 
     /// Sends `op` to unit `unit`, repeating it while the fault says a
-    /// repetition may help, at most `retries` times.
-    pub async fn request(&mut self, unit: u8, op: &Op) -> Result<Answered, Fault> {
+    /// repetition may help, at most `retries` times. `repeated` is told
+    /// the fault of each attempt that was repeated (the last one is the
+    /// result).
+    pub async fn request(
+        &mut self,
+        unit: u8,
+        op: &Op,
+        mut repeated: impl FnMut(Fault),
+    ) -> Result<Answered, Fault> {
         let mut attempt = 0;
         loop {
             match self.once(unit, op).await {
                 Ok(answer) => return Ok(answer),
                 Err(fault) if fault.retryable() && attempt < self.timing.retries => {
+                    repeated(fault);
                     tracing::debug!(bus = %self.bus, unit, fault = %fault, attempt, "Modbus request repeated");
                     attempt += 1;
                 }
