@@ -31,10 +31,11 @@ if ! python3 -c "import aiocoap, cbor2" >/dev/null 2>&1; then
 fi
 
 # pymodbus serves Modbus RTU on a socat PTY (and Modbus TCP) in the Modbus
-# adapter's tests; the datastore API it uses is pinned below version 4.
-if ! python3 -c "import pymodbus, serial, sys; sys.exit(not pymodbus.__version__.startswith('3.'))" >/dev/null 2>&1; then
-  python3 -m pip install --quiet --break-system-packages 'pymodbus>=3.10,<4' pyserial 2>/dev/null \
-    || python3 -m pip install --quiet 'pymodbus>=3.10,<4' pyserial
+# adapter's tests. The slave script uses the SimDevice datastore of 3.16
+# (the older context classes are deprecated) and is pinned below version 4.
+if ! python3 -c "import pymodbus, serial, sys; v = tuple(int(x) for x in pymodbus.__version__.split('.')[:2]); sys.exit(not (3, 16) <= v < (4, 0))" >/dev/null 2>&1; then
+  python3 -m pip install --quiet --break-system-packages 'pymodbus>=3.16,<4' pyserial 2>/dev/null \
+    || python3 -m pip install --quiet 'pymodbus>=3.16,<4' pyserial
 fi
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
