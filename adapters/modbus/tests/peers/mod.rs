@@ -1,5 +1,5 @@
 //! The real Modbus devices the adapter's tests talk to: pymodbus slaves
-//! (`modbus_slave.py`; needs `pip install 'pymodbus>=3.10,<4' pyserial`)
+//! (`modbus_slave.py`; needs `pip install 'pymodbus>=3.16,<4' pyserial`)
 //! on one end of a socat PTY pair (`apt-get install socat`), the adapter on
 //! the other; see scripts/install-test-deps.sh.
 #![allow(dead_code)]
