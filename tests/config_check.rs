@@ -431,7 +431,7 @@ profile = "meter"
     // Unknown keys are refused like everywhere else.
     refused(
         "[[modbus.devices]]\nid = \"m\"\nbus = \"b\"\nunit = 1\nspeed = 9600\n",
-        "gw.toml:5:1",
+        "5:1",
         "unknown field `speed`",
     );
 }
