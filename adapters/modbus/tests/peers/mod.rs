@@ -10,8 +10,17 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-/// The slave script.
-pub const SLAVE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/modbus_slave.py");
+/// The slave script, from the adapter's tests or the gateway's (which
+/// include this module too).
+pub fn slave_script() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let here = root.join("tests/peers/modbus_slave.py");
+    if here.exists() {
+        here
+    } else {
+        root.join("adapters/modbus/tests/peers/modbus_slave.py")
+    }
+}
 
 /// A socat PTY pair whose ends keep their names across restarts:
 /// `<dir>/gw` (the gateway's) and `<dir>/slave`.
@@ -105,7 +114,7 @@ impl Slave {
     pub async fn start(port: &str, units: &[u8]) -> Slave {
         let units: Vec<String> = units.iter().map(u8::to_string).collect();
         let mut child = Command::new("python3")
-            .arg(SLAVE)
+            .arg(slave_script())
             .arg(port)
             .arg(units.join(","))
             .stdin(Stdio::piped())
