@@ -47,6 +47,8 @@ pub struct Config {
 }
 
 /// Every adapter Sluice has, one variant each, holding its config section.
+// A handful of these exist per config; boxing the larger sections would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum AdapterConfig {
     /// `[coap]`.
