@@ -435,3 +435,19 @@ profile = "meter"
         "unknown field `speed`",
     );
 }
+
+#[test]
+fn the_modbus_example_in_the_configuration_doc_is_valid() {
+    let doc = include_str!("../docs/configuration.md");
+    let blocks: Vec<&str> = doc
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .filter(|b| b.contains("[[modbus.devices]]"))
+        .collect();
+    assert!(!blocks.is_empty(), "no Modbus example in docs/configuration.md");
+    for block in blocks {
+        let (ok, _, stderr) = check(block);
+        assert!(ok, "{stderr}\n{block}");
+    }
+}
