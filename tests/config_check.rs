@@ -445,7 +445,10 @@ fn the_modbus_example_in_the_configuration_doc_is_valid() {
         .filter_map(|b| b.split("```").next())
         .filter(|b| b.contains("[[modbus.devices]]"))
         .collect();
-    assert!(!blocks.is_empty(), "no Modbus example in docs/configuration.md");
+    assert!(
+        !blocks.is_empty(),
+        "no Modbus example in docs/configuration.md"
+    );
     for block in blocks {
         let (ok, _, stderr) = check(block);
         assert!(ok, "{stderr}\n{block}");

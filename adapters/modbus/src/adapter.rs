@@ -98,6 +98,7 @@ pub fn plans(
     config: &ModbusConfig,
     counters: &Arc<sluice_adapter_common::Counters>,
 ) -> Vec<BusPlan> {
+    let pacer = crate::pace::Pacer::new();
     let devices_on = |name: &str| -> Vec<Device> {
         config
             .devices
@@ -119,7 +120,7 @@ pub fn plans(
         };
         BusPlan {
             name: b.name.clone(),
-            link: Link::new(&b.name, endpoint, timing, counters.clone()),
+            link: Link::new(&b.name, endpoint, timing, counters.clone(), pacer.clone()),
             devices: devices_on(&b.name),
             offline_after: b.offline_after,
             backoff_max: b.backoff_max.get(),
@@ -136,7 +137,7 @@ pub fn plans(
         };
         BusPlan {
             name: t.name.clone(),
-            link: Link::new(&t.name, endpoint, timing, counters.clone()),
+            link: Link::new(&t.name, endpoint, timing, counters.clone(), pacer.clone()),
             devices: devices_on(&t.name),
             offline_after: t.offline_after,
             backoff_max: t.backoff_max.get(),

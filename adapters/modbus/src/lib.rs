@@ -18,7 +18,8 @@
 //! - [`serial`], [`tcp`]: line settings and addresses.
 //!
 //! I/O: [`link`] (one request at a time over a port or connection, with
-//! timeouts, drains and reopening), [`bus`] (one task per bus: polls,
+//! timeouts, drains and reopening), [`pace`] (the line's short silences,
+//! timed to a fraction of a millisecond), [`bus`] (one task per bus: polls,
 //! events, status, writes) and [`adapter`] (the contract with the core).
 
 pub mod adapter;
@@ -29,6 +30,7 @@ pub mod config;
 pub mod device;
 pub mod fault;
 pub mod link;
+pub mod pace;
 pub mod plan;
 pub mod register;
 pub mod rtu;

@@ -20,6 +20,7 @@
 
 use crate::device::{Data, WriteData};
 use crate::fault::{Exception, Fault};
+use crate::pace::Pacer;
 use crate::rtu;
 use sluice_adapter_common::Counters;
 use std::borrow::Cow;
@@ -260,11 +261,20 @@ pub struct Link {
     reopen_wait: Duration,
     /// Whether the last attempt to open failed (logged once per outage).
     failing: bool,
+    /// Times the silence between exchanges.
+    pacer: Pacer,
 }
 
 impl Link {
-    /// A link for `bus` that opens `endpoint` on first use.
-    pub fn new(bus: &str, endpoint: Endpoint, timing: Timing, counters: Arc<Counters>) -> Link {
+    /// A link for `bus` that opens `endpoint` on first use; `pacer` times
+    /// the silences between exchanges.
+    pub fn new(
+        bus: &str,
+        endpoint: Endpoint,
+        timing: Timing,
+        counters: Arc<Counters>,
+        pacer: Pacer,
+    ) -> Link {
         Link {
             bus: bus.to_owned(),
             endpoint,
@@ -276,6 +286,7 @@ impl Link {
             reopen_at: None,
             reopen_wait: REOPEN_MIN,
             failing: false,
+            pacer,
         }
     }
 
@@ -372,7 +383,7 @@ impl Link {
     async fn once(&mut self, unit: u8, op: &Op) -> Result<Answered, Fault> {
         self.ensure_open().await?;
         if let Some(last) = self.last {
-            tokio::time::sleep_until((last + self.timing.between).into()).await;
+            self.pacer.until(last + self.timing.between).await;
         }
         let Some(open) = self.open.as_mut() else {
             return Err(Fault::Unreachable);
