@@ -43,7 +43,7 @@ async fn sigkill_mid_poll_loses_no_reading_reported_durable() {
 name = "rs485"
 path = "{path}"
 baud = 115200
-response_timeout = "200 ms"
+response_timeout = "500 ms"
 
 [[modbus.devices]]
 id = "meter"

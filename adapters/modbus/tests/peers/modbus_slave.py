@@ -142,8 +142,8 @@ async def main():
             trace_packet=trace_packet,
             trace_pdu=trace_pdu,
         )
-    serving = asyncio.create_task(server.serve_forever())
-    await asyncio.sleep(0)
+    # Returns once the port is open (or the socket listens).
+    await server.serve_forever(background=True)
     print("ready", flush=True)
     loop = asyncio.get_running_loop()
     while True:
@@ -155,7 +155,7 @@ async def main():
         except Exception as exc:  # a bad command must not kill the slave
             answer = f"error {exc!r}"
         print(answer, flush=True)
-    serving.cancel()
+    await server.shutdown()
 
 
 if __name__ == "__main__":
