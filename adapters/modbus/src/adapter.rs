@@ -177,15 +177,32 @@ async fn run(config: ModbusConfig, context: Context) -> Result<(), RunError> {
         submitters.spawn(submit(rx.clone(), context.clone()));
     }
     let router = route_downlinks(routes, context.clone());
-    tokio::select! {
-        _ = router => {}
-        _ = async { while buses.join_next().await.is_some() {} } => {}
+    tokio::pin!(router);
+    // A bus ends only on shutdown; one that ends before (a panic) fails the
+    // run, so the supervisor restarts the adapter rather than leave its
+    // devices unpolled.
+    let failure = loop {
+        tokio::select! {
+            _ = &mut router => break None,
+            ended = buses.join_next() => match ended {
+                None => break None,
+                Some(_) if context.shutdown.is_set() => {}
+                Some(Ok(())) => break Some("a bus task returned".to_owned()),
+                Some(Err(e)) => break Some(format!("a bus task failed: {e}")),
+            },
+        }
+    };
+    if failure.is_some() {
+        buses.abort_all();
     }
-    // The buses have stopped (shutdown) and dropped their outboxes: the
+    // The buses stop (shutdown, or aborted) and drop their outboxes: the
     // submitters finish what is queued and return.
     while buses.join_next().await.is_some() {}
     while submitters.join_next().await.is_some() {}
-    Ok(())
+    match failure {
+        Some(why) => Err(why.into()),
+        None => Ok(()),
+    }
 }
 
 /// Takes queued events to the core, one submission per poll, several in flight.
