@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite talks to: mosquitto (the real broker),
 # openssl (test certificates), libcoap's clients (plain and DTLS), OpenSSL's
-# headers for the build, plus the Rust components for the lint steps.
+# headers for the build, socat (PTY pairs) and pymodbus (Modbus RTU and TCP
+# slaves), plus the Rust components for the lint steps.
 # Idempotent; uses sudo when not root.
 set -euo pipefail
 
@@ -12,6 +13,7 @@ need=()
 command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v coap-client-openssl >/dev/null 2>&1 || need+=(libcoap3-bin)
+command -v socat >/dev/null 2>&1 || need+=(socat)
 # OpenSSL's headers and pkg-config: the CoAP adapter's DTLS links libssl.
 for package in libssl-dev pkg-config; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || need+=("$package")
@@ -26,6 +28,14 @@ fi
 if ! python3 -c "import aiocoap, cbor2" >/dev/null 2>&1; then
   python3 -m pip install --quiet --break-system-packages aiocoap cbor2 2>/dev/null \
     || python3 -m pip install --quiet aiocoap cbor2
+fi
+
+# pymodbus serves Modbus RTU on a socat PTY (and Modbus TCP) in the Modbus
+# adapter's tests. The slave script uses the SimDevice datastore of 3.16
+# (the older context classes are deprecated) and is pinned below version 4.
+if ! python3 -c "import pymodbus, serial, sys; v = tuple(int(x) for x in pymodbus.__version__.split('.')[:2]); sys.exit(not (3, 16) <= v < (4, 0))" >/dev/null 2>&1; then
+  python3 -m pip install --quiet --break-system-packages 'pymodbus>=3.16,<4' pyserial 2>/dev/null \
+    || python3 -m pip install --quiet 'pymodbus>=3.16,<4' pyserial
 fi
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true

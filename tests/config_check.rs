@@ -376,3 +376,81 @@ fn two_claims_on_one_port_are_refused_with_both_keys() {
         check("[coap]\nlisten = [\"127.0.0.1:5683\", \"127.0.0.2:5683\", \"[::1]:5683\"]\n");
     assert!(ok, "{stderr}");
 }
+
+#[test]
+fn modbus_problems_point_at_their_lines() {
+    let text = r#"[[modbus.buses]]
+name = "rs485"
+path = "/dev/ttyUSB0"
+stop_bits = 3
+
+[[modbus.buses]]
+name = "again"
+path = "/dev/ttyUSB0"
+
+[modbus.profiles.meter]
+points = [
+  { name = "v", table = "input", address = 0, type = "f32" },
+  { name = "v", table = "coil", address = 1, type = "u16" },
+]
+
+[[modbus.devices]]
+id = "m1"
+bus = "nowhere"
+unit = 1
+profile = "meter"
+"#;
+    let (ok, _, stderr) = check(text);
+    assert!(!ok, "accepted:\n{text}");
+    for (location, needle) in [
+        ("gw.toml:4:1: ", "modbus.buses[0].stop_bits: must be 1 or 2"),
+        (
+            "gw.toml:13:5: ",
+            "modbus.profiles.meter.points[1].name: point `v` is defined twice",
+        ),
+        (
+            "gw.toml:13:46: ",
+            "modbus.profiles.meter.points[1].type: a coil holds bits",
+        ),
+        (
+            "gw.toml:18:1: ",
+            "modbus.devices[0].bus: no [[modbus.buses]] or [[modbus.tcp]] is named `nowhere`",
+        ),
+        (
+            "gw.toml:3:1: ",
+            "serial device /dev/ttyUSB0 is also claimed by `modbus.buses[1].path`",
+        ),
+    ] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(location) && l.contains(needle)),
+            "{location}{needle} missing in:\n{stderr}"
+        );
+    }
+    // Unknown keys are refused like everywhere else.
+    refused(
+        "[[modbus.devices]]\nid = \"m\"\nbus = \"b\"\nunit = 1\nspeed = 9600\n",
+        "5:1",
+        "unknown field `speed`",
+    );
+}
+
+#[test]
+fn the_modbus_example_in_the_configuration_doc_is_valid() {
+    let doc = include_str!("../docs/configuration.md");
+    let blocks: Vec<&str> = doc
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .filter(|b| b.contains("[[modbus.devices]]"))
+        .collect();
+    assert!(
+        !blocks.is_empty(),
+        "no Modbus example in docs/configuration.md"
+    );
+    for block in blocks {
+        let (ok, _, stderr) = check(block);
+        assert!(ok, "{stderr}\n{block}");
+    }
+}

@@ -1,8 +1,8 @@
 #![cfg(feature = "demo")]
 //! `sluice demo` as a user runs it: the real binary with its embedded broker,
-//! simulated CoAP devices and the standard functions, for a fixed time; its
-//! screen must show readings, alerts, windows and status, and its summary a
-//! clean run.
+//! simulated CoAP devices, simulated Modbus meters and the standard
+//! functions, for a fixed time; its screen must show readings, alerts,
+//! windows and status, and its summary a clean run.
 
 mod support;
 
@@ -124,5 +124,22 @@ fn the_demo_shows_readings_alerts_and_windows_and_stops_cleanly() {
         count_before(summary("devices"), "refused"),
         Some(0),
         "well-formed readings were refused\n{context}"
+    );
+    // The meters were polled through the real Modbus adapter, without a fault.
+    let modbus = summary("modbus");
+    assert!(
+        count_before(modbus, "answers from the meters").is_some_and(|n| n >= 10),
+        "too few Modbus answers\n{context}"
+    );
+    assert!(
+        count_before(modbus, "readings and status events accepted").is_some_and(|n| n >= 5),
+        "too few Modbus readings\n{context}"
+    );
+    assert!(modbus.contains("no faults"), "Modbus faults\n{context}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("demo ") && l.contains("energy meters answer Modbus")),
+        "no Modbus banner\n{context}"
     );
 }

@@ -42,13 +42,19 @@ pub struct Config {
     pub functions: Vec<FunctionConfig>,
     /// `[coap]`: the CoAP adapter (absent: off).
     pub coap: Option<sluice_coap::CoapConfig>,
+    /// `[modbus]`: the Modbus adapter (absent: off).
+    pub modbus: Option<sluice_modbus::ModbusConfig>,
 }
 
 /// Every adapter Sluice has, one variant each, holding its config section.
+// A handful of these exist per config; boxing the larger sections would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum AdapterConfig {
     /// `[coap]`.
     Coap(sluice_coap::CoapConfig),
+    /// `[modbus]`.
+    Modbus(sluice_modbus::ModbusConfig),
 }
 
 impl AdapterConfig {
@@ -56,6 +62,7 @@ impl AdapterConfig {
     pub fn adapter(&self) -> &dyn Adapter {
         match self {
             AdapterConfig::Coap(c) => c,
+            AdapterConfig::Modbus(c) => c,
         }
     }
 
@@ -752,7 +759,8 @@ impl Config {
     /// Every configured adapter, in a fixed order.
     pub fn adapters(&self) -> Vec<AdapterConfig> {
         let coap = self.coap.clone().map(AdapterConfig::Coap);
-        coap.into_iter().collect()
+        let modbus = self.modbus.clone().map(AdapterConfig::Modbus);
+        coap.into_iter().chain(modbus).collect()
     }
 
     /// The queue database file.

@@ -39,14 +39,16 @@ pub fn modules(dir: &Path) -> Result<Vec<PathBuf>, DemoConfigError> {
         .collect()
 }
 
-/// The config text: the template with every placeholder filled in.
-pub fn text(data_dir: &Path, broker_port: u16, modules: &[PathBuf]) -> String {
+/// The config text: the template with every placeholder filled in;
+/// `modbus_line` is the TOML table of the meters' line (see [`super::meters::Line::toml`]).
+pub fn text(data_dir: &Path, broker_port: u16, modules: &[PathBuf], modbus_line: &str) -> String {
     let string = |s: String| toml::Value::String(s).to_string();
     let path = |p: &Path| string(p.display().to_string());
     let mut text = TEMPLATE.replace("@DATA_DIR@", &path(data_dir)).replace(
         "@BROKER_URL@",
         &string(format!("mqtt://127.0.0.1:{broker_port}")),
     );
+    text = text.replace("@MODBUS_LINE@", modbus_line);
     for (name, module) in MODULES.iter().zip(modules) {
         let placeholder = format!("@{}@", name.to_uppercase());
         text = text.replace(&placeholder, &path(module));
@@ -60,8 +62,9 @@ pub fn build(
     data_dir: &Path,
     broker_port: u16,
     modules: &[PathBuf],
+    modbus_line: &str,
 ) -> Result<Config, DemoConfigError> {
-    let text = text(data_dir, broker_port, modules);
+    let text = text(data_dir, broker_port, modules, modbus_line);
     let config =
         Config::parse(&text, "demo config").map_err(|e| DemoConfigError::Invalid(e.to_string()))?;
     let problems = config.environment_problems();
@@ -82,7 +85,8 @@ mod tests {
             .iter()
             .map(|m| PathBuf::from(format!("/opt/fn dir/{m}.wasm")))
             .collect();
-        let text = text(Path::new("/tmp/it's \"here\""), 41883, &modules);
+        let line = super::super::meters::Line::Serial(PathBuf::from("/dev/pts/7")).toml();
+        let text = text(Path::new("/tmp/it's \"here\""), 41883, &modules, &line);
         let unfilled = text
             .lines()
             .filter(|l| !l.starts_with('#') && l.contains('@'));
@@ -93,6 +97,16 @@ mod tests {
         let names: Vec<&str> = config.functions.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["scale", "threshold", "window"]);
         assert_eq!(config.functions[1].module, modules[1]);
+        let modbus = config.modbus.expect("the demo polls Modbus meters");
+        assert_eq!(modbus.buses[0].path, PathBuf::from("/dev/pts/7"));
+        assert_eq!(modbus.devices.len(), super::super::meters::FLEET.len());
+        let tcp = super::super::meters::Line::Tcp("127.0.0.1:1502".parse().expect("addr")).toml();
+        let config = Config::parse(&super::text(Path::new("/tmp"), 1, &modules, &tcp), "demo")
+            .expect("valid over TCP too");
+        assert_eq!(
+            config.modbus.expect("modbus").tcp[0].address,
+            "127.0.0.1:1502"
+        );
     }
 
     #[test]

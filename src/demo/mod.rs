@@ -1,18 +1,22 @@
 //! `sluice demo`: the whole gateway on one machine. An embedded MQTT broker
 //! stands in for the cloud, simulated devices post readings over real CoAP,
-//! the standard functions turn them into °F, alerts and aggregates, and a
-//! subscriber prints what arrives upstream. Built only with the `demo`
-//! feature; the production binary carries neither rumqttd nor the devices.
+//! simulated energy meters answer Modbus RTU on a pseudo-terminal (polled by
+//! the real Modbus adapter), the standard functions turn the CoAP readings
+//! into °F, alerts and aggregates, and a subscriber prints what arrives
+//! upstream. Built only with the `demo` feature; the production binary
+//! carries neither rumqttd nor the simulated devices.
 //!
 //! - [`broker`]: rumqttd configured in code, on a free loopback port.
 //! - [`config`]: the gateway config, from the `demo.toml` template.
 //! - [`devices`]: the simulated CoAP devices.
+//! - [`meters`]: the simulated Modbus meters (tokio-modbus's server).
 //! - [`viewer`]: the subscriber standing in for the cloud.
 //! - [`screen`]: every line the demo prints.
 
 mod broker;
 mod config;
 mod devices;
+mod meters;
 mod screen;
 mod viewer;
 
@@ -72,6 +76,9 @@ pub enum DemoError {
     /// The gateway started without its CoAP listener.
     #[error("the CoAP adapter did not start")]
     NoCoap,
+    /// The simulated meters could not start.
+    #[error("the simulated Modbus meters cannot start: {0}")]
+    Meters(std::io::Error),
 }
 
 /// Runs the demo until `run_for` has passed or a signal came, then stops
@@ -80,7 +87,11 @@ pub async fn run(options: Options) -> Result<(), DemoError> {
     let modules = config::modules(&options.modules)?;
     let data = DataDir::create()?;
     let broker = EmbeddedBroker::start().await?;
-    let config = config::build(data.path(), broker.port(), &modules)?;
+    let (stop_meters, meters_shutdown) = Shutdown::manual();
+    let meters = meters::Meters::start(&meters_shutdown)
+        .await
+        .map_err(DemoError::Meters)?;
+    let config = config::build(data.path(), broker.port(), &modules, &meters.line.toml())?;
     let viewer = Viewer::start(broker.port(), &config.uplink.topic_root).await?;
     let coap_path = config
         .coap
@@ -94,7 +105,7 @@ pub async fn run(options: Options) -> Result<(), DemoError> {
         runtime.shutdown().await;
         return Err(DemoError::NoCoap);
     };
-    fleet_banner(coap, &coap_path, options.run_for);
+    fleet_banner(coap, &coap_path, &meters.line, options.run_for);
 
     let metrics = runtime.metrics();
     let device_stats = Arc::new(DeviceStats::default());
@@ -116,6 +127,9 @@ pub async fn run(options: Options) -> Result<(), DemoError> {
         let _ = device.await;
     }
     runtime.shutdown().await;
+    // The meters answer until the gateway has stopped polling them.
+    let _ = stop_meters.send(true);
+    meters.stopped().await;
     let seen = viewer.finish(VIEWER_GRACE).await;
     println_summary(&screen::summary(
         started.elapsed(),
@@ -148,7 +162,7 @@ fn banner(broker: u16, data: &Path, options: &Options) {
 }
 
 /// The devices, once the gateway listens.
-fn fleet_banner(coap: SocketAddr, path: &str, run_for: Option<Duration>) {
+fn fleet_banner(coap: SocketAddr, path: &str, meters: &meters::Line, run_for: Option<Duration>) {
     let fleet: Vec<String> = devices::fleet()
         .iter()
         .map(|d| {
@@ -161,6 +175,18 @@ fn fleet_banner(coap: SocketAddr, path: &str, run_for: Option<Duration>) {
         format!(
             "devices POST to coap://{coap}/{path}/<id>: {}",
             fleet.join(", ")
+        ),
+    );
+    let polled: Vec<String> = meters::FLEET
+        .iter()
+        .map(|(id, unit, what)| format!("{id} (unit {unit}, {what})"))
+        .collect();
+    screen::show(
+        "demo",
+        format!(
+            "energy meters answer {}, polled every second: {}",
+            meters.describe(),
+            polled.join(", ")
         ),
     );
     let until = match run_for {

@@ -286,10 +286,12 @@ fn rejections(m: &MetricsSnapshot) -> u64 {
 /// The live counter line.
 pub fn stats_text(m: &MetricsSnapshot) -> String {
     let coap = m.adapters.get("coap").cloned().unwrap_or_default();
+    let modbus = m.adapters.get("modbus").cloned().unwrap_or_default();
     format!(
-        "coap in {} · accepted {} · committed {} · fn calls {} · dead letters {} · queued {} · batches acked {} · rejected {}",
+        "coap in {} · modbus answers {} · accepted {} · committed {} · fn calls {} · dead letters {} · queued {} · batches acked {} · rejected {}",
         coap.messages_in,
-        coap.events_accepted,
+        modbus.messages_in,
+        coap.events_accepted + modbus.events_accepted,
         m.queue_accepted,
         m.functions_calls,
         m.dead_letters,
@@ -322,11 +324,22 @@ pub fn summary(
     seen: &ViewerTotals,
 ) -> Vec<(&'static str, String)> {
     let coap = m.adapters.get("coap").cloned().unwrap_or_default();
+    let modbus = m.adapters.get("modbus").cloned().unwrap_or_default();
     let reasons: Vec<String> = coap
         .rejected
         .iter()
         .map(|(reason, n)| format!("{reason} {n}"))
         .collect();
+    let faults: Vec<String> = modbus
+        .rejected
+        .iter()
+        .map(|(reason, n)| format!("{reason} {n}"))
+        .collect();
+    let faults = if faults.is_empty() {
+        "no faults".to_owned()
+    } else {
+        format!("faults: {}", faults.join(", "))
+    };
     let reasons = if reasons.is_empty() {
         String::new()
     } else {
@@ -355,9 +368,16 @@ pub fn summary(
             format!(
                 "{} CoAP messages in, {} events accepted, {} rejected{reasons}; {} events committed",
                 coap.messages_in,
-                coap.events_accepted,
+                coap.events_accepted + modbus.events_accepted,
                 rejections(m),
                 m.queue_accepted,
+            ),
+        ),
+        (
+            "modbus",
+            format!(
+                "{} answers from the meters, {} readings and status events accepted, {faults}",
+                modbus.messages_in, modbus.events_accepted,
             ),
         ),
         (

@@ -21,10 +21,16 @@ pub fn binary() -> PathBuf {
 impl Gateway {
     /// Starts `sluice run --config <config>` with info logging.
     pub fn spawn(config: &Path) -> Gateway {
+        Gateway::spawn_logging(config, "info")
+    }
+
+    /// Starts `sluice run --config <config>` with log filter `filter`
+    /// (`SLUICE_LOG`, e.g. `info,sluice::ingest=debug` for a line per durable event).
+    pub fn spawn_logging(config: &Path, filter: &str) -> Gateway {
         let mut child = Command::new(binary())
             .args(["run", "--config"])
             .arg(config)
-            .env("SLUICE_LOG", "info")
+            .env("SLUICE_LOG", filter)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -46,6 +52,12 @@ impl Gateway {
             reader,
             log,
         }
+    }
+
+    /// Every log line containing `needle`, so far.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        let log = self.log.lock().expect("lock");
+        log.iter().filter(|l| l.contains(needle)).cloned().collect()
     }
 
     /// How many log lines contain `needle`.

@@ -3,6 +3,7 @@
 //! events the core refused. A rejection is a typed value: each adapter
 //! names its reasons in an enum that implements [`Rejection`], so a
 //! counter cannot be misspelled and every reason has its own counter.
+//! Adapters that poll devices (Modbus) also count faults per device.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -56,6 +57,9 @@ pub trait Rejection: Copy {
     }
 }
 
+/// Counts keyed by stage and reason.
+type ByReason = BTreeMap<(Stage, &'static str), u64>;
+
 /// One adapter's counters; shared by value (`Arc`) with the core.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -70,7 +74,9 @@ pub struct Counters {
     /// Times the adapter failed while running and was restarted.
     pub restarts: AtomicU64,
     /// Messages rejected, by stage and reason.
-    rejected: Mutex<BTreeMap<(Stage, &'static str), u64>>,
+    rejected: Mutex<ByReason>,
+    /// Faults by device, then stage and reason (polling adapters).
+    devices: Mutex<BTreeMap<String, ByReason>>,
 }
 
 /// A copy of [`Counters`], as published in health messages.
@@ -88,6 +94,9 @@ pub struct CountersSnapshot {
     pub restarts: u64,
     /// By `stage/reason` (for example `decode/malformed`).
     pub rejected: BTreeMap<String, u64>,
+    /// Faults by device, then `stage/reason` (only adapters that poll devices).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub devices: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl Counters {
@@ -101,6 +110,32 @@ impl Counters {
         if let Ok(mut map) = self.rejected.lock() {
             *map.entry((why.stage(), why.reason())).or_insert(0) += 1;
         }
+    }
+
+    /// Counts one fault of `device`: under the device and, like
+    /// [`Counters::reject`], for the adapter.
+    pub fn fault(&self, device: &str, why: impl Rejection) {
+        self.reject(why);
+        if let Ok(mut map) = self.devices.lock() {
+            let faults = match map.get_mut(device) {
+                Some(f) => f,
+                None => map.entry(device.to_owned()).or_default(),
+            };
+            *faults.entry((why.stage(), why.reason())).or_insert(0) += 1;
+        }
+    }
+
+    /// Faults counted for `why` of `device`.
+    pub fn faults(&self, device: &str, why: impl Rejection) -> u64 {
+        self.devices
+            .lock()
+            .map(|m| {
+                m.get(device)
+                    .and_then(|f| f.get(&(why.stage(), why.reason())))
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0)
     }
 
     /// Rejections counted for `why`.
@@ -126,6 +161,23 @@ impl Counters {
                 .map(|m| {
                     m.iter()
                         .map(|((stage, reason), n)| (format!("{}/{reason}", stage.as_str()), *n))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            devices: self
+                .devices
+                .lock()
+                .map(|m| {
+                    m.iter()
+                        .map(|(device, faults)| {
+                            let faults = faults
+                                .iter()
+                                .map(|((stage, reason), n)| {
+                                    (format!("{}/{reason}", stage.as_str()), *n)
+                                })
+                                .collect();
+                            (device.clone(), faults)
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -170,5 +222,20 @@ mod tests {
         assert_eq!(snapshot.rejected["authenticate/bad-mic"], 2);
         assert_eq!(snapshot.rejected["receive/malformed"], 1);
         assert_eq!(Why::BadMic.key(), "authenticate/bad-mic");
+        assert!(snapshot.devices.is_empty());
+    }
+
+    #[test]
+    fn faults_count_per_device_and_for_the_adapter() {
+        let c = Counters::default();
+        c.fault("meter-1", Why::Malformed);
+        c.fault("meter-1", Why::Malformed);
+        c.fault("meter-2", Why::BadMic);
+        assert_eq!(c.faults("meter-1", Why::Malformed), 2);
+        assert_eq!(c.faults("meter-2", Why::Malformed), 0);
+        assert_eq!(c.rejected(Why::Malformed), 2);
+        let snapshot = c.snapshot();
+        assert_eq!(snapshot.devices["meter-1"]["receive/malformed"], 2);
+        assert_eq!(snapshot.devices["meter-2"]["authenticate/bad-mic"], 1);
     }
 }
