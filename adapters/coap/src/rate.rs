@@ -2,6 +2,7 @@
 //! `rate`. Pure: time comes in as an argument. Bounded: idle devices are
 //! forgotten when the table grows.
 
+use foldhash::fast::RandomState;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -12,7 +13,7 @@ const MAX_DEVICES: usize = 10_000;
 #[derive(Debug)]
 pub struct RateLimit {
     rate: f64,
-    buckets: HashMap<String, (f64, Instant)>,
+    buckets: HashMap<String, (f64, Instant), RandomState>,
 }
 
 impl RateLimit {
@@ -20,7 +21,7 @@ impl RateLimit {
     pub fn new(rate: u32) -> RateLimit {
         RateLimit {
             rate: f64::from(rate.max(1)),
-            buckets: HashMap::new(),
+            buckets: HashMap::default(),
         }
     }
 
@@ -34,7 +35,11 @@ impl RateLimit {
             });
         }
         let rate = self.rate;
-        let (tokens, at) = self.buckets.entry(device.to_owned()).or_insert((rate, now));
+        // Looked up before inserting, so that a known device costs no allocation.
+        let (tokens, at) = match self.buckets.get_mut(device) {
+            Some(bucket) => bucket,
+            None => self.buckets.entry(device.to_owned()).or_insert((rate, now)),
+        };
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(rate);
         *at = now;
         if *tokens >= 1.0 {

@@ -400,6 +400,8 @@ async fn work<S: Sink>(
                 )
             })
             .flatten();
+        // The bytes of that answer, to send as they are once it is durable.
+        let durable_answer = once.as_ref().map(|o| o.answer.clone());
         let accepted = match once {
             Some(once) => sink.accept_once(job.events, once).await,
             None => sink.accept(job.events).await,
@@ -407,6 +409,10 @@ async fn work<S: Sink>(
         let reply = match accepted {
             Ok(_) => {
                 Counters::add(&c.events_accepted, n);
+                if let Some(bytes) = durable_answer {
+                    answer(&state, &job.reply, bytes).await;
+                    continue;
+                }
                 job.reply.with_status(ResponseType::Changed, None, "")
             }
             Err(refusal) => {
@@ -447,9 +453,13 @@ impl Reply {
 
 /// Sends an answer and remembers it for retransmissions.
 async fn finish(state: &State, reply: Reply) {
-    let Ok(bytes) = reply.response.to_bytes() else {
-        return;
-    };
+    if let Ok(bytes) = reply.response.to_bytes() {
+        answer(state, &reply, bytes).await;
+    }
+}
+
+/// Sends `bytes` as the answer to `reply`'s request and remembers them.
+async fn answer(state: &State, reply: &Reply, bytes: Vec<u8>) {
     if let Ok(mut x) = state.exchanges.lock() {
         x.answer(
             &exchange::request_key(reply.peer, &reply.response),
