@@ -10,7 +10,7 @@ use sluice::config::Config;
 use sluice::functions::{Compiled, FunctionSet, Input, Program, engine};
 use sluice::ids::IdMint;
 use sluice::metrics::Metrics;
-use sluice_event::{Event, EventId, Value};
+use sluice_event::{Event, EventId, EventView, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -58,10 +58,11 @@ fn main() {
         let mut set = set(&module, settings);
         set.warm_alone(0).outcome.expect("starts");
         let bytes_in = input.encode();
+        let cause = EventView::parse(&bytes_in).expect("encoded event");
         let mut times = Vec::with_capacity(2001);
         let (mut fuel, mut outputs) = (0, 0);
         for _ in 0..2001 {
-            let r = set.call_alone(0, Input::Event(&bytes_in), Some(&input));
+            let r = set.call_alone(0, Input::Event(&bytes_in), Some(&cause));
             r.outcome.expect("call succeeds");
             times.push(r.elapsed);
             fuel = r.fuel;

@@ -22,7 +22,7 @@ use crate::functions::{CallReport, Compiled, FunctionSet, Input};
 use crate::ids::IdMint;
 use crate::metrics::Metrics;
 use serde::Deserialize;
-use sluice_event::{Event, Meta, Reading, Value};
+use sluice_event::{Event, EventView, Meta, Reading, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Arc;
@@ -212,7 +212,8 @@ pub fn run(
         let (what, report) = match step {
             Step::Event(e) => {
                 let bytes = e.encode();
-                let report = set.call_alone(0, Input::Event(&bytes), Some(e));
+                let cause = EventView::parse(&bytes).map_err(|err| err.to_string())?;
+                let report = set.call_alone(0, Input::Event(&bytes), Some(&cause));
                 (format!("event {} ({})", e.subject, e.id), report)
             }
             Step::Tick(t) => (
@@ -270,7 +271,7 @@ fn describe(out: &mut String, n: usize, what: &str, report: &CallReport) {
     if report.logs_dropped > 0 {
         let _ = writeln!(out, "  ({} more log lines dropped)", report.logs_dropped);
     }
-    for e in &report.emitted {
+    for e in &report.events() {
         let _ = writeln!(out, "  emit {}", crate::record::event_json(e));
     }
 }

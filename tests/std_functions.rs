@@ -7,7 +7,7 @@ use sluice::config::Config;
 use sluice::functions::{Compiled, FunctionSet, Input};
 use sluice::ids::IdMint;
 use sluice::metrics::Metrics;
-use sluice_event::{Event, EventId, Value};
+use sluice_event::{Event, EventId, EventView, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,19 +44,16 @@ impl Harness {
         self.seq += 1;
         event.id = EventId::new(1, self.seq);
         let bytes = event.encode();
-        let report = self.set.call_alone(0, Input::Event(&bytes), Some(&event));
-        report
-            .outcome
-            .map(|()| report.emitted)
-            .map_err(|e| e.message)
+        let cause = EventView::parse(&bytes).expect("encoded event");
+        let report = self.set.call_alone(0, Input::Event(&bytes), Some(&cause));
+        let events = report.events();
+        report.outcome.map(|()| events).map_err(|e| e.message)
     }
 
     fn tick(&mut self, now_ms: i64) -> Result<Vec<Event>, String> {
         let report = self.set.call_alone(0, Input::Tick(now_ms), None);
-        report
-            .outcome
-            .map(|()| report.emitted)
-            .map_err(|e| e.message)
+        let events = report.events();
+        report.outcome.map(|()| events).map_err(|e| e.message)
     }
 }
 

@@ -55,8 +55,10 @@ impl CallError {
 pub struct CallReport {
     /// `Err` says why the call failed (its outputs and state writes are gone).
     pub outcome: Result<(), CallError>,
-    /// Events the call emitted, as the guest wrote them (not yet stamped).
-    pub emitted: Vec<Event>,
+    /// Events the call emitted, encoded as the guest wrote them (not yet
+    /// stamped; [`FunctionSet::call_alone`](super::FunctionSet::call_alone)
+    /// stamps them).
+    pub emitted: Vec<Vec<u8>>,
     /// Lines the guest logged.
     pub logs: Vec<LogLine>,
     /// Log lines over the per-call limit.
@@ -65,6 +67,16 @@ pub struct CallReport {
     pub fuel: u64,
     /// Wall time of the call.
     pub elapsed: Duration,
+}
+
+impl CallReport {
+    /// The emitted events, decoded.
+    pub fn events(&self) -> Vec<Event> {
+        self.emitted
+            .iter()
+            .filter_map(|bytes| Event::decode(bytes).ok())
+            .collect()
+    }
 }
 
 /// The typed entry points of a live instance.

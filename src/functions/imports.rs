@@ -6,7 +6,7 @@ use super::function::CallError;
 use super::state::StateMap;
 use crate::metrics::FailureKind;
 use crate::subject::is_concrete;
-use sluice_event::Event;
+use sluice_event::EventView;
 use sluice_event::abi::{self, ERR_BAD_ARGUMENT, ERR_NOT_FOUND, ERR_STATE_FULL, MAX_KEY_LEN, OK};
 use wasmi::{Caller, Engine, Error, Extern, Linker, StoreLimits};
 
@@ -28,8 +28,8 @@ pub struct GuestData {
 /// Output and limits of the call in progress.
 #[derive(Debug, Default)]
 pub struct CallState {
-    /// Events emitted, as the guest encoded them.
-    pub emitted: Vec<Event>,
+    /// Events emitted, as the guest encoded them (checked).
+    pub emitted: Vec<Vec<u8>>,
     /// Encoded bytes emitted.
     pub emitted_bytes: u64,
     /// Log lines written.
@@ -133,9 +133,9 @@ fn emit(mut caller: Caller<'_, GuestData>, ptr: i32, len: i32) -> Result<i32, Er
             format!("emit: more than {} bytes in one call", call.max_emit_bytes),
         ));
     }
-    let event =
-        Event::decode(&bytes).map_err(|e| fault(FailureKind::BadOutput, format!("emit: {e}")))?;
-    if !is_concrete(&event.subject) {
+    let event = EventView::parse(&bytes)
+        .map_err(|e| fault(FailureKind::BadOutput, format!("emit: {e}")))?;
+    if !is_concrete(event.subject) {
         return Err(fault(
             FailureKind::BadOutput,
             format!(
@@ -145,7 +145,7 @@ fn emit(mut caller: Caller<'_, GuestData>, ptr: i32, len: i32) -> Result<i32, Er
         ));
     }
     call.emitted_bytes += bytes.len() as u64;
-    call.emitted.push(event);
+    call.emitted.push(bytes);
     Ok(OK)
 }
 

@@ -20,7 +20,7 @@ pub use program::{Program, ProgramError, engine};
 use crate::config::{Config, Forward, FunctionConfig, MAX_CHAIN, Problem};
 use crate::ids::IdMint;
 use crate::metrics::Metrics;
-use sluice_event::{Event, EventId, FORMAT_VERSION};
+use sluice_event::{EventId, EventView, EventWriter};
 use state::StateChange;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -62,8 +62,8 @@ pub struct DeadLetter {
 pub struct Dispatch {
     /// Whether the input event itself is to be queued.
     pub forward_input: bool,
-    /// Function outputs to be queued, stamped, with their encoding.
-    pub outputs: Vec<(Event, Vec<u8>)>,
+    /// Function outputs to be queued, stamped and encoded.
+    pub outputs: Vec<Vec<u8>>,
     /// Failed inputs.
     pub dead: Vec<DeadLetter>,
 }
@@ -196,8 +196,8 @@ impl FunctionSet {
 
     /// Runs every function subscribed to `input` (and to what they emit, down
     /// the chain), and says what is to be queued.
-    pub fn dispatch(&mut self, input: &Event, bytes: &[u8]) -> Dispatch {
-        let claimed = self.claimed(&input.subject);
+    pub fn dispatch(&mut self, input: &EventView<'_>, bytes: &[u8]) -> Dispatch {
+        let claimed = self.claimed(input.subject);
         let mut d = Dispatch {
             forward_input: self.queues(claimed, false),
             ..Dispatch::default()
@@ -274,13 +274,15 @@ impl FunctionSet {
         &mut self,
         index: usize,
         input: Input<'_>,
-        cause: Option<&Event>,
+        cause: Option<&EventView<'_>>,
     ) -> CallReport {
         let mut report = self.functions[index].call(&self.linker, input);
         let now = crate::clock::now_ms();
-        let name = self.functions[index].name().to_owned();
-        for e in &mut report.emitted {
-            stamp(e, &name, cause, &self.ids, now);
+        let name = self.functions[index].name();
+        for bytes in &mut report.emitted {
+            if let Ok(out) = EventView::parse(bytes) {
+                *bytes = stamp(&out, name, cause, &self.ids, now);
+            }
         }
         report
     }
@@ -302,13 +304,13 @@ impl FunctionSet {
         }
     }
 
-    fn feed(&mut self, event: &Event, bytes: &[u8], depth: usize, d: &mut Dispatch) {
+    fn feed(&mut self, event: &EventView<'_>, bytes: &[u8], depth: usize, d: &mut Dispatch) {
         for i in 0..self.functions.len() {
             let subscribed = self.functions[i]
                 .config
                 .subscribe
                 .iter()
-                .any(|p| p.matches(&event.subject));
+                .any(|p| p.matches(event.subject));
             if !subscribed {
                 continue;
             }
@@ -330,7 +332,7 @@ impl FunctionSet {
         &mut self,
         i: usize,
         input: Input<'_>,
-        cause: Option<&Event>,
+        cause: Option<&EventView<'_>>,
         depth: usize,
         d: &mut Dispatch,
     ) {
@@ -354,8 +356,15 @@ impl FunctionSet {
         let name = self.functions[i].name().to_owned();
         let now = crate::clock::now_ms();
         Metrics::add(&self.metrics.functions_emitted, report.emitted.len() as u64);
-        for mut out in report.emitted {
-            stamp(&mut out, &name, cause, &self.ids, now);
+        for emitted in report.emitted {
+            // Checked by `emit` when the guest emitted it.
+            let Ok(out) = EventView::parse(&emitted) else {
+                continue;
+            };
+            let bytes = stamp(&out, &name, cause, &self.ids, now);
+            let Ok(out) = EventView::parse(&bytes) else {
+                continue;
+            };
             tracing::debug!(
                 event_id = %out.id,
                 cause = %out.cause.unwrap_or_default(),
@@ -363,14 +372,13 @@ impl FunctionSet {
                 subject = %out.subject,
                 "Event emitted"
             );
-            let bytes = out.encode();
-            let claimed = self.claimed(&out.subject);
+            let claimed = self.claimed(out.subject);
             let queued = self.queues(claimed, true);
             if claimed {
                 self.feed(&out, &bytes, depth + 1, d);
             }
             if queued {
-                d.outputs.push((out, bytes));
+                d.outputs.push(bytes);
             }
         }
     }
@@ -392,7 +400,7 @@ impl FunctionSet {
         let f = &mut self.functions[i];
         f.failures_in_row += 1;
         let event_id = input
-            .and_then(|b| Event::decode(b).ok())
+            .and_then(|b| EventView::parse(b).ok())
             .map(|e| e.id)
             .unwrap_or_default();
         tracing::warn!(function = %f.name(), event_id = %event_id, kind = ?kind, error = %error, "Function failed; input dead-lettered");
@@ -445,20 +453,34 @@ impl FunctionSet {
     }
 }
 
-/// Sets what the host owns on an output: id, cause, producer, subject prefix,
-/// and the device and time if the guest left them out.
-fn stamp(e: &mut Event, function: &str, cause: Option<&Event>, ids: &IdMint, now_ms: i64) {
-    e.version = FORMAT_VERSION;
-    e.id = ids.mint();
-    e.cause = cause.map(|c| c.id);
-    e.function = Some(function.to_owned());
-    e.subject = format!("fn/{function}/{}", e.subject);
-    if e.device.is_empty()
-        && let Some(c) = cause
-    {
-        e.device = c.device.clone();
+/// The output `out` with what the host owns set: id, cause, producer,
+/// subject prefix, and the device and time if the guest left them out. Its
+/// readings, meta and raw payload are copied as encoded.
+fn stamp(
+    out: &EventView<'_>,
+    function: &str,
+    cause: Option<&EventView<'_>>,
+    ids: &IdMint,
+    now_ms: i64,
+) -> Vec<u8> {
+    let device = match cause {
+        Some(c) if out.device.is_empty() => c.device,
+        _ => out.device,
+    };
+    let mut w = EventWriter::new(&format!("fn/{function}/{}", out.subject), device);
+    w.id(ids.mint())
+        .cause(cause.map(|c| c.id))
+        .function(Some(function))
+        .device_time_ms(out.device_time_ms)
+        .gateway_time_ms(if out.gateway_time_ms == 0 {
+            now_ms
+        } else {
+            out.gateway_time_ms
+        })
+        .readings_from(out)
+        .meta_from(out);
+    if let Some(raw) = out.raw {
+        w.raw(raw);
     }
-    if e.gateway_time_ms == 0 {
-        e.gateway_time_ms = now_ms;
-    }
+    w.finish()
 }

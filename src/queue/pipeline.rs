@@ -8,7 +8,7 @@ use crate::ids::IdMint;
 use crate::ingest::{EncodedRow, Router};
 use crate::metrics::Metrics;
 use rusqlite::{Connection, Transaction};
-use sluice_event::Event;
+use sluice_event::EventView;
 use std::sync::Arc;
 
 /// What a submission or tick turned into.
@@ -87,7 +87,7 @@ impl Pipeline {
     pub(crate) fn process(&mut self, rows: &[EncodedRow]) -> Produced {
         let mut out = Produced::default();
         for (stream, bytes) in rows {
-            let Ok(event) = Event::decode(bytes) else {
+            let Ok(event) = EventView::parse(bytes) else {
                 // Encoded by `Ingest` a moment ago, so this does not happen; queue it as it is.
                 out.rows.push((*stream, bytes.clone()));
                 continue;
@@ -112,8 +112,12 @@ impl Pipeline {
     }
 
     fn collect(&self, d: Dispatch, out: &mut Produced) {
-        for (event, bytes) in d.outputs {
-            match self.router.route(&event.subject) {
+        for bytes in d.outputs {
+            // Written by the function host a moment ago.
+            let Ok(event) = EventView::parse(&bytes) else {
+                continue;
+            };
+            match self.router.route(event.subject) {
                 Some(stream) => out.rows.push((stream, bytes)),
                 None => tracing::warn!(
                     event_id = %event.id,

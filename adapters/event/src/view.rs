@@ -182,6 +182,11 @@ impl<'a> EventView<'a> {
         self.meta().find(|m| m.key == key).map(|m| m.value)
     }
 
+    /// The encoded readings and their count, for copying them whole.
+    pub(crate) fn readings_encoded(&self) -> (usize, &'a [u8]) {
+        (self.readings.count, self.readings.bytes)
+    }
+
     /// The encoded meta entries and their count, for copying them whole.
     pub(crate) fn meta_encoded(&self) -> (usize, &'a [u8]) {
         (self.meta.count, self.meta.bytes)

@@ -9,8 +9,8 @@ use crate::{Event, EventId, FORMAT_VERSION};
 
 /// Writes an event's encoding piece by piece; [`EventWriter::finish`] gives
 /// the same bytes [`Event::encode`](crate::Event::encode) gives for the
-/// equal event. The id and cause stay unset (the gateway assigns them to
-/// everything a function emits).
+/// equal event. Id, cause and function are unset unless set (the gateway
+/// assigns them to everything a function emits).
 ///
 /// ```
 /// use sluice_event::{Event, EventView, EventWriter, ValueRef};
@@ -25,6 +25,8 @@ use crate::{Event, EventId, FORMAT_VERSION};
 /// ```
 #[derive(Clone, Debug)]
 pub struct EventWriter {
+    id: EventId,
+    cause: Option<EventId>,
     /// Subject and device, encoded.
     names: Vec<u8>,
     device_time_ms: Option<i64>,
@@ -34,6 +36,7 @@ pub struct EventWriter {
     meta_count: usize,
     meta: Vec<u8>,
     raw: Option<Vec<u8>>,
+    function: Option<Vec<u8>>,
 }
 
 impl EventWriter {
@@ -44,6 +47,8 @@ impl EventWriter {
         put_bytes(&mut names, subject.as_bytes());
         put_bytes(&mut names, device.as_bytes());
         EventWriter {
+            id: EventId::UNSET,
+            cause: None,
             names,
             device_time_ms: None,
             gateway_time_ms: 0,
@@ -53,7 +58,26 @@ impl EventWriter {
             meta_count: 0,
             meta: Vec::new(),
             raw: None,
+            function: None,
         }
+    }
+
+    /// Sets the event's id.
+    pub fn id(&mut self, id: EventId) -> &mut EventWriter {
+        self.id = id;
+        self
+    }
+
+    /// Sets the id of the event that caused this one.
+    pub fn cause(&mut self, cause: Option<EventId>) -> &mut EventWriter {
+        self.cause = cause;
+        self
+    }
+
+    /// Sets the name of the function that produced the event.
+    pub fn function(&mut self, name: Option<&str>) -> &mut EventWriter {
+        self.function = name.map(|n| n.as_bytes().to_vec());
+        self
     }
 
     /// Sets the time the device stamped on the reading.
@@ -90,6 +114,14 @@ impl EventWriter {
         self
     }
 
+    /// Adds every reading of `input`, copied as encoded.
+    pub fn readings_from(&mut self, input: &EventView<'_>) -> &mut EventWriter {
+        let (count, bytes) = input.readings_encoded();
+        self.readings.extend_from_slice(bytes);
+        self.reading_count += count;
+        self
+    }
+
     /// Adds every meta entry of `input`, copied as encoded.
     pub fn meta_from(&mut self, input: &EventView<'_>) -> &mut EventWriter {
         let (count, bytes) = input.meta_encoded();
@@ -111,8 +143,8 @@ impl EventWriter {
             40 + self.names.len() + self.readings.len() + self.meta.len() + raw_len,
         );
         out.push(FORMAT_VERSION);
-        put_u64(&mut out, EventId::UNSET.0);
-        out.push(0); // cause: none
+        put_u64(&mut out, self.id.0);
+        put_option(&mut out, self.cause, |out, id| put_u64(out, id.0));
         out.extend_from_slice(&self.names);
         put_option(&mut out, self.device_time_ms, put_i64);
         put_i64(&mut out, self.gateway_time_ms);
@@ -121,7 +153,7 @@ impl EventWriter {
         put_len(&mut out, self.meta_count);
         out.extend_from_slice(&self.meta);
         put_option(&mut out, self.raw.as_deref(), put_bytes);
-        out.push(0); // function: set by the gateway
+        put_option(&mut out, self.function.as_deref(), put_bytes);
         out
     }
 }

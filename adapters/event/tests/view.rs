@@ -106,18 +106,22 @@ fn view_reads_what_postcard_wrote() {
 fn writer_writes_what_postcard_writes() {
     let mut rng = Rng(0xfeed);
     for _ in 0..5000 {
-        let mut event = rng.event();
-        // The writer leaves what the gateway assigns unset.
-        event.id = EventId::UNSET;
-        event.cause = None;
-        event.function = None;
+        let event = rng.event();
         let mut w = EventWriter::new(&event.subject, &event.device);
-        w.device_time_ms(event.device_time_ms)
+        w.id(event.id)
+            .cause(event.cause)
+            .function(event.function.as_deref())
+            .device_time_ms(event.device_time_ms)
             .gateway_time_ms(event.gateway_time_ms);
-        for r in &event.readings {
+        // Readings and meta half written entry by entry, half copied from a view.
+        let (by_entry, copied) = event.readings.split_at(event.readings.len() / 2);
+        for r in by_entry {
             w.reading(&r.name, r.value.as_ref(), &r.unit);
         }
-        // Meta half written entry by entry, half copied from a view.
+        let mut source = Event::new("s", "d", 0);
+        source.readings = copied.to_vec();
+        let source_bytes = source.encode();
+        w.readings_from(&EventView::parse(&source_bytes).unwrap());
         let (by_entry, copied) = event.meta.split_at(event.meta.len() / 2);
         for m in by_entry {
             w.meta(&m.key, m.value.as_ref());
