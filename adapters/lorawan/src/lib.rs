@@ -9,10 +9,21 @@
 //! - [`frame`]: data uplinks opened and downlinks built (pure).
 //! - [`join`]: JoinRequest checks, JoinAccept and session keys (pure).
 //! - [`mac`]: MAC commands (pure).
+//! - [`config`]: the `[lorawan]` section.
+//! - [`network`]: devices, sessions and decisions, no I/O.
+//! - [`rejection`]: why a datagram or frame was turned away, one counter each.
+//! - [`server`]: the I/O loop; [`adapter`]: the contract with the core.
+pub mod adapter;
+pub mod config;
 pub mod frame;
 pub mod gwmp;
 pub mod join;
 pub mod keys;
 pub mod mac;
+pub mod network;
 pub mod region;
+pub mod rejection;
+pub mod server;
 pub mod session;
+
+pub use config::LorawanConfig;
