@@ -596,9 +596,9 @@ impl Config {
             ConfigError::new(origin, text, vec![Problem::at_span(e.span(), e.message())])
         })?;
         let mut config = config;
+        config.subscribe_decoders();
         let problems = config.validate();
         if problems.is_empty() {
-            config.subscribe_decoders();
             Ok(config)
         } else {
             Err(ConfigError::new(origin, text, problems))
