@@ -6,7 +6,13 @@
 // data rate), decrypts the JoinAccept, derives the session keys, and
 // prints one JSON line per step for the Rust test.
 //
-// usage: node concentrator.js PORT SCENARIO
+// usage: node concentrator.js PORT SCENARIO [ARGS]
+//   join | abp FCNT [confirmed] | bad
+//   confirmed FROM TO   confirmed ABP uplinks FROM..=TO carrying Cayenne LPP
+//                       temperature_1 = FCNT (°C); each ACK checked
+//   linkcheck FCNT      an ABP uplink with LinkCheckReq in FOpts; the answer checked
+//   downlink FCNT       an ABP uplink; the downlink that follows decrypted
+//   stat                a PUSH_DATA with a `stat` report
 "use strict";
 const dgram = require("dgram");
 const lp = require("lora-packet");
@@ -68,10 +74,11 @@ async function txAck(t, error) {
   await send(pull, Buffer.concat([Buffer.from([2]), t, Buffer.from([5]), GW, body]));
 }
 
-function uplink(devAddr, nwk, app, fcnt, payload, confirmed) {
+function uplink(devAddr, nwk, app, fcnt, payload, confirmed, fopts) {
   return lp.fromFields({
     MType: confirmed ? "Confirmed Data Up" : "Unconfirmed Data Up",
     DevAddr: Buffer.from(devAddr, "hex"), FCnt: fcnt & 0xffff, FPort: 1, payload: Buffer.from(payload, "hex"),
+    FOpts: fopts,
   }, Buffer.from(app, "hex"), Buffer.from(nwk, "hex"), undefined,
   Buffer.from([(fcnt >> 16) & 0xff, (fcnt >> 24) & 0xff])).getPHYPayload();
 }
@@ -127,6 +134,43 @@ async function main() {
         ack: down.getFCtrlACK(), mic_ok: lp.verifyMIC(down, Buffer.from(ABP.nwkSKey, "hex")), fcnt: down.getFCnt() });
     }
     out({ step: "abp_uplink", fcnt });
+  } else if (scenario === "confirmed") {
+    const from = Number(process.argv[4]), to = Number(process.argv[5]);
+    for (let fcnt = from; fcnt <= to; fcnt++) {
+      // Cayenne LPP: channel 1, temperature (0x67), fcnt °C in 0.1 °C.
+      const lpp = Buffer.from([0x01, 0x67, 0, 0]); lpp.writeInt16BE(fcnt * 10, 2);
+      const tmst = 10000000 + fcnt * 1000;
+      const resp = pullResp(3000);
+      await pushFrame(uplink(ABP.devAddr, ABP.nwkSKey, ABP.appSKey, fcnt, lpp.toString("hex"), true), GW, tmst, -70, 6.0);
+      const r = await resp;
+      const down = lp.fromWire(Buffer.from(r.txpk.data, "base64"));
+      if (!down.getFCtrlACK()) fail("no ACK for " + fcnt);
+      if (!lp.verifyMIC(down, Buffer.from(ABP.nwkSKey, "hex"))) fail("bad MIC on the ACK of " + fcnt);
+      await txAck(r.token, null);
+      out({ step: "acked", fcnt, delay_us: (r.txpk.tmst - tmst) >>> 0 });
+    }
+  } else if (scenario === "linkcheck" || scenario === "downlink") {
+    const fcnt = Number(process.argv[4]);
+    const tmst = 7000000;
+    const resp = pullResp(4000);
+    const fopts = scenario === "linkcheck" ? Buffer.from([0x02]) : undefined;
+    await pushFrame(uplink(ABP.devAddr, ABP.nwkSKey, ABP.appSKey, fcnt, "0167011003680a", false, fopts), GW, tmst, -70, 6.0);
+    const r = await resp;
+    const down = lp.fromWire(Buffer.from(r.txpk.data, "base64"));
+    const clear = down.FRMPayload && down.FRMPayload.length > 0
+      ? lp.decrypt(down, Buffer.from(ABP.appSKey, "hex"), Buffer.from(ABP.nwkSKey, "hex")) : Buffer.alloc(0);
+    await txAck(r.token, null);
+    out({ step: scenario, delay_us: (r.txpk.tmst - tmst) >>> 0, freq: r.txpk.freq, datr: r.txpk.datr,
+      mtype: down.getMType(), mic_ok: lp.verifyMIC(down, Buffer.from(ABP.nwkSKey, "hex")),
+      fopts: down.FOpts.toString("hex"), fport: down.getFPort(), payload: clear.toString("hex") });
+  } else if (scenario === "stat") {
+    const t = tok();
+    const stat = { time: "2026-11-30 12:00:00 GMT", lati: 46.24, long: 3.2523, alti: 145, rxnb: 12, rxok: 10,
+      rxfw: 9, ackr: 100.0, dwnb: 3, txnb: 2 };
+    const ack = expect(push, (m) => m.length === 4 && m[3] === 1 && m[1] === t[0] && m[2] === t[1], 2000, "PUSH_ACK of stat");
+    await send(push, Buffer.concat([Buffer.from([2]), t, Buffer.from([0]), GW, Buffer.from(JSON.stringify({ stat }))]));
+    await ack;
+    out({ step: "stat" });
   } else if (scenario === "bad") {
     // Wrong MIC, unknown DevAddr, truncated frame, invalid JSON, wrong version, garbage.
     const good = uplink(ABP.devAddr, ABP.nwkSKey, ABP.appSKey, 50, "0167011003680a", false);
