@@ -239,6 +239,42 @@ mod tests {
     /// The lorawan crate's own documented vector: an unconfirmed uplink
     /// from DevAddr 01020304, FCnt 1, FPort 1, payload "hello" under
     /// AppSKey 01..01 and NwkSKey 02..02.
+    /// lora-packet's README vector: an unconfirmed uplink from DevAddr
+    /// 49BE7DF1, FCnt 2, FPort 1, payload "test" under AppSKey
+    /// EC925802AE430CA77FD3DD73CB2CC588 and NwkSKey 44024241ED4CE9A68C6A8BC055233FD3.
+    #[test]
+    fn known_answer_uplink_from_the_lora_packet_readme() {
+        let phy = [
+            0x40, // MHDR: unconfirmed data up
+            0xf1, 0x7d, 0xbe, 0x49, // DevAddr 49be7df1, little-endian
+            0x00, // FCtrl: no FOpts
+            0x02, 0x00, // FCnt 2
+            0x01, // FPort 1
+            0x95, 0x43, 0x78, 0x76, // FRMPayload, encrypted
+            0x2b, 0x11, 0xff, 0x0d, // MIC
+        ];
+        let session = Session {
+            dev_addr: 0x49be_7df1,
+            nwk_skey: Key([
+                0x44, 0x02, 0x42, 0x41, 0xed, 0x4c, 0xe9, 0xa6, 0x8c, 0x6a, 0x8b, 0xc0, 0x55, 0x23,
+                0x3f, 0xd3,
+            ]),
+            app_skey: Key([
+                0xec, 0x92, 0x58, 0x02, 0xae, 0x43, 0x0c, 0xa7, 0x7f, 0xd3, 0xdd, 0x73, 0xcb, 0x2c,
+                0xc5, 0x88,
+            ]),
+            fcnt_up: Some(1),
+            fcnt_down: 0,
+        };
+        assert_eq!(header(&phy), Some((0x49be_7df1, 2)));
+        let up = open_uplink(&phy, &session).expect("opens");
+        assert_eq!((up.fcnt, up.f_port, up.confirmed), (2, Some(1), false));
+        assert_eq!(up.payload, b"test");
+        let mut bad = phy;
+        bad[16] ^= 0x80;
+        assert_eq!(open_uplink(&bad, &session), Err(FrameError::BadMic));
+    }
+
     #[test]
     fn known_answer_uplink_from_the_lorawan_crate_docs() {
         let phy = [
