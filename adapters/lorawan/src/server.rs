@@ -32,13 +32,19 @@ const SUBMIT_QUEUE: usize = 256;
 const MAX_PENDING: usize = 4096;
 /// How long before a window opens the forwarder must have the downlink.
 const LEAD: Duration = Duration::from_millis(100);
+/// Downlinks awaiting their TX_ACK at most; beyond, the oldest is given up.
+const MAX_IN_FLIGHT: usize = 1024;
+/// A TX_ACK later than this after its uplink (RX2 of the longest RX1 delay,
+/// 16 s, has passed) will not come: the downlink is given up.
+const TX_ACK_EXPIRY: Duration = Duration::from_secs(20);
 
-/// A commit for a submitter.
+/// A commit for a submitter: a device's frame (with what to do once it
+/// is durable) or a gateway's status report (nothing waits for it).
 struct Job {
     dev_eui: Eui64,
     events: Vec<Event>,
     changes: Vec<StateChange>,
-    done: Done,
+    done: Option<Done>,
 }
 
 /// What comes back once a commit is durable (or refused).
@@ -94,12 +100,16 @@ pub async fn serve(
                 match sink.accept_with_state(job.events, job.changes).await {
                     Ok(_) => Counters::add(&counters.events_accepted, n),
                     Err(refusal) => {
-                        tracing::warn!(dev_eui = %job.dev_eui, error = %refusal.message, "LoRaWAN frame refused by the queue");
+                        tracing::warn!(eui = %job.dev_eui, error = %refusal.message, "LoRaWAN frame refused by the queue");
                         Counters::add(&counters.events_refused, n);
-                        done.ok = false;
+                        if let Some(d) = done.as_mut() {
+                            d.ok = false;
+                        }
                     }
                 }
-                if done_tx.send(done).await.is_err() {
+                if let Some(done) = done
+                    && done_tx.send(done).await.is_err()
+                {
                     break;
                 }
             }
@@ -159,7 +169,11 @@ pub async fn serve(
                         let _ = socket.send_to(&gwmp::ack(token, gwmp::ident::PUSH_ACK), from).await;
                         let gateway = Eui64(gateway);
                         if let Some(stat) = push.stat {
-                            stat_event(&context, gateway, &stat).await;
+                            // Committed by a submitter: the loop never waits for a commit.
+                            let job = Job { dev_eui: gateway, events: vec![stat_event(gateway, &stat)], changes: Vec::new(), done: None };
+                            if submitters[submitter(gateway)].try_send(job).is_err() {
+                                counters.reject(Reject::Busy);
+                            }
                         }
                         for rx in &push.rxpk {
                             match reception(&network, gateway, rx) {
@@ -236,12 +250,12 @@ pub async fn serve(
                                 r.answer(Ok(Answer { status: "acknowledged".into(), payload: Vec::new() }));
                             }
                             let fcnt = outcome.events.first().and_then(|e| e.meta.iter().find(|m| m.key == "fcnt")).and_then(|m| match m.value { Value::Number(n) => Some(n as u32), _ => None });
-                            let idx = (outcome.dev_eui.0.iter().fold(0usize, |a, b| a.wrapping_mul(31).wrapping_add(*b as usize))) % SUBMITTERS;
+                            let idx = submitter(outcome.dev_eui);
                             let job = Job {
                                 dev_eui: outcome.dev_eui,
                                 events: outcome.events,
                                 changes: outcome.changes,
-                                done: Done { dev_eui: outcome.dev_eui, fcnt, reply: outcome.reply, joined: outcome.joined, carried: outcome.carried, received: p.first, ok: true },
+                                done: Some(Done { dev_eui: outcome.dev_eui, fcnt, reply: outcome.reply, joined: outcome.joined, carried: outcome.carried, received: p.first, ok: true }),
                             };
                             if submitters[idx].try_send(job).is_err() {
                                 if let Some(f) = fcnt { network.roll_back(outcome.dev_eui, f); }
@@ -365,9 +379,7 @@ async fn send_reply(
     if let Err(e) = socket.send_to(&datagram, addr).await {
         tracing::warn!(error = %e, "Cannot send PULL_RESP");
     }
-    if in_flight.len() > 1024 {
-        in_flight.clear();
-    }
+    make_room(in_flight, MAX_IN_FLIGHT - 1);
     in_flight.insert(
         token,
         InFlight {
@@ -378,6 +390,44 @@ async fn send_reply(
             request,
         },
     );
+}
+
+/// The submitter of a device or gateway: always the same one.
+fn submitter(eui: Eui64) -> usize {
+    eui.0.iter().fold(0usize, |a, b| {
+        a.wrapping_mul(31).wrapping_add(usize::from(*b))
+    }) % SUBMITTERS
+}
+
+/// Leaves at most `max` downlinks awaiting a TX_ACK: those whose TX_ACK can
+/// no longer come go first, then the oldest; an application downlink among
+/// them is answered with a timeout.
+fn make_room(in_flight: &mut HashMap<[u8; 2], InFlight>, max: usize) {
+    if in_flight.len() <= max {
+        return;
+    }
+    in_flight.retain(|_, f| {
+        let expired = f.received.elapsed() > TX_ACK_EXPIRY;
+        if expired && let Some((r, _)) = f.request.take() {
+            r.answer(Err(DownlinkError::Timeout(TX_ACK_EXPIRY)));
+        }
+        !expired
+    });
+    // Bounded: one removal per entry over `max`.
+    while in_flight.len() > max {
+        let Some(oldest) = in_flight
+            .iter()
+            .min_by_key(|(_, f)| f.received)
+            .map(|(t, _)| *t)
+        else {
+            break;
+        };
+        if let Some(f) = in_flight.remove(&oldest)
+            && let Some((r, _)) = f.request
+        {
+            r.answer(Err(DownlinkError::Timeout(f.received.elapsed())));
+        }
+    }
 }
 
 /// One rxpk as a reception, with its PHYPayload.
@@ -409,7 +459,7 @@ fn reception(network: &Network, gateway: Eui64, rx: &RxPk) -> Result<(Vec<u8>, R
 }
 
 /// A gateway's `stat` as an event upstream: `lorawan/gateway/<eui>/stat`.
-async fn stat_event(context: &Context, gateway: Eui64, stat: &gwmp::Stat) {
+fn stat_event(gateway: Eui64, stat: &gwmp::Stat) -> Event {
     let mut e = Event::new(
         format!("lorawan/gateway/{}/stat", gateway.hex()),
         gateway.hex(),
@@ -427,7 +477,5 @@ async fn stat_event(context: &Context, gateway: Eui64, stat: &gwmp::Stat) {
             .with_number("longitude", lon, "deg");
     }
     tracing::info!(gateway = %gateway, rx = stat.rxnb, rx_ok = stat.rxok, tx = stat.txnb, "Gateway status");
-    if context.sink.accept(vec![e]).await.is_ok() {
-        Counters::add(&context.counters.events_accepted, 1);
-    }
+    e
 }
