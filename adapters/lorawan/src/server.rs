@@ -479,3 +479,58 @@ fn stat_event(gateway: Eui64, stat: &gwmp::Stat) -> Event {
     tracing::info!(gateway = %gateway, rx = stat.rxnb, rx_ok = stat.rxok, tx = stat.txnb, "Gateway status");
     e
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::Region;
+    use sluice_adapter_common::downlink::{self, Downlink, Value};
+
+    fn awaiting(age: Duration, request: Option<(Request, bool)>) -> InFlight {
+        InFlight {
+            dev_eui: Eui64([0; 8]),
+            reply: Reply {
+                phy: Vec::new(),
+                gateway: Eui64([0; 8]),
+                delay: Duration::from_secs(1),
+                tmst: 0,
+                rx1: None,
+                rx2: Region::default().rx2(),
+                power: 14,
+            },
+            received: Instant::now().checked_sub(age).expect("uptime"),
+            in_rx2: false,
+            request,
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_downlinks_go_first_then_the_oldest_and_their_senders_hear_a_timeout() {
+        let (sender, receiver) = downlink::channel();
+        let waiting = tokio::spawn(async move {
+            sender
+                .send(Downlink::new("d", "1", Verb::Set, Value::Empty))
+                .await
+        });
+        let request = receiver.recv().await.expect("a request");
+        let mut in_flight = HashMap::new();
+        in_flight.insert(
+            [0, 1],
+            awaiting(Duration::from_secs(30), Some((request, false))),
+        );
+        in_flight.insert([0, 2], awaiting(Duration::from_secs(3), None));
+        in_flight.insert([0, 3], awaiting(Duration::from_secs(1), None));
+        in_flight.insert([0, 4], awaiting(Duration::ZERO, None));
+        make_room(&mut in_flight, 2);
+        let mut left: Vec<[u8; 2]> = in_flight.keys().copied().collect();
+        left.sort_unstable();
+        assert_eq!(left, [[0, 3], [0, 4]], "the expired, then the oldest");
+        let answer = waiting.await.expect("no panic");
+        assert!(
+            matches!(answer, Err(DownlinkError::Timeout(_))),
+            "{answer:?}"
+        );
+        make_room(&mut in_flight, 2);
+        assert_eq!(in_flight.len(), 2, "nothing dropped below the bound");
+    }
+}
