@@ -44,7 +44,7 @@ const VIEWER_GRACE: Duration = Duration::from_secs(2);
 /// What `sluice demo` was asked to do.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// The folder holding `scale.wasm`, `threshold.wasm` and `window.wasm`.
+    /// The folder holding `scale.wasm`, `threshold.wasm`, `window.wasm` and `cayenne-lpp.wasm`.
     pub modules: PathBuf,
     /// Stop after this long; `None` runs until SIGINT or SIGTERM.
     pub run_for: Option<Duration>,
