@@ -265,7 +265,7 @@ impl Concentrator<'_> {
     /// A JoinRequest with `dev_nonce`; the session if a valid JoinAccept came.
     async fn join(&mut self, dev_nonce: u16) -> std::io::Result<Option<Session>> {
         let nonce = dev_nonce.to_le_bytes();
-        let mut eui = crate_eui(OTAA_EUI);
+        let mut eui = eui_bytes(OTAA_EUI);
         eui.reverse();
         let mut join_eui = OTAA_JOIN_EUI;
         join_eui.reverse();
@@ -319,7 +319,7 @@ impl Concentrator<'_> {
 }
 
 /// The DevEUI text as bytes, most significant first.
-fn crate_eui(hex: &str) -> [u8; 8] {
+fn eui_bytes(hex: &str) -> [u8; 8] {
     sluice_lorawan::keys::parse_hex::<8>(hex).unwrap_or_default()
 }
 
