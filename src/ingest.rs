@@ -7,7 +7,9 @@
 use crate::config::StreamConfig;
 use crate::ids::IdMint;
 use crate::subject::SubjectPattern;
-use sluice_adapter_common::{Exchange, RecallError, Refusal, RefusalReason, Remembered, Sink};
+use sluice_adapter_common::{
+    Exchange, RecallError, Refusal, RefusalReason, Remembered, Sink, StateChange, StateEntry,
+};
 use sluice_event::{Event, EventId};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -109,6 +111,9 @@ pub(crate) struct Submission {
     pub(crate) rows: Vec<EncodedRow>,
     /// An exchange to store in the same transaction, if the rows are accepted.
     pub(crate) exchange: Option<ExchangeRow>,
+    /// Changes to the adapter's durable state, applied in the same
+    /// transaction if the rows are accepted.
+    pub(crate) state: Option<StateRows>,
     /// Answered once the rows are committed, or refused.
     pub(crate) reply: oneshot::Sender<Result<(), IngestError>>,
 }
@@ -122,6 +127,25 @@ pub(crate) struct ExchangeRow {
     pub(crate) exchange: Exchange,
     /// The ids of the submitted events.
     pub(crate) events: Vec<EventId>,
+}
+
+/// An adapter's state changes as the writer applies them with the submission's rows.
+#[derive(Debug)]
+pub(crate) struct StateRows {
+    /// Whose state: keys are unique per adapter.
+    pub(crate) adapter: &'static str,
+    /// In order; a later change to a key wins.
+    pub(crate) changes: Vec<StateChange>,
+}
+
+/// A request for an adapter's durable state, answered by the writer after
+/// what was submitted before it commits.
+#[derive(Debug)]
+pub(crate) struct LoadState {
+    /// Whose state.
+    pub(crate) adapter: &'static str,
+    /// Every entry, ordered by key, or what storage said.
+    pub(crate) reply: oneshot::Sender<Result<Vec<StateEntry>, StorageError>>,
 }
 
 /// A request for an adapter's unexpired exchanges, answered by the writer.
@@ -142,6 +166,8 @@ pub(crate) enum Intake {
     Submit(Submission),
     /// Exchanges to read back.
     Recall(Recall),
+    /// Adapter state to read back.
+    LoadState(LoadState),
 }
 
 /// Handle for submitting events; cheap to clone, one per producer.
@@ -230,6 +256,43 @@ impl Ingest {
         self.submit_with(events, Some(exchange)).await
     }
 
+    /// Like [`Ingest::submit`], and applies `changes` to this handle's
+    /// adapter state in the same transaction; a refused submission changes
+    /// nothing. `events` may be empty.
+    pub async fn submit_with_state(
+        &self,
+        events: Vec<Event>,
+        changes: Vec<StateChange>,
+    ) -> Result<Receipt, Rejected> {
+        let (mut submission, receipt) = self.prepare(events)?;
+        submission.state = Some(StateRows {
+            adapter: self.adapter,
+            changes,
+        });
+        match self.tx.send(Intake::Submit(submission)).await {
+            Ok(()) => Ok(receipt),
+            Err(_) => Err(receipt.refuse(IngestError::Closed)),
+        }
+    }
+
+    /// This handle's adapter state, every entry, ordered by key.
+    pub async fn state(&self) -> Result<Vec<StateEntry>, IngestError> {
+        let (reply, rx) = oneshot::channel();
+        let load = LoadState {
+            adapter: self.adapter,
+            reply,
+        };
+        self.tx
+            .send(Intake::LoadState(load))
+            .await
+            .map_err(|_| IngestError::Closed)?;
+        match rx.await {
+            Ok(Ok(entries)) => Ok(entries),
+            Ok(Err(error)) => Err(IngestError::Storage(error)),
+            Err(_) => Err(IngestError::Closed),
+        }
+    }
+
     async fn submit_with(
         &self,
         events: Vec<Event>,
@@ -310,6 +373,7 @@ impl Ingest {
         let submission = Submission {
             rows,
             exchange: None,
+            state: None,
             reply: tx,
         };
         Ok((submission, receipt))
@@ -344,6 +408,18 @@ impl Sink for Ingest {
         self.remembered(limit)
             .await
             .map_err(|e| RecallError(e.to_string()))
+    }
+
+    async fn accept_with_state(
+        &self,
+        events: Vec<Event>,
+        changes: Vec<StateChange>,
+    ) -> Result<Vec<EventId>, Refusal> {
+        durable(self.submit_with_state(events, changes).await).await
+    }
+
+    async fn load_state(&self) -> Result<Vec<StateEntry>, RecallError> {
+        self.state().await.map_err(|e| RecallError(e.to_string()))
     }
 }
 

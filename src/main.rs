@@ -42,11 +42,12 @@ enum Command {
         #[command(subcommand)]
         action: FnAction,
     },
-    /// The showcase: an embedded MQTT broker, simulated CoAP devices and the
-    /// standard functions, all on this machine; prints what arrives upstream.
+    /// The showcase: an embedded MQTT broker, simulated CoAP devices, Modbus
+    /// meters and LoRaWAN devices, and the standard functions, all on this
+    /// machine; prints what arrives upstream.
     #[cfg(feature = "demo")]
     Demo {
-        /// The folder holding scale.wasm, threshold.wasm and window.wasm
+        /// The folder holding scale.wasm, threshold.wasm, window.wasm and cayenne-lpp.wasm
         /// (functions/build.sh builds them).
         #[arg(long, default_value = "functions/dist")]
         modules: PathBuf,

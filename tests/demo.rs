@@ -1,8 +1,9 @@
 #![cfg(feature = "demo")]
 //! `sluice demo` as a user runs it: the real binary with its embedded broker,
-//! simulated CoAP devices, simulated Modbus meters and the standard
-//! functions, for a fixed time; its screen must show readings, alerts,
-//! windows and status, and its summary a clean run.
+//! simulated CoAP devices, simulated Modbus meters, a simulated LoRaWAN
+//! concentrator with an OTAA and an ABP device, and the standard functions,
+//! for a fixed time; its screen must show readings, alerts, windows, decoded
+//! LoRaWAN payloads and status, and its summary a clean run.
 
 mod support;
 
@@ -136,6 +137,26 @@ fn the_demo_shows_readings_alerts_and_windows_and_stops_cleanly() {
         "too few Modbus readings\n{context}"
     );
     assert!(modbus.contains("no faults"), "Modbus faults\n{context}");
+    // The OTAA device joined and both devices' Cayenne LPP was decoded upstream.
+    let lorawan = summary("lorawan");
+    assert!(lorawan.contains(", 1 joined;"), "no OTAA join\n{context}");
+    assert!(
+        count_before(lorawan, "events accepted").is_some_and(|n| n >= 4),
+        "too few LoRaWAN uplinks accepted\n{context}"
+    );
+    assert!(
+        lorawan.ends_with(" 0 rejected"),
+        "LoRaWAN frames rejected\n{context}"
+    );
+    for device in ["70b3d57ed0000001", "70b3d57ed0000002"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("lorawan ")
+                    && l.contains(&format!("fn/cayenne-lpp/{device}"))),
+            "no decoded payload of {device}\n{context}"
+        );
+    }
     assert!(
         lines
             .iter()

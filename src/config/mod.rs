@@ -44,6 +44,8 @@ pub struct Config {
     pub coap: Option<sluice_coap::CoapConfig>,
     /// `[modbus]`: the Modbus adapter (absent: off).
     pub modbus: Option<sluice_modbus::ModbusConfig>,
+    /// `[lorawan]`: the LoRaWAN adapter (absent: off).
+    pub lorawan: Option<sluice_lorawan::LorawanConfig>,
 }
 
 /// Every adapter Sluice has, one variant each, holding its config section.
@@ -55,6 +57,8 @@ pub enum AdapterConfig {
     Coap(sluice_coap::CoapConfig),
     /// `[modbus]`.
     Modbus(sluice_modbus::ModbusConfig),
+    /// `[lorawan]`.
+    Lorawan(sluice_lorawan::LorawanConfig),
 }
 
 impl AdapterConfig {
@@ -63,6 +67,7 @@ impl AdapterConfig {
         match self {
             AdapterConfig::Coap(c) => c,
             AdapterConfig::Modbus(c) => c,
+            AdapterConfig::Lorawan(c) => c,
         }
     }
 
@@ -590,11 +595,29 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| {
             ConfigError::new(origin, text, vec![Problem::at_span(e.span(), e.message())])
         })?;
+        let mut config = config;
+        config.subscribe_decoders();
         let problems = config.validate();
         if problems.is_empty() {
             Ok(config)
         } else {
             Err(ConfigError::new(origin, text, problems))
+        }
+    }
+
+    /// Subscribes each LoRaWAN profile's decoder function to the uplinks
+    /// of the profile's devices (`lorawan/<dev_eui>/up`).
+    fn subscribe_decoders(&mut self) {
+        let Some(lorawan) = &self.lorawan else { return };
+        for (function, subject) in lorawan.decoder_subjects() {
+            let Ok(pattern) = subject.parse::<SubjectPattern>() else {
+                continue;
+            };
+            if let Some(f) = self.functions.iter_mut().find(|f| f.name == function)
+                && !f.subscribe.contains(&pattern)
+            {
+                f.subscribe.push(pattern);
+            }
         }
     }
 
@@ -721,6 +744,18 @@ impl Config {
             }
         }
         problems.extend(claim_collisions(&adapters));
+        if let Some(lorawan) = &self.lorawan {
+            for (name, profile) in &lorawan.profiles {
+                if let Some(decoder) = &profile.decoder
+                    && !self.functions.iter().any(|f| &f.name == decoder)
+                {
+                    problems.push(Problem::at_key(
+                        format!("lorawan.profiles.{name}.decoder"),
+                        format!("no [[functions]] entry is named `{decoder}`"),
+                    ));
+                }
+            }
+        }
         problems
     }
 
@@ -760,7 +795,8 @@ impl Config {
     pub fn adapters(&self) -> Vec<AdapterConfig> {
         let coap = self.coap.clone().map(AdapterConfig::Coap);
         let modbus = self.modbus.clone().map(AdapterConfig::Modbus);
-        coap.into_iter().chain(modbus).collect()
+        let lorawan = self.lorawan.clone().map(AdapterConfig::Lorawan);
+        coap.into_iter().chain(modbus).chain(lorawan).collect()
     }
 
     /// The queue database file.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 const TEMPLATE: &str = include_str!("demo.toml");
 
 /// The standard functions the demo runs, by module file name (no `.wasm`).
-pub const MODULES: [&str; 3] = ["scale", "threshold", "window"];
+pub const MODULES: [&str; 4] = ["scale", "threshold", "window", "cayenne-lpp"];
 
 /// Why the demo config could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -16,7 +16,7 @@ pub enum DemoConfigError {
     /// A function module is not there.
     #[error(
         "{path} is missing: build the standard functions first with `functions/build.sh` \
-         (or point --modules at the folder that holds scale.wasm, threshold.wasm and window.wasm)"
+         (or point --modules at the folder that holds scale.wasm, threshold.wasm, window.wasm and cayenne-lpp.wasm)"
     )]
     MissingModule {
         /// The file looked for.
@@ -50,7 +50,7 @@ pub fn text(data_dir: &Path, broker_port: u16, modules: &[PathBuf], modbus_line:
     );
     text = text.replace("@MODBUS_LINE@", modbus_line);
     for (name, module) in MODULES.iter().zip(modules) {
-        let placeholder = format!("@{}@", name.to_uppercase());
+        let placeholder = format!("@{}@", name.to_uppercase().replace('-', "_"));
         text = text.replace(&placeholder, &path(module));
     }
     text
@@ -95,7 +95,21 @@ mod tests {
         assert_eq!(config.gateway.data_dir, PathBuf::from("/tmp/it's \"here\""));
         assert_eq!(config.uplink.url.port, 41883);
         let names: Vec<&str> = config.functions.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["scale", "threshold", "window"]);
+        assert_eq!(names, ["scale", "threshold", "window", "cayenne-lpp"]);
+        let lorawan = config
+            .lorawan
+            .as_ref()
+            .expect("the demo runs LoRaWAN devices");
+        let euis: Vec<&str> = lorawan.devices.iter().map(|d| d.dev_eui.as_str()).collect();
+        assert_eq!(
+            euis,
+            [super::super::lora::OTAA_EUI, super::super::lora::ABP_EUI]
+        );
+        assert_eq!(
+            lorawan.decoder_subjects().len(),
+            2,
+            "both decoded by cayenne-lpp"
+        );
         assert_eq!(config.functions[1].module, modules[1]);
         let modbus = config.modbus.expect("the demo polls Modbus meters");
         assert_eq!(modbus.buses[0].path, PathBuf::from("/dev/pts/7"));

@@ -1,8 +1,10 @@
 //! `sluice demo`: the whole gateway on one machine. An embedded MQTT broker
 //! stands in for the cloud, simulated devices post readings over real CoAP,
 //! simulated energy meters answer Modbus RTU on a pseudo-terminal (polled by
-//! the real Modbus adapter), the standard functions turn the CoAP readings
-//! into °F, alerts and aggregates, and a subscriber prints what arrives
+//! the real Modbus adapter), a simulated LoRaWAN concentrator forwards an
+//! OTAA and an ABP device's frames over GWMP to the real LoRaWAN adapter,
+//! the standard functions turn the CoAP readings into °F, alerts and
+//! aggregates and decode the LoRaWAN payloads (Cayenne LPP), and a subscriber prints what arrives
 //! upstream. Built only with the `demo` feature; the production binary
 //! carries neither rumqttd nor the simulated devices.
 //!
@@ -10,12 +12,14 @@
 //! - [`config`]: the gateway config, from the `demo.toml` template.
 //! - [`devices`]: the simulated CoAP devices.
 //! - [`meters`]: the simulated Modbus meters (tokio-modbus's server).
+//! - [`lora`]: the simulated LoRaWAN concentrator and devices (GWMP).
 //! - [`viewer`]: the subscriber standing in for the cloud.
 //! - [`screen`]: every line the demo prints.
 
 mod broker;
 mod config;
 mod devices;
+mod lora;
 mod meters;
 mod screen;
 mod viewer;
@@ -40,7 +44,7 @@ const VIEWER_GRACE: Duration = Duration::from_secs(2);
 /// What `sluice demo` was asked to do.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// The folder holding `scale.wasm`, `threshold.wasm` and `window.wasm`.
+    /// The folder holding `scale.wasm`, `threshold.wasm`, `window.wasm` and `cayenne-lpp.wasm`.
     pub modules: PathBuf,
     /// Stop after this long; `None` runs until SIGINT or SIGTERM.
     pub run_for: Option<Duration>,
@@ -79,6 +83,12 @@ pub enum DemoError {
     /// The simulated meters could not start.
     #[error("the simulated Modbus meters cannot start: {0}")]
     Meters(std::io::Error),
+    /// The gateway started without its LoRaWAN listener.
+    #[error("the LoRaWAN adapter did not start")]
+    NoLorawan,
+    /// The simulated concentrator could not start.
+    #[error("the simulated LoRaWAN concentrator cannot start: {0}")]
+    Concentrator(std::io::Error),
 }
 
 /// Runs the demo until `run_for` has passed or a signal came, then stops
@@ -105,7 +115,11 @@ pub async fn run(options: Options) -> Result<(), DemoError> {
         runtime.shutdown().await;
         return Err(DemoError::NoCoap);
     };
-    fleet_banner(coap, &coap_path, &meters.line, options.run_for);
+    let Some(&lorawan) = runtime.udp_addrs("lorawan").first() else {
+        runtime.shutdown().await;
+        return Err(DemoError::NoLorawan);
+    };
+    fleet_banner(coap, &coap_path, &meters.line, lorawan, options.run_for);
 
     let metrics = runtime.metrics();
     let device_stats = Arc::new(DeviceStats::default());
@@ -114,6 +128,15 @@ pub async fn run(options: Options) -> Result<(), DemoError> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
     let devices = devices::start(coap, &coap_path, seed, &device_stats, &shutdown);
+    let lora_stats = Arc::new(lora::LoraStats::default());
+    let concentrator = match lora::start(lorawan, seed, &lora_stats, &shutdown).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = stop.send(true);
+            runtime.shutdown().await;
+            return Err(DemoError::Concentrator(e));
+        }
+    };
     let stats = live_stats(metrics.clone());
 
     let reason = signals.wait(options.run_for).await;
@@ -126,6 +149,7 @@ pub async fn run(options: Options) -> Result<(), DemoError> {
     for device in devices {
         let _ = device.await;
     }
+    let _ = concentrator.await;
     runtime.shutdown().await;
     // The meters answer until the gateway has stopped polling them.
     let _ = stop_meters.send(true);
@@ -134,6 +158,7 @@ pub async fn run(options: Options) -> Result<(), DemoError> {
     println_summary(&screen::summary(
         started.elapsed(),
         &device_stats.totals(),
+        &lora_stats.totals(),
         &metrics.snapshot(),
         &seen,
     ));
@@ -155,14 +180,20 @@ fn banner(broker: u16, data: &Path, options: &Options) {
     screen::show(
         "demo",
         format!(
-            "functions from {}: scale (°C → °F), threshold (alert above 86 °F, clear below 80 °F), window (every 5 s)",
+            "functions from {}: scale (°C → °F), threshold (alert above 86 °F, clear below 80 °F), window (every 5 s), cayenne-lpp (LoRaWAN payloads)",
             options.modules.display()
         ),
     );
 }
 
 /// The devices, once the gateway listens.
-fn fleet_banner(coap: SocketAddr, path: &str, meters: &meters::Line, run_for: Option<Duration>) {
+fn fleet_banner(
+    coap: SocketAddr,
+    path: &str,
+    meters: &meters::Line,
+    lorawan: SocketAddr,
+    run_for: Option<Duration>,
+) {
     let fleet: Vec<String> = devices::fleet()
         .iter()
         .map(|d| {
@@ -187,6 +218,14 @@ fn fleet_banner(coap: SocketAddr, path: &str, meters: &meters::Line, run_for: Op
             "energy meters answer {}, polled every second: {}",
             meters.describe(),
             polled.join(", ")
+        ),
+    );
+    screen::show(
+        "demo",
+        format!(
+            "a LoRaWAN concentrator forwards over GWMP to udp://{lorawan}: {} (OTAA, joins first) and {} (ABP), Cayenne LPP decoded by cayenne-lpp",
+            lora::OTAA_EUI,
+            lora::ABP_EUI
         ),
     );
     let until = match run_for {

@@ -3,6 +3,7 @@
 //! line and the final summary. Pure text from data, apart from [`show`].
 
 use super::devices::DeviceTotals;
+use super::lora::LoraTotals;
 use crate::metrics::MetricsSnapshot;
 use serde::Deserialize;
 use serde_json::Value;
@@ -82,6 +83,10 @@ pub enum Kind {
     Alert,
     /// A five-second aggregate (`window`).
     Window,
+    /// A LoRaWAN frame as the adapter made it (shown once decoded).
+    Frame,
+    /// A LoRaWAN payload decoded by `cayenne-lpp`.
+    Decoded,
     /// Anything else.
     Other,
 }
@@ -90,8 +95,12 @@ impl Record {
     /// What this record is.
     pub fn kind(&self) -> Kind {
         match self.function.as_deref() {
+            None if self.subject.starts_with("lorawan/") && self.subject.ends_with("/up") => {
+                Kind::Frame
+            }
             None => Kind::Reading,
             Some("scale") => Kind::Scaled,
+            Some("cayenne-lpp") => Kind::Decoded,
             Some("threshold") => Kind::Alert,
             Some("window") => Kind::Window,
             Some(_) => Kind::Other,
@@ -147,7 +156,14 @@ pub fn batch_lines(batch: &Batch, sampler: &mut Sampler) -> Vec<(&'static str, S
                 }
                 lines.push(("reading", text));
             }
-            Kind::Reading | Kind::Scaled => {}
+            Kind::Reading | Kind::Scaled | Kind::Frame => {}
+            Kind::Decoded => {
+                let mut text = format!("{:<18} {}", r.subject, readings_text(&r.readings));
+                if let Some(m) = r.meta.get("fcnt").and_then(|m| m.value.as_f64()) {
+                    let _ = write!(text, "  (FCnt {})", number(m));
+                }
+                lines.push(("lorawan", text));
+            }
             Kind::Alert => lines.push(("alert", format!("{:<18} {}", r.subject, alert_text(r)))),
             Kind::Window => lines.push((
                 "window",
@@ -287,11 +303,13 @@ fn rejections(m: &MetricsSnapshot) -> u64 {
 pub fn stats_text(m: &MetricsSnapshot) -> String {
     let coap = m.adapters.get("coap").cloned().unwrap_or_default();
     let modbus = m.adapters.get("modbus").cloned().unwrap_or_default();
+    let lorawan = m.adapters.get("lorawan").cloned().unwrap_or_default();
     format!(
-        "coap in {} · modbus answers {} · accepted {} · committed {} · fn calls {} · dead letters {} · queued {} · batches acked {} · rejected {}",
+        "coap in {} · modbus answers {} · lorawan datagrams {} · accepted {} · committed {} · fn calls {} · dead letters {} · queued {} · batches acked {} · rejected {}",
         coap.messages_in,
         modbus.messages_in,
-        coap.events_accepted + modbus.events_accepted,
+        lorawan.messages_in,
+        coap.events_accepted + modbus.events_accepted + lorawan.events_accepted,
         m.queue_accepted,
         m.functions_calls,
         m.dead_letters,
@@ -311,6 +329,7 @@ pub struct ViewerTotals {
     pub scaled: u64,
     pub alerts: u64,
     pub windows: u64,
+    pub decoded: u64,
     pub statuses: u64,
     pub healths: u64,
     pub undecodable: u64,
@@ -320,11 +339,23 @@ pub struct ViewerTotals {
 pub fn summary(
     ran: Duration,
     devices: &DeviceTotals,
+    lora: &LoraTotals,
     m: &MetricsSnapshot,
     seen: &ViewerTotals,
 ) -> Vec<(&'static str, String)> {
     let coap = m.adapters.get("coap").cloned().unwrap_or_default();
     let modbus = m.adapters.get("modbus").cloned().unwrap_or_default();
+    let lorawan = m.adapters.get("lorawan").cloned().unwrap_or_default();
+    let refusals: Vec<String> = lorawan
+        .rejected
+        .iter()
+        .map(|(reason, n)| format!("{reason} {n}"))
+        .collect();
+    let refusals = if refusals.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", refusals.join(", "))
+    };
     let reasons: Vec<String> = coap
         .rejected
         .iter()
@@ -368,7 +399,7 @@ pub fn summary(
             format!(
                 "{} CoAP messages in, {} events accepted, {} rejected{reasons}; {} events committed",
                 coap.messages_in,
-                coap.events_accepted + modbus.events_accepted,
+                coap.events_accepted + modbus.events_accepted + lorawan.events_accepted,
                 rejections(m),
                 m.queue_accepted,
             ),
@@ -378,6 +409,20 @@ pub fn summary(
             format!(
                 "{} answers from the meters, {} readings and status events accepted, {faults}",
                 modbus.messages_in, modbus.events_accepted,
+            ),
+        ),
+        (
+            "lorawan",
+            format!(
+                "{} JoinRequests, {} joined; {} uplinks sent, {} PUSH_ACKs, {} downlinks; \
+                 {} events accepted, {} rejected{refusals}",
+                lora.join_requests,
+                lora.joined,
+                lora.uplinks,
+                lora.push_acks,
+                lora.downlinks,
+                lorawan.events_accepted,
+                lorawan.rejected.values().sum::<u64>(),
             ),
         ),
         (
@@ -405,13 +450,14 @@ pub fn summary(
         (
             "upstream",
             format!(
-                "{}, {}: {}, {} in °F, {}, {}; {}, {}",
+                "{}, {}: {}, {} in °F, {}, {}, {} LoRaWAN payloads decoded; {}, {}",
                 counted(seen.batches, "batch", "batches"),
                 counted(seen.records, "record", "records"),
                 counted(seen.readings, "reading", "readings"),
                 seen.scaled,
                 counted(seen.alerts, "alert", "alerts"),
                 counted(seen.windows, "window", "windows"),
+                seen.decoded,
                 counted(seen.statuses, "status message", "status messages"),
                 counted(seen.healths, "health message", "health messages"),
             ),
@@ -604,6 +650,7 @@ mod tests {
         let lines = summary(
             Duration::from_secs(12),
             &DeviceTotals::default(),
+            &LoraTotals::default(),
             &m,
             &ViewerTotals::default(),
         );

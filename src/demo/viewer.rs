@@ -147,7 +147,8 @@ fn show_publish(p: &Publish, sampler: &mut Sampler, totals: &Mutex<ViewerTotals>
                 Kind::Scaled => t.scaled += 1,
                 Kind::Alert => t.alerts += 1,
                 Kind::Window => t.windows += 1,
-                Kind::Other => {}
+                Kind::Decoded => t.decoded += 1,
+                Kind::Frame | Kind::Other => {}
             }
         }
         drop(t);

@@ -10,6 +10,7 @@ pub mod inspect;
 mod pipeline;
 pub mod reader;
 mod schema;
+mod state_table;
 mod streams;
 pub(crate) mod writer;
 

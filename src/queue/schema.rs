@@ -6,9 +6,10 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 
 /// Schema version stored in `PRAGMA user_version`. Version 2 added
-/// `exchanges`; every table is created if missing, so opening a version 1
-/// database migrates it. An older build refuses a newer database.
-const SCHEMA_VERSION: i64 = 2;
+/// `exchanges`, version 3 `adapter_state`; every table is created if
+/// missing, so opening a version 1 or 2 database migrates it. An older
+/// build refuses a newer database.
+const SCHEMA_VERSION: i64 = 3;
 
 /// Tables and indexes. The writer assigns `records.seq` itself and keeps the
 /// highest one given out in `meta` (key `seq`), so sequence numbers never
@@ -18,7 +19,9 @@ const SCHEMA_VERSION: i64 = 2;
 /// expiry order for one adapter, and has no other index: it is written on
 /// every CoAP request and read only at start (see `exchange_table`).
 /// `exchanges.events` holds the event ids as 8-byte big-endian numbers, one
-/// after another.
+/// after another. `adapter_state` holds what an adapter must find again
+/// after a restart (LoRaWAN sessions, frame counters, used DevNonces), one
+/// row per key, replaced in place.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -61,6 +64,12 @@ CREATE TABLE IF NOT EXISTS exchanges (
     events     BLOB NOT NULL,
     expires_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS adapter_state (
+    adapter TEXT NOT NULL,
+    key     BLOB NOT NULL,
+    value   BLOB NOT NULL,
+    PRIMARY KEY (adapter, key)
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS records_drain ON records (priority, seq);
 CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_ms) WHERE expires_ms IS NOT NULL;
 ";

@@ -4,17 +4,19 @@
 //! and upkeep commands arrive on separate channels ([`Inbox`]), so an
 //! acknowledgement never waits behind a backlog of submissions. A
 //! submission's exchange (see `exchange_table`) is stored in the same
-//! transaction as its rows, and only if they are accepted.
+//! transaction as its rows, and only if they are accepted; so are its
+//! adapter-state changes (see `state_table`).
 
 use super::checkpoint;
 use super::exchange_table;
 use super::pipeline::{Pipeline, Produced};
+use super::state_table;
 use super::streams::{Losses, StreamLoad, Streams};
 use super::streams::{StreamChangeError, stream_change_needs_restart};
 use crate::clock::now_ms;
 use crate::config::{QueueConfig, StreamConfig};
 use crate::functions::Compiled;
-use crate::ingest::{IngestError, Intake, Recall, Submission};
+use crate::ingest::{IngestError, Intake, LoadState, Recall, Submission};
 use crate::metrics::Metrics;
 use rusqlite::{Connection, Transaction};
 use std::sync::Arc;
@@ -46,6 +48,8 @@ pub(crate) enum Command {
     },
     /// Read an adapter's unexpired exchanges, after the group this arrives in.
     Recall(Recall),
+    /// Read an adapter's durable state, after the group this arrives in.
+    LoadState(LoadState),
     /// Commit what is pending and stop.
     Shutdown,
 }
@@ -128,6 +132,7 @@ impl From<Intake> for Command {
         match intake {
             Intake::Submit(s) => Command::Insert(s),
             Intake::Recall(r) => Command::Recall(r),
+            Intake::LoadState(l) => Command::LoadState(l),
         }
     }
 }
@@ -329,6 +334,7 @@ impl Writer {
             }
             let mut rest = Vec::with_capacity(batch.len());
             let mut recalls = Vec::new();
+            let mut loads = Vec::new();
             for c in batch {
                 match c {
                     Command::Install(compiled) => self.install(*compiled),
@@ -336,12 +342,16 @@ impl Writer {
                         let _ = reply.send(self.set_streams(streams));
                     }
                     Command::Recall(recall) => recalls.push(recall),
+                    Command::LoadState(load) => loads.push(load),
                     other => rest.push(other),
                 }
             }
             self.commit(rest);
             for recall in recalls {
                 self.recall(recall);
+            }
+            for load in loads {
+                self.load_state(load);
             }
         }
         tracing::info!(
@@ -357,6 +367,17 @@ impl Writer {
             tracing::error!(adapter = recall.adapter, error = %error, "Cannot read the remembered exchanges");
         }
         let _ = recall
+            .reply
+            .send(found.map_err(|e| Arc::new(e) as crate::ingest::StorageError));
+    }
+
+    /// Answers a state load from what is committed.
+    fn load_state(&self, load: LoadState) {
+        let found = state_table::load(&self.conn, load.adapter);
+        if let Err(error) = &found {
+            tracing::error!(adapter = load.adapter, error = %error, "Cannot read the adapter state");
+        }
+        let _ = load
             .reply
             .send(found.map_err(|e| Arc::new(e) as crate::ingest::StorageError));
     }
@@ -427,6 +448,7 @@ impl Writer {
                         | Command::Install(_)
                         | Command::SetStreams { .. }
                         | Command::Recall(_)
+                        | Command::LoadState(_)
                         | Command::Shutdown => {}
                     }
                 }
@@ -442,7 +464,12 @@ impl Writer {
         let (mut stored, mut sweep) = (0, false);
         for command in batch {
             outcomes.push(match command {
-                Command::Insert(Submission { rows, exchange, .. }) => {
+                Command::Insert(Submission {
+                    rows,
+                    exchange,
+                    state,
+                    ..
+                }) => {
                     let outcome = if self.pipeline.is_passthrough() {
                         match self.streams.insert(&tx, rows, now)? {
                             Ok(()) => Outcome::Inserted(rows.len() as u64, 0),
@@ -456,6 +483,9 @@ impl Writer {
                     if let (Outcome::Inserted(..), Some(exchange)) = (&outcome, exchange) {
                         exchange_table::store(&tx, exchange)?;
                         stored += 1;
+                    }
+                    if let (Outcome::Inserted(..), Some(state)) = (&outcome, state) {
+                        state_table::apply(&tx, state)?;
                     }
                     outcome
                 }
@@ -473,7 +503,8 @@ impl Writer {
                 Command::Install(_)
                 | Command::SetStreams { .. }
                 | Command::Ping(_)
-                | Command::Recall(_) => Outcome::Done,
+                | Command::Recall(_)
+                | Command::LoadState(_) => Outcome::Done,
                 Command::Delete { seqs, .. } => Outcome::Deleted(self.streams.delete(&tx, seqs)?),
                 Command::Expire => {
                     self.streams.expire(&tx, now)?;
@@ -603,6 +634,7 @@ mod tests {
         w.commit(vec![Command::Insert(Submission {
             rows,
             exchange: None,
+            state: None,
             reply,
         })]);
         rx.try_recv().expect("replied after the commit")
@@ -629,6 +661,7 @@ mod tests {
         w.commit(vec![Command::Insert(Submission {
             rows,
             exchange: Some(exchange),
+            state: None,
             reply,
         })]);
         rx.try_recv().expect("replied after the commit")
@@ -661,6 +694,82 @@ mod tests {
         w.conn
             .query_row("SELECT COUNT(*) FROM exchanges", [], |r| r.get(0))
             .expect("count")
+    }
+
+    /// Commits `events` with state changes under adapter `lorawan`.
+    fn insert_with_state(
+        w: &mut Writer,
+        events: &[Event],
+        changes: &[(&[u8], Option<&[u8]>)],
+    ) -> Result<(), IngestError> {
+        let (reply, mut rx) = oneshot::channel();
+        let rows = events.iter().map(|e| (0, e.encode())).collect();
+        let changes = changes
+            .iter()
+            .map(|(k, v)| sluice_adapter_common::StateChange {
+                key: k.to_vec(),
+                value: v.map(<[u8]>::to_vec),
+            })
+            .collect();
+        w.commit(vec![Command::Insert(Submission {
+            rows,
+            exchange: None,
+            state: Some(crate::ingest::StateRows {
+                adapter: "lorawan",
+                changes,
+            }),
+            reply,
+        })]);
+        rx.try_recv().expect("replied after the commit")
+    }
+
+    fn loaded(w: &Writer, adapter: &'static str) -> Vec<sluice_adapter_common::StateEntry> {
+        let (reply, mut rx) = oneshot::channel();
+        w.load_state(LoadState { adapter, reply });
+        rx.try_recv().expect("answered").expect("read")
+    }
+
+    #[test]
+    fn adapter_state_commits_with_its_events_even_alone_and_survives_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let (mut w, _) = writer(dir.path());
+            let e = Event::new("lorawan/0102030405060708/up", "0102030405060708", 1);
+            insert_with_state(
+                &mut w,
+                &[e],
+                &[(b"s1", Some(b"fcnt=1")), (b"n1", Some(b""))],
+            )
+            .expect("accepted");
+            // A state change with no events (a join) commits too.
+            insert_with_state(&mut w, &[], &[(b"s1", Some(b"fcnt=2")), (b"n1", None)])
+                .expect("accepted");
+            assert_eq!(loaded(&w, "coap"), vec![], "state is per adapter");
+        }
+        let (w, _) = writer(dir.path());
+        assert_eq!(
+            loaded(&w, "lorawan"),
+            vec![(b"s1".to_vec(), b"fcnt=2".to_vec())]
+        );
+    }
+
+    #[test]
+    fn a_version_2_database_gains_the_state_table_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let (w, _) = writer(dir.path());
+            w.conn
+                .execute_batch("DROP TABLE adapter_state; PRAGMA user_version=2;")
+                .expect("downgrade");
+        }
+        let (mut w, _) = writer(dir.path());
+        insert_with_state(&mut w, &[], &[(b"k", Some(b"v"))]).expect("accepted");
+        assert_eq!(loaded(&w, "lorawan").len(), 1);
+        let version: i64 = w
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, 3);
     }
 
     #[test]
@@ -965,11 +1074,13 @@ mod tests {
             Command::Insert(Submission {
                 rows: rows(3),
                 exchange: None,
+                state: None,
                 reply: a,
             }),
             Command::Insert(Submission {
                 rows: rows(4),
                 exchange: None,
+                state: None,
                 reply: b,
             }),
         ]);

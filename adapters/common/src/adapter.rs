@@ -13,7 +13,9 @@
 use crate::counters::Counters;
 use crate::downlink::DownlinkReceiver;
 use crate::resource::{Claim, Resource};
-use crate::sink::{Exchange, RecallError, Refusal, Remembered, Shutdown, Sink};
+use crate::sink::{
+    Exchange, RecallError, Refusal, Remembered, Shutdown, Sink, StateChange, StateEntry,
+};
 use sluice_event::{Event, EventId};
 use std::fmt;
 use std::future::Future;
@@ -121,6 +123,18 @@ impl Sink for EventSink {
     ) -> impl Future<Output = Result<Vec<Remembered>, RecallError>> + Send {
         self.0.recall_boxed(limit)
     }
+
+    fn accept_with_state(
+        &self,
+        events: Vec<Event>,
+        changes: Vec<StateChange>,
+    ) -> impl Future<Output = Result<Vec<EventId>, Refusal>> + Send {
+        self.0.accept_with_state_boxed(events, changes)
+    }
+
+    fn load_state(&self) -> impl Future<Output = Result<Vec<StateEntry>, RecallError>> + Send {
+        self.0.load_state_boxed()
+    }
 }
 
 /// [`Sink`] made object-safe.
@@ -132,6 +146,12 @@ trait BoxedSink: Send + Sync {
         exchange: Exchange,
     ) -> BoxFuture<'_, Result<Vec<EventId>, Refusal>>;
     fn recall_boxed(&self, limit: usize) -> BoxFuture<'_, Result<Vec<Remembered>, RecallError>>;
+    fn accept_with_state_boxed(
+        &self,
+        events: Vec<Event>,
+        changes: Vec<StateChange>,
+    ) -> BoxFuture<'_, Result<Vec<EventId>, Refusal>>;
+    fn load_state_boxed(&self) -> BoxFuture<'_, Result<Vec<StateEntry>, RecallError>>;
 }
 
 impl<S: Sink> BoxedSink for S {
@@ -149,5 +169,17 @@ impl<S: Sink> BoxedSink for S {
 
     fn recall_boxed(&self, limit: usize) -> BoxFuture<'_, Result<Vec<Remembered>, RecallError>> {
         Box::pin(self.recall(limit))
+    }
+
+    fn accept_with_state_boxed(
+        &self,
+        events: Vec<Event>,
+        changes: Vec<StateChange>,
+    ) -> BoxFuture<'_, Result<Vec<EventId>, Refusal>> {
+        Box::pin(self.accept_with_state(events, changes))
+    }
+
+    fn load_state_boxed(&self) -> BoxFuture<'_, Result<Vec<StateEntry>, RecallError>> {
+        Box::pin(self.load_state())
     }
 }

@@ -23,5 +23,8 @@ pub use counters::{Counters, Rejection, Stage};
 pub use downlink::{Downlink, DownlinkError, DownlinkReceiver, DownlinkSender};
 pub use random::Random;
 pub use resource::{Claim, Resource};
-pub use sink::{Exchange, RecallError, Refusal, RefusalReason, Remembered, Shutdown, Sink};
+pub use sink::{
+    Exchange, RecallError, Refusal, RefusalReason, Remembered, Shutdown, Sink, StateChange,
+    StateEntry,
+};
 pub use units::{ByteSize, HumanDuration};

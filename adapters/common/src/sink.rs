@@ -60,6 +60,21 @@ pub struct Remembered {
 #[error("cannot recall exchanges: {0}")]
 pub struct RecallError(pub String);
 
+/// One change to an adapter's durable state (for LoRaWAN: a device's
+/// session and frame counters, a used DevNonce), committed in the same
+/// transaction as the events it goes with, so that an answer sent after
+/// the commit can never be contradicted by what a restart loads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateChange {
+    /// The entry, in the adapter's own encoding; unique within the adapter.
+    pub key: Vec<u8>,
+    /// The new value, or `None` to delete the entry.
+    pub value: Option<Vec<u8>>,
+}
+
+/// One entry of an adapter's durable state, as [`Sink::load_state`] hands it back.
+pub type StateEntry = (Vec<u8>, Vec<u8>);
+
 /// Where an adapter puts events. [`Sink::accept`] resolves when the events
 /// are durable (and their functions have run), so an adapter acknowledges a
 /// device only after that.
@@ -90,6 +105,25 @@ pub trait Sink: Clone + Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Remembered>, RecallError>> + Send {
         let _ = limit;
+        std::future::ready(Ok(Vec::new()))
+    }
+
+    /// Like [`Sink::accept`], and applies `changes` to the adapter's durable
+    /// state in the same transaction: either the events and the changes are
+    /// durable or neither is. `events` may be empty (a state change alone).
+    /// A sink without memory only accepts the events.
+    fn accept_with_state(
+        &self,
+        events: Vec<Event>,
+        changes: Vec<StateChange>,
+    ) -> impl Future<Output = Result<Vec<EventId>, Refusal>> + Send {
+        let _ = changes;
+        self.accept(events)
+    }
+
+    /// Every entry of this adapter's durable state, ordered by key. A sink
+    /// without memory has none.
+    fn load_state(&self) -> impl Future<Output = Result<Vec<StateEntry>, RecallError>> + Send {
         std::future::ready(Ok(Vec::new()))
     }
 }

@@ -9,8 +9,12 @@
 use crate::adapter::{Context, EventSink};
 use crate::counters::Counters;
 use crate::downlink::{self, DownlinkSender};
-use crate::sink::{Exchange, RecallError, Refusal, RefusalReason, Remembered, Shutdown, Sink};
+use crate::sink::{
+    Exchange, RecallError, Refusal, RefusalReason, Remembered, Shutdown, Sink, StateChange,
+    StateEntry,
+};
 use sluice_event::{Event, EventId};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +26,7 @@ pub struct CollectingSink {
     refusing: Arc<Mutex<bool>>,
     next_id: Arc<AtomicU64>,
     exchanges: Arc<Mutex<Vec<Remembered>>>,
+    state: Arc<Mutex<BTreeMap<Vec<u8>, Vec<u8>>>>,
 }
 
 impl CollectingSink {
@@ -48,6 +53,11 @@ impl CollectingSink {
     /// Every exchange remembered so far (expired ones too), in order.
     pub fn exchanges(&self) -> Vec<Remembered> {
         self.exchanges.lock().map(|x| x.clone()).unwrap_or_default()
+    }
+
+    /// The durable state as it stands (what [`Sink::load_state`] hands back).
+    pub fn state(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        self.state.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// From now on refuse (`true`) or accept (`false`) submissions.
@@ -111,6 +121,31 @@ impl Sink for CollectingSink {
         live.sort_by_key(|r| r.exchange.expires_ms);
         let skip = live.len().saturating_sub(limit);
         Ok(live.split_off(skip))
+    }
+
+    async fn accept_with_state(
+        &self,
+        events: Vec<Event>,
+        changes: Vec<StateChange>,
+    ) -> Result<Vec<EventId>, Refusal> {
+        let ids = self.accept(events).await?;
+        if let Ok(mut state) = self.state.lock() {
+            for change in changes {
+                match change.value {
+                    Some(value) => state.insert(change.key, value),
+                    None => state.remove(&change.key),
+                };
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn load_state(&self) -> Result<Vec<StateEntry>, RecallError> {
+        let state = self
+            .state
+            .lock()
+            .map_err(|_| RecallError("poisoned".into()))?;
+        Ok(state.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 }
 
