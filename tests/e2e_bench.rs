@@ -1,7 +1,8 @@
-//! Smoke test of the end-to-end benchmark (`sluice-loadgen e2e`, BENCHMARKS.md
+//! Smoke tests of the end-to-end benchmark (`sluice-loadgen e2e`, BENCHMARKS.md
 //! "End to end"): half a second of each scenario with small numbers against the
 //! debug `sluice` binary, mosquitto and the subscriber, each in its own
-//! process; every reading must arrive upstream exactly once. This test binary
+//! process; every reading must arrive upstream exactly once. Once with CoAP
+//! through `scale`, once with LoRaWAN uplinks over GWMP through `cayenne-lpp`. This test binary
 //! also stands in for `sluice-loadgen` (its children run it with a command),
 //! because a test of the root package cannot name another package's binary.
 
@@ -19,29 +20,80 @@ fn main() -> ExitCode {
     }
     if args.iter().any(|a| a == "--list") {
         println!("e2e_smoke: test");
+        println!("gwmp_smoke: test");
         return ExitCode::SUCCESS;
     }
-    e2e_smoke();
-    println!("test e2e_smoke ... ok");
+    // `cargo test --test e2e_bench gwmp` runs only the tests whose names hold `gwmp`.
+    let filters: Vec<String> = args[1..]
+        .iter()
+        .filter_map(|a| a.to_str())
+        .filter(|a| !a.starts_with('-'))
+        .map(str::to_owned)
+        .collect();
+    let tests: [(&str, fn()); 2] = [("e2e_smoke", e2e_smoke), ("gwmp_smoke", gwmp_smoke)];
+    for (name, test) in tests {
+        if filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())) {
+            test();
+            println!("test {name} ... ok");
+        }
+    }
     ExitCode::SUCCESS
 }
 
-fn e2e_smoke() {
-    let scenarios = ["con:closed:8", "non:closed:8", "con:open:200"]
-        .iter()
-        .map(|s| Scenario::parse(s).expect("scenario"))
-        .collect();
-    let opts = Options {
+fn options(scenarios: &[&str], devices: usize, baselines: bool) -> Options {
+    let dist = support::functions::dist();
+    Options {
         sluice: PathBuf::from(env!("CARGO_BIN_EXE_sluice")),
         loadgen: std::env::current_exe().expect("this test's path"),
-        scale: support::functions::dist().join("scale.wasm"),
+        scale: dist.join("scale.wasm"),
+        cayenne_lpp: dist.join("cayenne-lpp.wasm"),
         function: true,
         dir: std::env::temp_dir(),
         seconds: 0.5,
-        devices: 20,
-        scenarios,
-        baselines: true,
-    };
+        devices,
+        scenarios: scenarios
+            .iter()
+            .map(|s| Scenario::parse(s).expect("scenario"))
+            .collect(),
+        baselines,
+    }
+}
+
+/// Half a second each of LoRaWAN uplinks from 5 ABP devices at two rates
+/// (each scenario its own devices, so fresh sessions): every uplink
+/// acknowledged (PUSH_ACK, receipt only) and, what matters, its decoded
+/// reading upstream exactly once, found by (DevEUI, sequence number). The
+/// rates stay well below what the debug binary sustains.
+fn gwmp_smoke() {
+    let opts = options(&["gwmp:open:100", "gwmp:open:200"], 5, false);
+    let report = sluice_loadgen::e2e::run(&opts).expect("the benchmark runs");
+    assert_eq!(report.scenarios.len(), 2);
+    for o in &report.scenarios {
+        let l = &o.load;
+        assert!(l.sent > 0, "{}: nothing sent", o.label);
+        assert_eq!(
+            (l.acked, l.refused_total(), l.timed_out, l.stray),
+            (l.sent, 0, 0, 0),
+            "{}: every PUSH_DATA answered PUSH_ACK once",
+            o.label
+        );
+        assert_eq!(
+            (o.arrived, o.duplicates, o.gaps),
+            (l.sent, 0, 0),
+            "{}: every uplink's reading upstream exactly once",
+            o.label
+        );
+        assert!(o.e2e.p50_us > 0, "{}: latency measured", o.label);
+        assert!(
+            o.sluice_cpu_us > 0 && o.memory.rss_kb > 0,
+            "{}: measured",
+            o.label
+        );
+    }
+}
+
+fn e2e_smoke() {
+    let opts = options(&["con:closed:8", "non:closed:8", "con:open:200"], 20, true);
     let report = sluice_loadgen::e2e::run(&opts).expect("the benchmark runs");
     assert_eq!(report.scenarios.len(), 3);
     for o in &report.scenarios {

@@ -21,7 +21,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Send readings from many simulated devices; print a JSON report.
+    /// Send readings from many simulated devices (CoAP, or `--protocol gwmp`); print a JSON report.
     Coap {
         /// Where to send (the gateway's or the sink's CoAP address).
         #[arg(long)]
@@ -32,9 +32,12 @@ enum Command {
         /// Simulated devices; requests go to them in turn.
         #[arg(long, default_value_t = 1000)]
         devices: usize,
-        /// Device id prefix (ids are `<prefix><n>`).
+        /// Device id prefix (CoAP ids are `<prefix><n>`).
         #[arg(long, default_value = "bench-")]
         prefix: String,
+        /// GWMP: number of the first ABP device (devices `first` … `first + devices - 1`).
+        #[arg(long, default_value_t = 0)]
+        first_device: u32,
         /// Non-confirmable requests (default: confirmable).
         #[arg(long)]
         non: bool,
@@ -95,6 +98,9 @@ enum Command {
         /// The `scale` function module.
         #[arg(long, default_value = "functions/dist/scale.wasm")]
         scale: PathBuf,
+        /// The `cayenne-lpp` function module (GWMP scenarios' decoder).
+        #[arg(long, default_value = "functions/dist/cayenne-lpp.wasm")]
+        cayenne_lpp: PathBuf,
         /// Folder for the gateway's database and the logs (a disk, not tmpfs).
         #[arg(long, default_value = "/var/tmp")]
         dir: PathBuf,
@@ -104,7 +110,8 @@ enum Command {
         /// Simulated devices per scenario.
         #[arg(long, default_value_t = 1000)]
         devices: usize,
-        /// Scenarios (`con:closed:32`, `non:closed:256`, `con:open:100`, `con:open:half`);
+        /// Scenarios (`con:closed:32`, `non:closed:256`, `con:open:100`, `con:open:half`,
+        /// LoRaWAN uplinks over GWMP, open loop only: `gwmp:open:5000`);
         /// default: con:closed:32, con:closed:256, non:closed:256, con:open:100, con:open:half.
         #[arg(long = "scenario")]
         scenarios: Vec<String>,
@@ -154,6 +161,7 @@ fn run(command: Command) -> Result<()> {
             protocol,
             devices,
             prefix,
+            first_device,
             non,
             in_flight,
             rate,
@@ -175,7 +183,7 @@ fn run(command: Command) -> Result<()> {
                 duration: seconds(s)?,
                 timeout: Duration::from_millis(timeout_ms),
             };
-            let wire = protocol.wire(&prefix, load.devices)?;
+            let wire = protocol.wire(&prefix, first_device, load.devices)?;
             print_json(&generator::run(&load, wire.as_ref())?)
         }
         Command::Sink { listen, seconds: s } => {
@@ -198,6 +206,7 @@ fn run(command: Command) -> Result<()> {
         Command::E2e {
             sluice,
             scale,
+            cayenne_lpp,
             dir,
             seconds: s,
             devices,
@@ -222,6 +231,7 @@ fn run(command: Command) -> Result<()> {
                 sluice,
                 loadgen: std::env::current_exe().context("this program's path")?,
                 scale,
+                cayenne_lpp,
                 function: !no_function,
                 dir,
                 seconds: s,

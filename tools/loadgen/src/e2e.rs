@@ -1,12 +1,16 @@
 //! The orchestrator: mosquitto, the real `sluice run` binary with a
 //! generated config, the subscriber, and for each scenario a generator, each
 //! in its own OS process; CPU and memory read from `/proc`; results as
-//! markdown tables. Every wait polls with a deadline.
+//! markdown tables. Every wait polls with a deadline. CoAP scenarios post
+//! JSON readings through `scale`; GWMP scenarios send LoRaWAN uplinks of
+//! ABP devices (written into the config's `[lorawan]` section) through the
+//! `cayenne-lpp` decoder.
 
 use crate::generator::{LoadReport, unix_us};
 use crate::mqtt::{PublishReport, SubscriberStats};
 use crate::procfs::{CpuSample, MachineCpu, Memory, ticks_to_duration};
 use crate::stats::ms;
+use crate::wire::{AbpDevice, Protocol};
 use anyhow::{Context, Result, anyhow, bail};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -41,24 +45,34 @@ pub enum Pace {
 /// One measured scenario.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scenario {
-    /// CON or NON requests.
+    /// CoAP or GWMP.
+    pub protocol: Protocol,
+    /// CON or NON requests (GWMP: always unconfirmed uplinks, false).
     pub confirmable: bool,
     /// Closed or open loop.
     pub pace: Pace,
 }
 
 impl Scenario {
-    /// Parses `con:closed:32`, `non:closed:256`, `con:open:100`, `con:open:half`.
+    /// Parses `con:closed:32`, `non:closed:256`, `con:open:100`,
+    /// `con:open:half`, and for LoRaWAN uplinks over GWMP `gwmp:open:5000`
+    /// (open loop only: PUSH_ACK is no back-pressure).
     pub fn parse(text: &str) -> Result<Scenario> {
         let parts: Vec<&str> = text.split(':').collect();
         let [kind, loop_, n] = parts[..] else {
-            bail!("scenario `{text}`: expected con|non:closed|open:N (or open:half)");
+            bail!("scenario `{text}`: expected con|non|gwmp:closed|open:N (or open:half)");
         };
-        let confirmable = match kind {
-            "con" => true,
-            "non" => false,
-            _ => bail!("scenario `{text}`: `{kind}` is not con or non"),
+        let (protocol, confirmable) = match kind {
+            "con" => (Protocol::Coap, true),
+            "non" => (Protocol::Coap, false),
+            "gwmp" => (Protocol::Gwmp, false),
+            _ => bail!("scenario `{text}`: `{kind}` is not con, non or gwmp"),
         };
+        if protocol == Protocol::Gwmp && (loop_ != "open" || n == "half") {
+            // PUSH_ACK goes out on receipt, before any work: it cannot pace a
+            // closed loop, which would only measure how fast datagrams are dropped.
+            bail!("scenario `{text}`: GWMP is open loop only (gwmp:open:RATE)");
+        }
         let pace = match (loop_, n) {
             ("open", "half") => Pace::OpenHalfMax,
             ("open", n) => Pace::Open(
@@ -71,12 +85,20 @@ impl Scenario {
             ),
             _ => bail!("scenario `{text}`: `{loop_}` is not closed or open"),
         };
-        Ok(Scenario { confirmable, pace })
+        Ok(Scenario {
+            protocol,
+            confirmable,
+            pace,
+        })
     }
 
     /// A short label for tables.
     pub fn label(&self) -> String {
-        let kind = if self.confirmable { "CON" } else { "NON" };
+        let kind = match (self.protocol, self.confirmable) {
+            (Protocol::Gwmp, _) => "GWMP",
+            (Protocol::Coap, true) => "CON",
+            (Protocol::Coap, false) => "NON",
+        };
         match self.pace {
             Pace::Closed(n) => format!("{kind}, {n} in flight"),
             Pace::Open(r) => format!("{kind}, {r} /s"),
@@ -108,6 +130,8 @@ pub struct Options {
     pub loadgen: PathBuf,
     /// The `scale` function module.
     pub scale: PathBuf,
+    /// The `cayenne-lpp` function module: the GWMP scenarios' decoder.
+    pub cayenne_lpp: PathBuf,
     /// Run `scale` on every reading (off: readings go to the queue as
     /// they are, to measure what the function costs by difference).
     pub function: bool,
@@ -325,7 +349,55 @@ fn start_broker(dir: &Path, port: u16) -> Result<Process> {
     Ok(broker)
 }
 
-fn write_config(opts: &Options, dir: &Path, mqtt: u16, coap: u16) -> Result<PathBuf> {
+/// The number of GWMP scenario `index`'s first ABP device: each scenario
+/// has devices of its own, so no session carries over.
+fn first_device(opts: &Options, index: usize) -> Result<u32> {
+    u32::try_from(index * opts.devices).context("too many devices")
+}
+
+/// The `[lorawan]` section: every GWMP scenario's ABP devices, decoded by
+/// `cayenne-lpp`; empty without GWMP scenarios.
+fn lorawan_config(opts: &Options, lorawan: u16) -> Result<String> {
+    let gwmp: Vec<usize> = (0..opts.scenarios.len())
+        .filter(|&i| opts.scenarios[i].protocol == Protocol::Gwmp)
+        .collect();
+    if gwmp.is_empty() {
+        return Ok(String::new());
+    }
+    let module = std::fs::canonicalize(&opts.cayenne_lpp).with_context(|| {
+        format!(
+            "{} (build it with functions/build.sh)",
+            opts.cayenne_lpp.display()
+        )
+    })?;
+    let mut text = format!(
+        r#"
+[[functions]]
+name = "cayenne-lpp"
+module = "{module}"
+
+[lorawan]
+listen = "127.0.0.1:{lorawan}"
+# One packet forwarder, so no copies to gather; the window still delays
+# every uplink by its length (the default, 200 ms, would dominate latency).
+dedup_window = "1 ms"
+
+[lorawan.profiles.bench]
+decoder = "cayenne-lpp"
+
+"#,
+        module = module.display()
+    );
+    for i in gwmp {
+        let first = first_device(opts, i)?;
+        for n in 0..opts.devices as u32 {
+            text.push_str(&AbpDevice::of(first + n).config("bench"));
+        }
+    }
+    Ok(text)
+}
+
+fn write_config(opts: &Options, dir: &Path, mqtt: u16, coap: u16, lorawan: u16) -> Result<PathBuf> {
     let function = if opts.function {
         let scale = std::fs::canonicalize(&opts.scale).with_context(|| {
             format!(
@@ -351,7 +423,8 @@ unit = "degF"
         String::new()
     };
     let text = format!(
-        r#"# Written by sluice-loadgen e2e: CoAP → (scale) → queue (process durability) → MQTT.
+        r#"# Written by sluice-loadgen e2e: CoAP → (scale) → queue (process durability) → MQTT,
+# and LoRaWAN (GWMP) → cayenne-lpp → queue → MQTT if a scenario sends uplinks.
 [gateway]
 id = "bench"
 data_dir = "{data}"
@@ -363,8 +436,9 @@ url = "mqtt://127.0.0.1:{mqtt}"
 listen = ["127.0.0.1:{coap}"]
 # Every simulated device sends far more than a real one would.
 rate_per_device = 1000000
-{function}"#,
+{function}{lorawan}"#,
         data = dir.join("data").display(),
+        lorawan = lorawan_config(opts, lorawan)?,
     );
     let path = dir.join("sluice.toml");
     std::fs::write(&path, text)?;
@@ -401,11 +475,45 @@ fn wait_for_gateway(coap: u16, gateway: &mut Process) -> Result<()> {
     )
 }
 
+/// Sends PULL_DATA until the gateway's LoRaWAN server answers PULL_ACK.
+fn wait_for_lorawan(port: u16, gateway: &mut Process) -> Result<()> {
+    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    socket.connect(("127.0.0.1", port))?;
+    socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let mut token = 0u16;
+    poll(
+        "the gateway answering GWMP",
+        GATEWAY_READY,
+        Duration::from_millis(50),
+        || {
+            if let Ok(Some(status)) = gateway.child.try_wait() {
+                bail!("sluice exited ({status}) before answering");
+            }
+            token = token.wrapping_add(1);
+            let pull = sluice_lorawan::gwmp::pull_data(
+                token.to_be_bytes(),
+                [0x5e, 0, 0, 0, 0, 0, 0, 0x99],
+            );
+            let _ = socket.send(&pull);
+            let mut answer = [0u8; 64];
+            let [t0, t1] = token.to_be_bytes();
+            Ok(match socket.recv(&mut answer) {
+                Ok(4) if answer[..4] == [2, t0, t1, sluice_lorawan::gwmp::ident::PULL_ACK] => {
+                    Some(())
+                }
+                _ => None,
+            })
+        },
+    )
+}
+
 /// Runs one generator process to its end, sampling the gateway's memory.
+#[allow(clippy::too_many_arguments)]
 fn run_generator(
     opts: &Options,
     target: SocketAddr,
     prefix: &str,
+    first: u32,
     scenario: &Scenario,
     rate: Option<f64>,
     watch: Option<u32>,
@@ -414,6 +522,13 @@ fn run_generator(
     let mut command = Command::new(&opts.loadgen);
     command
         .arg("coap")
+        .arg("--protocol")
+        .arg(match scenario.protocol {
+            Protocol::Coap => "coap",
+            Protocol::Gwmp => "gwmp",
+        })
+        .arg("--first-device")
+        .arg(first.to_string())
         .arg("--target")
         .arg(target.to_string())
         .arg("--devices")
@@ -489,8 +604,8 @@ pub fn run(opts: &Options) -> Result<Report> {
         let mut windows: Vec<u32> = opts
             .scenarios
             .iter()
-            .filter_map(|s| match s.pace {
-                Pace::Closed(n) => Some(n),
+            .filter_map(|s| match (s.protocol, s.pace) {
+                (Protocol::Coap, Pace::Closed(n)) => Some(n),
                 _ => None,
             })
             .collect();
@@ -508,6 +623,7 @@ pub fn run(opts: &Options) -> Result<Report> {
                 .ok_or_else(|| anyhow!("sink gave no port"))? as u16;
             let before = CpuSample::read(sink.pid())?;
             let scenario = Scenario {
+                protocol: Protocol::Coap,
                 confirmable: true,
                 pace: Pace::Closed(window),
             };
@@ -515,6 +631,7 @@ pub fn run(opts: &Options) -> Result<Report> {
                 opts,
                 SocketAddr::from(([127, 0, 0, 1], port)),
                 &format!("sink{window}-"),
+                0,
                 &scenario,
                 None,
                 None,
@@ -544,7 +661,8 @@ pub fn run(opts: &Options) -> Result<Report> {
         .json(Duration::from_secs(10))
         .context("subscriber ready")?;
     let coap = free_udp_port()?;
-    let config = write_config(opts, dir, mqtt, coap)?;
+    let lorawan = free_udp_port()?;
+    let config = write_config(opts, dir, mqtt, coap, lorawan)?;
     let mut gateway = Process::start(
         "sluice",
         Command::new(&opts.sluice)
@@ -559,8 +677,10 @@ pub fn run(opts: &Options) -> Result<Report> {
         let s: SubscriberStats = subscriber.ask("stats")?;
         Ok((s.others > 0).then_some(()))
     })?;
+    if opts.scenarios.iter().any(|s| s.protocol == Protocol::Gwmp) {
+        wait_for_lorawan(lorawan, &mut gateway)?;
+    }
     report.idle_memory = Memory::read(gateway.pid())?;
-    let target = SocketAddr::from(([127, 0, 0, 1], coap));
     let mut closed_con_rates = Vec::new();
 
     for (i, scenario) in opts.scenarios.iter().enumerate() {
@@ -591,18 +711,30 @@ pub fn run(opts: &Options) -> Result<Report> {
         let machine0 = MachineCpu::read()?;
         let start = Instant::now();
         let start_us = unix_us();
+        let port = match scenario.protocol {
+            Protocol::Coap => coap,
+            Protocol::Gwmp => lorawan,
+        };
         let (load, memory) = run_generator(
             opts,
-            target,
+            SocketAddr::from(([127, 0, 0, 1], port)),
             &format!("s{i}-"),
+            first_device(opts, i)?,
             scenario,
             rate,
             Some(gateway.pid()),
             dir,
         )?;
-        if scenario.confirmable && matches!(scenario.pace, Pace::Closed(_)) && load.secs > 0.0 {
+        if scenario.protocol == Protocol::Coap
+            && scenario.confirmable
+            && matches!(scenario.pace, Pace::Closed(_))
+            && load.secs > 0.0
+        {
             closed_con_rates.push(load.acked as f64 / load.secs);
         }
+        // CoAP: every `2.04` is a durable reading. GWMP: a PUSH_ACK only
+        // says the datagram arrived; still, every acknowledged uplink is
+        // expected upstream (loopback drops none).
         let expected = sub0.unique + load.acked;
         let sub1 = match poll("readings upstream", ARRIVAL, ARRIVAL_POLL, || {
             let s: SubscriberStats = subscriber.ask("stats")?;
@@ -742,7 +874,7 @@ fn pct(cpu_us: u64, secs: f64) -> String {
 /// Prints the run as markdown.
 pub fn print_tables(opts: &Options, report: &Report) {
     println!(
-        "## End to end: CoAP CON/NON → {}queue (`process`) → MQTT QoS 1 → mosquitto → subscriber\n\n{} s per scenario, {} devices, every process on the same machine; load average {} at the start, {} at the end. CPU as % of one core (the machine has as many hundreds as cores; \"machine\" counts every process on it, also those outside the benchmark) over the scenario's window (from the generator's start until every acknowledged reading arrived upstream); the generator's over its own run.\n",
+        "## End to end: CoAP CON/NON → {}queue (`process`) → MQTT QoS 1 → mosquitto → subscriber; GWMP (LoRaWAN ABP uplinks) → `cayenne-lpp` → queue → the same\n\n{} s per scenario, {} devices, every process on the same machine; load average {} at the start, {} at the end. CPU as % of one core (the machine has as many hundreds as cores; \"machine\" counts every process on it, also those outside the benchmark) over the scenario's window (from the generator's start until every acknowledged reading arrived upstream); the generator's over its own run.\n",
         if opts.function {
             "`scale` → "
         } else {
@@ -879,6 +1011,7 @@ mod tests {
         assert_eq!(
             Scenario::parse("con:closed:32").ok(),
             Some(Scenario {
+                protocol: Protocol::Coap,
                 confirmable: true,
                 pace: Pace::Closed(32)
             })
@@ -886,6 +1019,7 @@ mod tests {
         assert_eq!(
             Scenario::parse("non:open:100").ok(),
             Some(Scenario {
+                protocol: Protocol::Coap,
                 confirmable: false,
                 pace: Pace::Open(100.0)
             })
@@ -893,15 +1027,30 @@ mod tests {
         assert_eq!(
             Scenario::parse("con:open:half").ok(),
             Some(Scenario {
+                protocol: Protocol::Coap,
                 confirmable: true,
                 pace: Pace::OpenHalfMax
             })
+        );
+        assert_eq!(
+            Scenario::parse("gwmp:open:5000").ok(),
+            Some(Scenario {
+                protocol: Protocol::Gwmp,
+                confirmable: false,
+                pace: Pace::Open(5000.0)
+            })
+        );
+        assert_eq!(
+            Scenario::parse("gwmp:open:5000").map(|s| s.label()).ok(),
+            Some("GWMP, 5000 /s".to_owned())
         );
         for bad in [
             "con:closed",
             "ack:closed:1",
             "con:sideways:1",
             "con:closed:x",
+            "gwmp:open:half",
+            "gwmp:closed:64",
         ] {
             assert!(Scenario::parse(bad).is_err(), "{bad}");
         }

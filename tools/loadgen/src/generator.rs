@@ -5,7 +5,6 @@
 //! slow server cannot hide its queueing by slowing the generator down).
 
 use crate::procfs::own_cpu_us;
-use crate::reading::write_body;
 use crate::stats::Percentiles;
 use crate::udp::{self, BATCH, Datagrams};
 use crate::wire::{Answer, Wire};
@@ -60,7 +59,8 @@ pub struct LoadReport {
     pub secs: f64,
     /// Requests sent.
     pub sent: u64,
-    /// Answered as accepted (CoAP `2.04`).
+    /// Answered as accepted (CoAP `2.04`; GWMP PUSH_ACK, which is receipt,
+    /// not durability).
     pub acked: u64,
     /// Answered with anything else, by code (`"5.03"`, `"RST"`).
     pub refused: BTreeMap<String, u64>,
@@ -105,6 +105,13 @@ pub fn run(load: &Load, wire: &dyn Wire) -> Result<LoadReport> {
         .with_context(|| format!("connect to {}", load.target))?;
     let fd = socket.as_raw_fd();
     let devices = load.devices.max(1);
+    // Answers that carry only the low bits of a tag (GWMP: 16) name the
+    // request in flight with those bits, counted from the oldest: requests
+    // in flight span far fewer tags than that (the timeout sees to it).
+    let tag_mask = match wire.tag_bits() {
+        64.. => u64::MAX,
+        bits => (1u64 << bits) - 1,
+    };
     let (duration_ns, timeout_ns) = (
         load.duration.as_nanos() as u64,
         load.timeout.as_nanos() as u64,
@@ -153,10 +160,11 @@ pub fn run(load: &Load, wire: &dyn Wire) -> Result<LoadReport> {
                     report.late += 1;
                 }
                 body.clear();
-                write_body(&mut body, seqs[device], wall0_us + stamp_ns / 1000);
+                let seq = seqs[device];
+                wire.body(&mut body, seq, wall0_us + stamp_ns / 1000);
                 let tag = next_tag;
                 let pushed = out.push(None, |buf| {
-                    wire.request(device, tag, load.confirmable, &body, buf)
+                    wire.request(device, seq, tag, load.confirmable, &body, buf)
                 });
                 debug_assert!(pushed);
                 ring[slot] = (tag, stamp_ns);
@@ -191,6 +199,7 @@ pub fn run(load: &Load, wire: &dyn Wire) -> Result<LoadReport> {
                     Answer::Accepted(tag) => (tag, None),
                     Answer::Refused(tag, code) => (tag, Some(code)),
                 };
+                let tag = oldest.wrapping_add(tag.wrapping_sub(oldest) & tag_mask);
                 let slot = (tag as usize) & (RING - 1);
                 if ring[slot].0 != tag || ring[slot].1 == FREE {
                     report.stray += 1;

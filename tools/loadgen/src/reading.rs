@@ -1,7 +1,8 @@
-//! What a benchmark reading carries, both ways: the JSON body a simulated
-//! device sends (its sequence number and send time among the readings), and
-//! how the subscriber finds them again in an upstream batch (`docs/mqtt-api.md`,
-//! schema v2: readings are `{ "name", "type", "value" }`).
+//! What a benchmark reading carries, both ways: the body a simulated device
+//! sends (its sequence number and send time among the readings: JSON for
+//! CoAP, Cayenne LPP for LoRaWAN), and how the subscriber finds them again
+//! in an upstream batch (`docs/mqtt-api.md`, schema v2: readings are
+//! `{ "name", "type", "value" }`).
 
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -21,6 +22,43 @@ pub fn write_body(out: &mut Vec<u8>, seq: u64, sent_us: u64) {
         out,
         r#"{{"seq":{seq},"sent_us":{sent_us},"temperature":21.5}}"#
     );
+}
+
+/// Cayenne LPP type of illuminance: 2 bytes unsigned, decoded as is, so
+/// every 16-bit piece comes back exactly as a whole number.
+const LPP_ILLUMINANCE: u8 = 0x65;
+/// Cayenne LPP type of temperature (2 bytes signed, 0.1 °C).
+const LPP_TEMPERATURE: u8 = 0x67;
+/// LPP channels of the sequence number's 16-bit pieces, most significant first.
+const LPP_SEQ_CHANNELS: [u8; 2] = [10, 11];
+/// LPP channels of the send time's 16-bit pieces, most significant first.
+const LPP_SENT_CHANNELS: [u8; 4] = [20, 21, 22, 23];
+/// The decoder's names of those readings.
+const LPP_SEQ_NAMES: [&str; 2] = ["illuminance_10", "illuminance_11"];
+/// The decoder's names of those readings.
+const LPP_SENT_NAMES: [&str; 4] = [
+    "illuminance_20",
+    "illuminance_21",
+    "illuminance_22",
+    "illuminance_23",
+];
+
+/// Writes a device's Cayenne LPP payload into `out`: `temperature_1` 21.5 °C,
+/// then the sequence number (32 bits) and the send time (64 bits, Unix µs)
+/// cut into 16-bit illuminance items (`illuminance_10`, `_11` and
+/// `illuminance_20` … `_23`, most significant first), which the
+/// `cayenne-lpp` decoder turns into whole-number readings, exactly. 28 bytes.
+pub fn write_lpp(out: &mut Vec<u8>, seq: u64, sent_us: u64) {
+    out.extend_from_slice(&[1, LPP_TEMPERATURE, 0, 215]);
+    let seq = seq as u32;
+    for (channel, piece) in LPP_SEQ_CHANNELS.iter().zip([seq >> 16, seq]) {
+        out.extend_from_slice(&[*channel, LPP_ILLUMINANCE]);
+        out.extend_from_slice(&(piece as u16).to_be_bytes());
+    }
+    for (i, channel) in LPP_SENT_CHANNELS.iter().enumerate() {
+        out.extend_from_slice(&[*channel, LPP_ILLUMINANCE]);
+        out.extend_from_slice(&((sent_us >> (48 - 16 * i)) as u16).to_be_bytes());
+    }
 }
 
 /// One benchmark reading found upstream.
@@ -86,8 +124,20 @@ pub fn parse_batch(payload: &[u8]) -> serde_json::Result<BatchContent<'_>> {
                 .find(|r| r.name == name)
                 .and_then(ReadingValue::whole_number)
         };
-        match (find(SEQ), find(SENT_US)) {
-            (Some(seq), Some(sent_us)) => content.arrivals.push(Arrival {
+        // From `cayenne-lpp` (see `write_lpp`): 16-bit pieces.
+        let pieces = |names: &[&str]| {
+            names.iter().try_fold(0u64, |acc, name| {
+                let piece = find(name).filter(|&p| p <= 0xffff)?;
+                Some((acc << 16) | piece)
+            })
+        };
+        let lpp = || Some((pieces(&LPP_SEQ_NAMES)?, pieces(&LPP_SENT_NAMES)?));
+        let found = match (find(SEQ), find(SENT_US)) {
+            (Some(seq), Some(sent_us)) => Some((seq, sent_us)),
+            _ => lpp(),
+        };
+        match found {
+            Some((seq, sent_us)) => content.arrivals.push(Arrival {
                 device: record.device,
                 seq,
                 sent_us,
@@ -157,6 +207,41 @@ mod tests {
             let content = parse_batch(batch.as_bytes()).expect("batch");
             assert_eq!(content.others, 1, "{seq}");
         }
+    }
+
+    #[test]
+    fn lpp_pieces_are_put_back_together() {
+        let mut lpp = Vec::new();
+        write_lpp(&mut lpp, 0x0001_0002, 1_764_000_000_123_456);
+        assert_eq!(lpp.len(), 28);
+        // The readings as `cayenne-lpp` names them: `<type>_<channel>`.
+        let mut readings = vec![
+            r#"{"name":"temperature_1","type":"number","value":21.5,"unit":"Cel"}"#.to_owned(),
+        ];
+        for item in lpp[4..].chunks(4) {
+            assert_eq!(item[1], LPP_ILLUMINANCE);
+            let value = u16::from_be_bytes([item[2], item[3]]);
+            readings.push(format!(
+                r#"{{"name":"illuminance_{}","type":"number","value":{value}.0,"unit":"lx"}}"#,
+                item[0]
+            ));
+        }
+        let batch = format!(
+            r#"{{"records":[{{"device":"5e00000000000007","readings":[{}]}}]}}"#,
+            readings.join(",")
+        );
+        let content = parse_batch(batch.as_bytes()).expect("batch");
+        assert_eq!(
+            content.arrivals,
+            vec![Arrival {
+                device: "5e00000000000007".into(),
+                seq: 0x0001_0002,
+                sent_us: 1_764_000_000_123_456
+            }]
+        );
+        // One piece missing: not a benchmark reading.
+        let short = batch.replace(r#""name":"illuminance_23""#, r#""name":"illuminance_24""#);
+        assert_eq!(parse_batch(short.as_bytes()).expect("batch").others, 1);
     }
 
     #[test]

@@ -1,25 +1,33 @@
 //! The protocols the generator speaks, behind one trait: what a device's
-//! request looks like on the wire and how an answer is read. CoAP is the
-//! only one so far; GWMP (LoRaWAN packet forwarders: PUSH_DATA answered by
-//! PUSH_ACK with the same two token bytes) is the next variant of
-//! [`Protocol`], with its own [`Wire`], and the generator, sink and
-//! orchestrator stay as they are.
+//! request looks like on the wire and how an answer is read. CoAP (a JSON
+//! POST answered `2.04` once durable) and GWMP (a LoRaWAN packet forwarder's
+//! PUSH_DATA carrying an ABP device's uplink, answered by PUSH_ACK with the
+//! same two token bytes).
 
+use crate::reading::{write_body, write_lpp};
 use coap_lite::RequestType;
+use lorawan::creator::DataPayloadCreator;
+use lorawan::keys::{AppSKey, NewSKey};
 use sluice_coap::client::{JSON, Request};
+use sluice_lorawan::gwmp;
 
 /// Protocols the generator can speak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Protocol {
     /// CoAP (RFC 7252): POST of a JSON reading to `/r/<device>`.
     Coap,
+    /// GWMP v2 (Semtech UDP packet forwarder): PUSH_DATA with one `rxpk`,
+    /// an unconfirmed uplink of an ABP device ([`AbpDevice::of`]).
+    Gwmp,
 }
 
 impl Protocol {
-    /// The wire encoding for `devices` devices named `<prefix><n>`.
-    pub fn wire(self, prefix: &str, devices: usize) -> anyhow::Result<Box<dyn Wire>> {
+    /// The wire encoding for `devices` devices: CoAP devices named
+    /// `<prefix><n>`, GWMP devices [`AbpDevice::of`]`(first + n)`.
+    pub fn wire(self, prefix: &str, first: u32, devices: usize) -> anyhow::Result<Box<dyn Wire>> {
         match self {
             Protocol::Coap => Ok(Box::new(Coap::new(prefix, devices)?)),
+            Protocol::Gwmp => Ok(Box::new(Gwmp::new(first, devices)?)),
         }
     }
 }
@@ -27,7 +35,8 @@ impl Protocol {
 /// How an answer came back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Answer {
-    /// Accepted (CoAP `2.04`): the reading is durable.
+    /// Accepted. CoAP `2.04`: the reading is durable. GWMP PUSH_ACK: the
+    /// datagram was received, nothing more (not durability).
     Accepted(u64),
     /// Refused or reset (CoAP: another code, or RST); the code byte.
     Refused(u64, u8),
@@ -35,12 +44,19 @@ pub enum Answer {
 
 /// One protocol's requests and answers, without I/O.
 pub trait Wire {
-    /// Writes into `out` the request of `device` carrying `body`, tagged
-    /// with `tag` (so its answer can be matched), confirmable or not; returns
-    /// its length.
+    /// Writes into `out` the body of a device's reading number `seq` sent at
+    /// `sent_us` (Unix µs); by default the JSON of [`write_body`].
+    fn body(&self, out: &mut Vec<u8>, seq: u64, sent_us: u64) {
+        write_body(out, seq, sent_us);
+    }
+
+    /// Writes into `out` the request of `device`'s reading number `seq`
+    /// carrying `body`, tagged with `tag` (so its answer can be matched),
+    /// confirmable or not; returns its length (0: it did not fit).
     fn request(
         &self,
         device: usize,
+        seq: u64,
         tag: u64,
         confirmable: bool,
         body: &[u8],
@@ -50,6 +66,11 @@ pub trait Wire {
     /// Reads an answer to a request: its tag and outcome, or `None` for
     /// anything else (an empty ACK of a separate response, say).
     fn answer(&self, datagram: &[u8]) -> Option<Answer>;
+
+    /// How many low bits of a tag come back in an answer (64: all of it).
+    fn tag_bits(&self) -> u32 {
+        64
+    }
 }
 
 /// CoAP requests: each device's header and options encoded once by the
@@ -86,6 +107,7 @@ impl Wire for Coap {
     fn request(
         &self,
         device: usize,
+        _seq: u64,
         tag: u64,
         confirmable: bool,
         body: &[u8],
@@ -114,6 +136,135 @@ impl Wire for Coap {
             (_, CHANGED) => Some(Answer::Accepted(tag)),
             (_, code) => Some(Answer::Refused(tag, code)),
         }
+    }
+}
+
+/// One simulated ABP device of the GWMP generator; everything derived from
+/// its index, so the orchestrator writes the same devices into the
+/// gateway's `[lorawan]` config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbpDevice {
+    /// DevEUI: `5e` then the index (the device id upstream, as 16 hex digits).
+    pub dev_eui: [u8; 8],
+    /// DevAddr: the index + 1 (NwkID 0, as `net_id = "000000"` gives).
+    pub dev_addr: u32,
+    /// NwkSKey: `4e` repeated, the index in the last four bytes.
+    pub nwk_skey: [u8; 16],
+    /// AppSKey: `a5` repeated, the index in the last four bytes.
+    pub app_skey: [u8; 16],
+}
+
+impl AbpDevice {
+    /// Device number `index` (below 2^25 - 1, the DevAddrs of NwkID 0).
+    pub fn of(index: u32) -> AbpDevice {
+        let key = |fill: u8| {
+            let mut key = [fill; 16];
+            key[12..].copy_from_slice(&index.to_be_bytes());
+            key
+        };
+        let mut dev_eui = [0u8; 8];
+        dev_eui[0] = 0x5e;
+        dev_eui[4..].copy_from_slice(&index.to_be_bytes());
+        AbpDevice {
+            dev_eui,
+            dev_addr: index + 1,
+            nwk_skey: key(0x4e),
+            app_skey: key(0xa5),
+        }
+    }
+
+    /// Its `[[lorawan.devices]]` entry, in profile `profile`.
+    pub fn config(&self, profile: &str) -> String {
+        let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        format!(
+            "[[lorawan.devices]]\ndev_eui = \"{}\"\nactivation = \"abp\"\nprofile = \"{profile}\"\ndev_addr = \"{:08x}\"\nnwk_skey = \"{}\"\napp_skey = \"{}\"\n",
+            hex(&self.dev_eui),
+            self.dev_addr,
+            hex(&self.nwk_skey),
+            hex(&self.app_skey)
+        )
+    }
+}
+
+/// GWMP requests: each a PUSH_DATA (token = the tag's low 16 bits) from one
+/// gateway, one `rxpk` holding an unconfirmed data uplink, FPort 1, FCnt =
+/// the device's sequence number, the body (Cayenne LPP, [`write_lpp`])
+/// encrypted with the AppSKey and signed with the NwkSKey. The answer is
+/// PUSH_ACK, which the gateway sends on receipt, before any check or
+/// commit: it says the datagram arrived, not that the reading is durable,
+/// so what counts is what arrives upstream.
+pub struct Gwmp {
+    devices: Vec<AbpDevice>,
+}
+
+/// The simulated packet forwarder's gateway EUI.
+pub const GATEWAY_EUI: [u8; 8] = [0x5e, 0x1c, 0xe0, 0, 0, 0, 0, 1];
+
+impl Gwmp {
+    /// Devices [`AbpDevice::of`]`(first)` … `(first + devices - 1)`.
+    pub fn new(first: u32, devices: usize) -> anyhow::Result<Gwmp> {
+        let count = u32::try_from(devices)?;
+        let last = first
+            .checked_add(count)
+            .filter(|&end| end < (1 << 25) - 1)
+            .ok_or_else(|| anyhow::anyhow!("device numbers {first}+{devices} out of range"))?;
+        Ok(Gwmp {
+            devices: (first..last).map(AbpDevice::of).collect(),
+        })
+    }
+}
+
+impl Wire for Gwmp {
+    fn body(&self, out: &mut Vec<u8>, seq: u64, sent_us: u64) {
+        write_lpp(out, seq, sent_us);
+    }
+
+    fn request(
+        &self,
+        device: usize,
+        seq: u64,
+        tag: u64,
+        _confirmable: bool,
+        body: &[u8],
+        out: &mut [u8],
+    ) -> usize {
+        let d = &self.devices[device % self.devices.len()];
+        let mut creator = DataPayloadCreator::new();
+        creator
+            .set_uplink(true)
+            .set_confirmed(false)
+            .set_dev_addr(&d.dev_addr.to_le_bytes())
+            .set_fcnt(seq as u32)
+            .set_f_port(1);
+        let Ok(phy) = creator.build(
+            body,
+            &[],
+            &NewSKey::from(d.nwk_skey),
+            &AppSKey::from(d.app_skey),
+        ) else {
+            return 0;
+        };
+        // tmst: the concentrator's µs counter; any value will do here.
+        let json = gwmp::rxpk_json(phy, seq as u32, 868.1, "SF7BW125", -60, 9.5);
+        let datagram = gwmp::push_data((tag as u16).to_be_bytes(), GATEWAY_EUI, &json);
+        if datagram.len() > out.len() {
+            return 0;
+        }
+        out[..datagram.len()].copy_from_slice(&datagram);
+        datagram.len()
+    }
+
+    fn answer(&self, datagram: &[u8]) -> Option<Answer> {
+        match datagram {
+            [gwmp::VERSION, t0, t1, gwmp::ident::PUSH_ACK, ..] => {
+                Some(Answer::Accepted(u64::from(u16::from_be_bytes([*t0, *t1]))))
+            }
+            _ => None,
+        }
+    }
+
+    fn tag_bits(&self) -> u32 {
+        16
     }
 }
 
@@ -178,6 +329,7 @@ mod tests {
         let mut out = [0u8; 256];
         let n = coap.request(
             2,
+            1,
             0x0102_0304_0506_0708,
             confirmable,
             br#"{"seq":1}"#,
@@ -246,6 +398,69 @@ mod tests {
             coap.answer(&[0x28, 0x44, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7]),
             None
         );
+    }
+
+    #[test]
+    fn gwmp_uplinks_check_with_the_devices_keys_and_count_up() {
+        use lorawan::keys::AES128;
+        use lorawan::parser::{DataHeader, DataPayload, FRMPayload, PhyPayload, parse};
+        let wire = Gwmp::new(40, 3).expect("wire");
+        let device = AbpDevice::of(42);
+        let mut body = Vec::new();
+        wire.body(&mut body, 7, 1_764_000_000_123_456);
+        let mut out = [0u8; 1500];
+        let n = wire.request(2, 7, 0x1_2345, false, &body, &mut out);
+        assert!(n > 12);
+        assert_eq!(out[..4], [2, 0x23, 0x45, gwmp::ident::PUSH_DATA]);
+        assert_eq!(out[4..12], GATEWAY_EUI);
+        let push = match gwmp::parse(&out[..n]).expect("gwmp") {
+            gwmp::Upstream::PushData { push, .. } => push,
+            other => panic!("not PUSH_DATA: {other:?}"),
+        };
+        let phy = push.rxpk[0].payload().expect("base64");
+        let Ok(PhyPayload::Data(DataPayload::Encrypted(frame))) = parse(phy) else {
+            panic!("not a data uplink");
+        };
+        assert!(frame.is_uplink() && !frame.is_confirmed());
+        assert_eq!(frame.fhdr().fcnt(), 7);
+        assert_eq!(frame.f_port(), Some(1));
+        assert_eq!(
+            frame.fhdr().dev_addr().as_ref(),
+            &device.dev_addr.to_le_bytes()
+        );
+        let (nwk, app) = (AES128(device.nwk_skey), AES128(device.app_skey));
+        assert!(frame.validate_mic(&nwk, 7));
+        let plain = frame
+            .decrypt(Some(&nwk), Some(&app), 7)
+            .expect("decryption");
+        let FRMPayload::Data(data) = plain.frm_payload() else {
+            panic!("no data");
+        };
+        assert_eq!(data, &body[..]);
+        // PUSH_ACK carries the token back: the tag's low 16 bits.
+        assert_eq!(
+            wire.answer(&[2, 0x23, 0x45, gwmp::ident::PUSH_ACK]),
+            Some(Answer::Accepted(0x2345))
+        );
+        assert_eq!(wire.answer(&[2, 0x23, 0x45, gwmp::ident::PULL_ACK]), None);
+        assert_eq!(wire.tag_bits(), 16);
+    }
+
+    #[test]
+    fn abp_devices_differ_and_their_config_names_them() {
+        let (a, b) = (AbpDevice::of(0), AbpDevice::of(1));
+        assert_ne!(
+            (a.dev_addr, a.nwk_skey, a.dev_eui),
+            (b.dev_addr, b.nwk_skey, b.dev_eui)
+        );
+        let text = b.config("bench");
+        assert!(text.contains(r#"dev_eui = "5e00000000000001""#), "{text}");
+        assert!(text.contains(r#"dev_addr = "00000002""#), "{text}");
+        assert!(
+            text.contains(r#"app_skey = "a5a5a5a5a5a5a5a5a5a5a5a500000001""#),
+            "{text}"
+        );
+        assert!(Gwmp::new(u32::MAX, 2).is_err());
     }
 
     #[test]
