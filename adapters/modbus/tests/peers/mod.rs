@@ -51,14 +51,9 @@ impl Pty {
             .spawn()
             .expect("socat starts (apt-get install socat)");
         self.socat = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !(self.gateway_end().exists() && self.slave_end().exists()) {
-            assert!(
-                Instant::now() < deadline,
-                "socat made no PTY pair within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        within_10_s("socat made no PTY pair", || {
+            self.gateway_end().exists() && self.slave_end().exists()
+        });
     }
 
     /// The end the gateway opens.
@@ -77,14 +72,9 @@ impl Pty {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.gateway_end().exists() {
-            assert!(
-                Instant::now() < deadline,
-                "the PTY links stay after socat died"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        within_10_s("the PTY links stay after socat died", || {
+            !self.gateway_end().exists()
+        });
     }
 
     /// A new pair under the same names, as when the adapter is plugged in again.
@@ -198,4 +188,15 @@ impl Slave {
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     listener.local_addr().expect("local address").port()
+}
+
+/// Waits until `done` holds, failing with `what` after 10 s. The PTY links
+/// are files socat makes and removes, with nothing to wait on but looking
+/// again, so this looks every 10 ms until the deadline.
+fn within_10_s(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} within 10 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
