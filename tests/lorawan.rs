@@ -13,9 +13,13 @@
 
 mod support;
 
+#[path = "../adapters/lorawan/tests/peers/mod.rs"]
+mod peers;
+
+use peers::concentrator;
+
 use sluice_adapter_common::downlink::{Answer, Downlink, Value, Verb};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 use support::{Broker, Collector, Gateway, config_text, wait_until};
 
@@ -51,34 +55,6 @@ app_skey = "101112131415161718191a1b1c1d1e1f"
 "#,
         dist = support::functions::dist().display()
     )
-}
-
-/// Runs the concentrator against `port`; returns its JSON lines.
-async fn concentrator(port: u16, args: &[&str]) -> Vec<serde_json::Value> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters/lorawan/tests/peers");
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new("node")
-            .arg(dir.join("concentrator.js"))
-            .arg(port.to_string())
-            .args(args)
-            .current_dir(&dir)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("concentrator finishes")
-    .expect("node runs (scripts/install-test-deps.sh installs it)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "concentrator {args:?} failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect()
 }
 
 /// The FCnts of the lines `step` printed.

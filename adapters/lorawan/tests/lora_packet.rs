@@ -13,6 +13,10 @@ use sluice_lorawan::rejection::Reject;
 use sluice_lorawan::session::{Session, session_key};
 use std::time::Duration;
 
+mod peers;
+
+use peers::concentrator;
+
 const CONFIG: &str = r#"
 listen = "127.0.0.1:0"
 region = "eu868"
@@ -57,32 +61,6 @@ async fn stop(controls: &Controls, task: tokio::task::JoinHandle<()>) {
         .expect("no panic");
 }
 
-/// Runs the concentrator; returns its JSON lines.
-async fn concentrator(args: &[&str]) -> Vec<serde_json::Value> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers");
-    let out = tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio::process::Command::new("node")
-            .arg(format!("{dir}/concentrator.js"))
-            .args(args)
-            .current_dir(dir)
-            .output(),
-    )
-    .await
-    .expect("concentrator finishes")
-    .expect("node runs (scripts/install-test-deps.sh installs it)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "concentrator failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect()
-}
-
 fn step<'a>(lines: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
     lines
         .iter()
@@ -102,7 +80,7 @@ fn meta(e: &sluice_event::Event, key: &str) -> Value {
 async fn otaa_join_is_answered_in_rx1_with_keys_lora_packet_derives_too() {
     let sink = CollectingSink::new();
     let (port, controls, task) = start(&sink).await;
-    let lines = concentrator(&[&port.to_string(), "join"]).await;
+    let lines = concentrator(port, &["join"]).await;
     let join = step(&lines, "join");
     // JOIN_ACCEPT_DELAY1 after the uplink's tmst, on the uplink's channel and data rate.
     assert_eq!(join["delay_us"], 5_000_000);
@@ -177,7 +155,7 @@ async fn otaa_join_is_answered_in_rx1_with_keys_lora_packet_derives_too() {
 async fn abp_counters_survive_a_restart_and_replays_are_refused() {
     let sink = CollectingSink::new();
     let (port, controls, task) = start(&sink).await;
-    let lines = concentrator(&[&port.to_string(), "abp", "1", "confirmed"]).await;
+    let lines = concentrator(port, &["abp", "1", "confirmed"]).await;
     let ack = step(&lines, "ack");
     assert_eq!(
         ack["delay_us"], 1_000_000,
@@ -192,7 +170,7 @@ async fn abp_counters_survive_a_restart_and_replays_are_refused() {
 
     // The same sink stands for the queue's SQLite: a new run loads the counters.
     let (port, controls, task) = start(&sink).await;
-    concentrator(&[&port.to_string(), "abp", "1"]).await;
+    concentrator(port, &["abp", "1"]).await;
     let c = controls.counters.clone();
     wait_until(
         Duration::from_secs(5),
@@ -200,12 +178,12 @@ async fn abp_counters_survive_a_restart_and_replays_are_refused() {
         || c.rejected(Reject::Retransmission) == 1,
     )
     .await;
-    concentrator(&[&port.to_string(), "abp", "0"]).await;
+    concentrator(port, &["abp", "0"]).await;
     wait_until(Duration::from_secs(5), "an older counter refused", || {
         c.rejected(Reject::ReplayedFcnt) == 1
     })
     .await;
-    concentrator(&[&port.to_string(), "abp", "2"]).await;
+    concentrator(port, &["abp", "2"]).await;
     wait_until(Duration::from_secs(5), "the next uplink", || {
         sink.len() == 2
     })
@@ -218,7 +196,7 @@ async fn abp_counters_survive_a_restart_and_replays_are_refused() {
 async fn bad_input_is_counted_by_reason_and_the_gateway_keeps_serving() {
     let sink = CollectingSink::new();
     let (port, controls, task) = start(&sink).await;
-    concentrator(&[&port.to_string(), "bad"]).await;
+    concentrator(port, &["bad"]).await;
     let c = controls.counters.clone();
     let all = [
         Reject::BadMic,
@@ -235,7 +213,7 @@ async fn bad_input_is_counted_by_reason_and_the_gateway_keeps_serving() {
     })
     .await;
     assert!(sink.is_empty());
-    concentrator(&[&port.to_string(), "abp", "1"]).await;
+    concentrator(port, &["abp", "1"]).await;
     wait_until(
         Duration::from_secs(5),
         "a good uplink after the bad ones",
