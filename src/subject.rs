@@ -2,6 +2,7 @@
 //! `lorawan/#` matches the rest of the subject (including nothing).
 
 use serde::{Deserialize, Deserializer};
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -53,6 +54,44 @@ impl SubjectPattern {
             }
         }
         parts.next().is_some()
+    }
+}
+
+impl SubjectPattern {
+    /// Whether the pattern has a wildcard (else it matches one subject: itself).
+    pub fn has_wildcard(&self) -> bool {
+        self.text
+            .split('/')
+            .any(|level| level == "+" || level == "#")
+    }
+}
+
+/// A set of patterns, matched in one hash lookup for the patterns without
+/// wildcards (a LoRaWAN decoder subscribes to each of its devices' uplink
+/// subjects: thousands of them) and one by one for the rest.
+#[derive(Clone, Debug, Default)]
+pub struct Subscriptions {
+    exact: HashSet<String>,
+    wildcards: Vec<SubjectPattern>,
+}
+
+impl Subscriptions {
+    /// The set of `patterns`.
+    pub fn new(patterns: &[SubjectPattern]) -> Subscriptions {
+        let mut set = Subscriptions::default();
+        for p in patterns {
+            if p.has_wildcard() {
+                set.wildcards.push(p.clone());
+            } else {
+                set.exact.insert(p.text.clone());
+            }
+        }
+        set
+    }
+
+    /// Whether any pattern matches `subject`.
+    pub fn matches(&self, subject: &str) -> bool {
+        self.exact.contains(subject) || self.wildcards.iter().any(|p| p.matches(subject))
     }
 }
 
@@ -120,6 +159,33 @@ mod tests {
         check("lorawan/+/up", "lorawan/0004a30b001c0530/join", false);
         check("fn/threshold/alert", "fn/threshold/alert", true);
         check("fn/threshold/alert", "fn/threshold", false);
+    }
+
+    #[test]
+    fn a_set_matches_what_any_of_its_patterns_matches() {
+        let patterns: Vec<SubjectPattern> =
+            ["coap/+", "lorawan/0004a30b001c0530/up", "fn/a/#", "x"]
+                .iter()
+                .map(|p| p.parse().expect("valid pattern"))
+                .collect();
+        let set = Subscriptions::new(&patterns);
+        for subject in [
+            "coap/t1",
+            "coap/t1/x",
+            "lorawan/0004a30b001c0530/up",
+            "lorawan/0004a30b001c0530/up/x",
+            "lorawan/0004a30b001c0531/up",
+            "fn/a",
+            "fn/a/b/c",
+            "fn/b",
+            "x",
+            "x/y",
+            "",
+        ] {
+            let one_by_one = patterns.iter().any(|p| p.matches(subject));
+            assert_eq!(set.matches(subject), one_by_one, "{subject}");
+        }
+        assert!(!Subscriptions::new(&[]).matches("coap/t1"));
     }
 
     #[test]

@@ -609,12 +609,18 @@ impl Config {
     /// of the profile's devices (`lorawan/<dev_eui>/up`).
     fn subscribe_decoders(&mut self) {
         let Some(lorawan) = &self.lorawan else { return };
+        // Thousands of devices: look up what is there in a set, not a list.
+        let mut present: std::collections::HashSet<(String, String)> = self
+            .functions
+            .iter()
+            .flat_map(|f| f.subscribe.iter().map(|p| (f.name.clone(), p.to_string())))
+            .collect();
         for (function, subject) in lorawan.decoder_subjects() {
             let Ok(pattern) = subject.parse::<SubjectPattern>() else {
                 continue;
             };
             if let Some(f) = self.functions.iter_mut().find(|f| f.name == function)
-                && !f.subscribe.contains(&pattern)
+                && present.insert((function, subject))
             {
                 f.subscribe.push(pattern);
             }

@@ -7,6 +7,7 @@ use super::program::Program;
 use super::state::StateMap;
 use crate::config::FunctionConfig;
 use crate::metrics::FailureKind;
+use crate::subject::Subscriptions;
 use sluice_event::{Event, abi};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -91,6 +92,8 @@ struct Entry {
 pub struct Function {
     /// Its config (name, subscriptions, limits, settings).
     pub config: FunctionConfig,
+    /// The config's subscriptions, ready to match.
+    subscriptions: Subscriptions,
     settings: Vec<u8>,
     program: Program,
     engine: Engine,
@@ -121,6 +124,7 @@ impl Function {
             call: CallState::default(),
         };
         Ok(Function {
+            subscriptions: Subscriptions::new(&config.subscribe),
             settings,
             program,
             engine: engine.clone(),
@@ -136,6 +140,11 @@ impl Function {
     /// The function's name.
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// Whether the function subscribes to `subject`.
+    pub fn subscribes_to(&self, subject: &str) -> bool {
+        self.subscriptions.matches(subject)
     }
 
     /// The function's durable state.

@@ -289,9 +289,7 @@ impl FunctionSet {
 
     /// Whether any function subscribes to `subject`.
     fn claimed(&self, subject: &str) -> bool {
-        self.functions
-            .iter()
-            .any(|f| f.config.subscribe.iter().any(|p| p.matches(subject)))
+        self.functions.iter().any(|f| f.subscribes_to(subject))
     }
 
     /// Whether an event goes to the queue, given whether a function takes
@@ -306,12 +304,7 @@ impl FunctionSet {
 
     fn feed(&mut self, event: &EventView<'_>, bytes: &[u8], depth: usize, d: &mut Dispatch) {
         for i in 0..self.functions.len() {
-            let subscribed = self.functions[i]
-                .config
-                .subscribe
-                .iter()
-                .any(|p| p.matches(event.subject));
-            if !subscribed {
+            if !self.functions[i].subscribes_to(event.subject) {
                 continue;
             }
             if depth > MAX_CHAIN {
