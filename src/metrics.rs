@@ -99,7 +99,7 @@ pub struct Metrics {
 }
 
 /// A point-in-time copy of [`Metrics`], as published in health messages.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[allow(missing_docs)]
 pub struct MetricsSnapshot {
     pub queue_accepted: u64,

@@ -22,6 +22,8 @@ pub struct Received {
     pub records: Vec<serde_json::Value>,
     /// Last retained/non-retained status payload.
     pub status: Option<serde_json::Value>,
+    /// Last health message.
+    pub health: Option<serde_json::Value>,
 }
 
 impl Received {
@@ -72,6 +74,10 @@ impl Collector {
             .subscribe("sluice/+/status", QoS::AtLeastOnce)
             .await
             .expect("subscribe");
+        client
+            .subscribe("sluice/+/health", QoS::AtMostOnce)
+            .await
+            .expect("subscribe");
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let sink = received.clone();
         let task = tokio::spawn(async move {
@@ -82,7 +88,7 @@ impl Collector {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::SubAck(_))) => {
                         subacks += 1;
-                        if subacks == 2
+                        if subacks == 3
                             && let Some(tx) = ready.take()
                         {
                             let _ = tx.send(());
@@ -96,6 +102,10 @@ impl Collector {
                         let mut r = sink.lock().expect("lock");
                         if p.topic.ends_with("/status") {
                             r.status = Some(value);
+                            continue;
+                        }
+                        if p.topic.ends_with("/health") {
+                            r.health = Some(value);
                             continue;
                         }
                         r.batches += 1;

@@ -3,7 +3,9 @@
 //! events the core refused. A rejection is a typed value: each adapter
 //! names its reasons in an enum that implements [`Rejection`], so a
 //! counter cannot be misspelled and every reason has its own counter.
-//! Adapters that poll devices (Modbus) also count faults per device.
+//! Adapters that poll devices (Modbus) also count faults per device, and
+//! adapters fed by other gateways (LoRaWAN concentrators) keep each peer's
+//! latest status figures.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -77,10 +79,15 @@ pub struct Counters {
     rejected: Mutex<ByReason>,
     /// Faults by device, then stage and reason (polling adapters).
     devices: Mutex<BTreeMap<String, ByReason>>,
+    /// The latest figures each peer reported about itself.
+    peers: Mutex<BTreeMap<String, Figures>>,
 }
 
+/// A peer's status figures by name (`rx_ok`, `ack_ratio`, …).
+pub type Figures = BTreeMap<&'static str, f64>;
+
 /// A copy of [`Counters`], as published in health messages.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct CountersSnapshot {
     /// Bytes received from devices.
     pub bytes_in: u64,
@@ -97,6 +104,9 @@ pub struct CountersSnapshot {
     /// Faults by device, then `stage/reason` (only adapters that poll devices).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub devices: BTreeMap<String, BTreeMap<String, u64>>,
+    /// The latest status figures by peer (only adapters fed by other gateways).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub peers: BTreeMap<String, Figures>,
 }
 
 impl Counters {
@@ -122,6 +132,20 @@ impl Counters {
                 None => map.entry(device.to_owned()).or_default(),
             };
             *faults.entry((why.stage(), why.reason())).or_insert(0) += 1;
+        }
+    }
+
+    /// Replaces what `peer` last reported about itself.
+    pub fn report(&self, peer: &str, figures: Figures) {
+        if let Ok(mut map) = self.peers.lock() {
+            map.insert(peer.to_owned(), figures);
+        }
+    }
+
+    /// Drops what `peer` reported (it is gone).
+    pub fn forget(&self, peer: &str) {
+        if let Ok(mut map) = self.peers.lock() {
+            map.remove(peer);
         }
     }
 
@@ -181,6 +205,7 @@ impl Counters {
                         .collect()
                 })
                 .unwrap_or_default(),
+            peers: self.peers.lock().map(|m| m.clone()).unwrap_or_default(),
         }
     }
 }
@@ -237,5 +262,29 @@ mod tests {
         let snapshot = c.snapshot();
         assert_eq!(snapshot.devices["meter-1"]["receive/malformed"], 2);
         assert_eq!(snapshot.devices["meter-2"]["authenticate/bad-mic"], 1);
+    }
+
+    #[test]
+    fn a_peer_report_replaces_the_last_and_is_dropped_when_forgotten() {
+        let c = Counters::default();
+        c.report(
+            "gw-1",
+            Figures::from([("rx_ok", 3.0), ("ack_ratio", 100.0)]),
+        );
+        c.report("gw-1", Figures::from([("rx_ok", 5.0)]));
+        c.report("gw-2", Figures::from([("rx_ok", 1.0)]));
+        let snapshot = c.snapshot();
+        assert_eq!(snapshot.peers["gw-1"], Figures::from([("rx_ok", 5.0)]));
+        assert_eq!(snapshot.peers.len(), 2);
+        c.forget("gw-2");
+        let json = serde_json::to_value(c.snapshot()).expect("serialises");
+        assert_eq!(json["peers"]["gw-1"]["rx_ok"], 5.0);
+        assert!(json["peers"].get("gw-2").is_none());
+        assert!(
+            serde_json::to_value(Counters::default().snapshot())
+                .expect("serialises")
+                .get("peers")
+                .is_none()
+        );
     }
 }

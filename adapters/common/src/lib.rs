@@ -19,7 +19,7 @@ pub mod testing;
 pub mod units;
 
 pub use adapter::{Adapter, BoxFuture, Context, EventSink, OpenError, Opened, RunError};
-pub use counters::{Counters, Rejection, Stage};
+pub use counters::{Counters, Figures, Rejection, Stage};
 pub use downlink::{Downlink, DownlinkError, DownlinkReceiver, DownlinkSender};
 pub use random::Random;
 pub use resource::{Claim, Resource};
