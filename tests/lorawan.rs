@@ -118,8 +118,16 @@ async fn sigkill_between_uplinks_keeps_counters_and_every_acknowledged_uplink_ar
     let port = free_udp_port();
     let config = dir.path().join("sluice.toml");
     let section = lorawan_section(&format!("127.0.0.1:{port}"));
-    std::fs::write(&config, config_text(dir.path(), broker.port, "", &section))
-        .expect("write config");
+    std::fs::write(
+        &config,
+        config_text(
+            dir.path(),
+            broker.port,
+            "health_interval = \"200 ms\"",
+            &section,
+        ),
+    )
+    .expect("write config");
     let mut gateway = Gateway::spawn_logging(&config, LOG);
     started(&gateway).await;
 
@@ -159,6 +167,15 @@ async fn sigkill_between_uplinks_keeps_counters_and_every_acknowledged_uplink_ar
         assert_eq!(reading("tx_sent"), 2.0);
         assert_eq!(reading("latitude"), 46.24);
     }
+    // And the concentrator's latest figures are in the gateway's health message.
+    wait_until(Duration::from_secs(20), "gateway figures in health", || {
+        let r = collector.received.lock().expect("lock");
+        r.health.as_ref().is_some_and(|h| {
+            let peer = &h["counters"]["adapters"]["lorawan"]["peers"][GATEWAY_EUI];
+            peer["rx_ok"] == 10.0 && peer["rx_received"] == 12.0 && peer["ack_ratio"] == 100.0
+        })
+    })
+    .await;
 
     // LinkCheckReq in FOpts: LinkCheckAns (CID 0x02, margin, one gateway) in RX1.
     let lines = concentrator(port, &["linkcheck", "6"]).await;

@@ -23,7 +23,8 @@ pub struct LorawanConfig {
     /// NetID, 6 hex digits; its low 7 bits are the NwkID of every DevAddr given out.
     #[serde(default = "default_net_id")]
     pub net_id: String,
-    /// How long copies of one frame from several gateways are gathered.
+    /// How long copies of one frame from several gateways are gathered at
+    /// most; the window closes early once every live concentrator reported it.
     #[serde(default = "default_dedup_window")]
     pub dedup_window: HumanDuration,
     /// RX1 delay of data downlinks (RECEIVE_DELAY1), 1 to 15 s; sent in JoinAccepts.

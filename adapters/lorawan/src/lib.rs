@@ -11,11 +11,13 @@
 //! - [`mac`]: MAC commands (pure).
 //! - [`config`]: the `[lorawan]` section.
 //! - [`network`]: devices, sessions and decisions, no I/O.
+//! - [`gateways`]: the concentrators heard from: downlink paths, liveness, health.
 //! - [`rejection`]: why a datagram or frame was turned away, one counter each.
 //! - [`server`]: the I/O loop; [`adapter`]: the contract with the core.
 pub mod adapter;
 pub mod config;
 pub mod frame;
+pub mod gateways;
 pub mod gwmp;
 pub mod join;
 pub mod keys;

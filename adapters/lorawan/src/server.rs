@@ -6,6 +6,7 @@
 //! is durable.
 
 use crate::config::LorawanConfig;
+use crate::gateways::{self, Gateways};
 use crate::gwmp::{self, RxPk, TxError, TxPk, Upstream};
 use crate::keys::Eui64;
 use crate::network::{AppDownlink, Network, Reception, Reply};
@@ -14,11 +15,10 @@ use crate::rejection::Reject;
 use crate::session::Session;
 use sluice_adapter_common::downlink::{Answer, Request, Verb};
 use sluice_adapter_common::{
-    Context, Counters, DownlinkError, Random, RunError, Sink, StateChange,
+    Context, Counters, DownlinkError, Figures, Random, RunError, Sink, StateChange,
 };
 use sluice_event::{Event, Value};
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
@@ -28,6 +28,9 @@ use tokio::sync::mpsc;
 const SUBMITTERS: usize = 8;
 /// Commits waiting per submitter before frames are refused as busy.
 const SUBMIT_QUEUE: usize = 256;
+/// Commits a submitter merges into one submission at most: while one
+/// submission becomes durable, the next ones gather.
+const MERGE: usize = 64;
 /// Frames gathered in the deduplication window at once.
 const MAX_PENDING: usize = 4096;
 /// How long before a window opens the forwarder must have the downlink.
@@ -41,7 +44,6 @@ const TX_ACK_EXPIRY: Duration = Duration::from_secs(20);
 /// A commit for a submitter: a device's frame (with what to do once it
 /// is durable) or a gateway's status report (nothing waits for it).
 struct Job {
-    dev_eui: Eui64,
     events: Vec<Event>,
     changes: Vec<StateChange>,
     done: Option<Done>,
@@ -58,10 +60,110 @@ struct Done {
     ok: bool,
 }
 
+/// A frame in its deduplication window.
 struct Pending {
     deadline: Instant,
     first: Instant,
     receptions: Vec<Reception>,
+}
+
+/// The frames in their deduplication windows: the window is the same for
+/// all, so they close in the order they opened; a frame every live
+/// concentrator has reported closes at once.
+#[derive(Default)]
+struct Windows {
+    frames: HashMap<Vec<u8>, Pending>,
+    /// Frames by deadline (a key may be stale: closed early, or reopened).
+    order: VecDeque<(Instant, Vec<u8>)>,
+    /// Frames closed early, to be handled now.
+    complete: Vec<Vec<u8>>,
+}
+
+impl Windows {
+    /// Adds one reception of `phy`; false if too many frames are open.
+    fn add(
+        &mut self,
+        phy: Vec<u8>,
+        r: Reception,
+        window: Duration,
+        live: usize,
+        now: Instant,
+    ) -> bool {
+        if let Some(p) = self.frames.get_mut(&phy) {
+            p.receptions.push(r);
+            if p.deadline > now && distinct_gateways(&p.receptions) >= live {
+                p.deadline = now;
+                self.complete.push(phy);
+            }
+            return true;
+        }
+        if self.frames.len() >= MAX_PENDING {
+            return false;
+        }
+        let complete = live <= 1;
+        let deadline = if complete { now } else { now + window };
+        let receptions = vec![r];
+        if complete {
+            self.complete.push(phy.clone());
+        } else {
+            self.order.push_back((deadline, phy.clone()));
+        }
+        self.frames.insert(
+            phy,
+            Pending {
+                deadline,
+                first: now,
+                receptions,
+            },
+        );
+        true
+    }
+
+    /// When the next frame closes, if any is open.
+    fn next(&self) -> Option<Instant> {
+        if !self.complete.is_empty() {
+            return Some(Instant::now());
+        }
+        self.order.front().map(|(t, _)| *t)
+    }
+
+    /// Takes every frame whose window has closed by `now`.
+    fn closed(&mut self, now: Instant) -> Vec<(Vec<u8>, Pending)> {
+        let mut out = Vec::new();
+        for phy in self.complete.drain(..) {
+            if let Some(p) = self.frames.remove(&phy) {
+                out.push((phy, p));
+            }
+        }
+        while let Some((deadline, _)) = self.order.front() {
+            if *deadline > now {
+                break;
+            }
+            let Some((deadline, phy)) = self.order.pop_front() else {
+                break;
+            };
+            if self
+                .frames
+                .get(&phy)
+                .is_some_and(|p| p.deadline == deadline)
+                && let Some(p) = self.frames.remove(&phy)
+            {
+                out.push((phy, p));
+            }
+        }
+        out
+    }
+}
+
+/// How many concentrators heard these receptions.
+fn distinct_gateways(receptions: &[Reception]) -> usize {
+    let mut n = 0;
+    for (i, r) in receptions.iter().enumerate() {
+        if receptions[..i].iter().all(|o| o.gateway != r.gateway) {
+            n += 1;
+        }
+    }
+    n
 }
 
 struct InFlight {
@@ -70,6 +172,56 @@ struct InFlight {
     received: Instant,
     in_rx2: bool,
     request: Option<(Request, bool)>,
+}
+
+/// Starts the submitter tasks; each merges what has gathered into one
+/// submission, so a commit carries many frames while their order per
+/// device is kept.
+fn submitters<S: Sink>(
+    sink: &S,
+    counters: &Arc<Counters>,
+    done_tx: &mpsc::Sender<Done>,
+) -> Vec<mpsc::Sender<Job>> {
+    (0..SUBMITTERS)
+        .map(|_| {
+            let (tx, mut rx) = mpsc::channel::<Job>(SUBMIT_QUEUE);
+            let sink = sink.clone();
+            let done_tx = done_tx.clone();
+            let counters = counters.clone();
+            tokio::spawn(async move {
+                let mut jobs = Vec::with_capacity(MERGE);
+                while rx.recv_many(&mut jobs, MERGE).await > 0 {
+                    let mut events = Vec::new();
+                    let mut changes = Vec::new();
+                    let mut dones = Vec::with_capacity(jobs.len());
+                    for job in jobs.drain(..) {
+                        events.extend(job.events);
+                        changes.extend(job.changes);
+                        dones.extend(job.done);
+                    }
+                    let n = events.len() as u64;
+                    let ok = match sink.accept_with_state(events, changes).await {
+                        Ok(_) => {
+                            Counters::add(&counters.events_accepted, n);
+                            true
+                        }
+                        Err(refusal) => {
+                            tracing::warn!(frames = dones.len(), error = %refusal.message, "LoRaWAN frames refused by the queue");
+                            Counters::add(&counters.events_refused, n);
+                            false
+                        }
+                    };
+                    for mut done in dones {
+                        done.ok = ok;
+                        if done_tx.send(done).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+            tx
+        })
+        .collect()
 }
 
 /// Runs the server on `socket` until shutdown.
@@ -87,38 +239,10 @@ pub async fn serve(
     let mut network = Network::new(&config, stored);
     let counters = context.counters.clone();
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(SUBMITTERS * SUBMIT_QUEUE);
-    let mut submitters = Vec::with_capacity(SUBMITTERS);
-    for _ in 0..SUBMITTERS {
-        let (tx, mut rx) = mpsc::channel::<Job>(SUBMIT_QUEUE);
-        let sink = context.sink.clone();
-        let done_tx = done_tx.clone();
-        let counters = counters.clone();
-        tokio::spawn(async move {
-            while let Some(job) = rx.recv().await {
-                let n = job.events.len() as u64;
-                let mut done = job.done;
-                match sink.accept_with_state(job.events, job.changes).await {
-                    Ok(_) => Counters::add(&counters.events_accepted, n),
-                    Err(refusal) => {
-                        tracing::warn!(eui = %job.dev_eui, error = %refusal.message, "LoRaWAN frame refused by the queue");
-                        Counters::add(&counters.events_refused, n);
-                        if let Some(d) = done.as_mut() {
-                            d.ok = false;
-                        }
-                    }
-                }
-                if let Some(done) = done
-                    && done_tx.send(done).await.is_err()
-                {
-                    break;
-                }
-            }
-        });
-        submitters.push(tx);
-    }
+    let submitters = submitters(&context.sink, &counters, &done_tx);
     drop(done_tx);
-    let mut gateways: HashMap<Eui64, SocketAddr> = HashMap::new();
-    let mut pending: HashMap<Vec<u8>, Pending> = HashMap::new();
+    let mut gateways = Gateways::default();
+    let mut windows = Windows::default();
     let mut queues: HashMap<Eui64, VecDeque<(AppDownlink, Request)>> = HashMap::new();
     let mut awaiting_ack: HashMap<Eui64, Request> = HashMap::new();
     let mut in_flight: HashMap<[u8; 2], InFlight> = HashMap::new();
@@ -127,7 +251,7 @@ pub async fn serve(
     let mut buf = vec![0u8; gwmp::MAX_DATAGRAM];
     let window = config.dedup_window.get();
     loop {
-        let next = pending.values().map(|p| p.deadline).min();
+        let next = windows.next();
         let sleep = async {
             match next {
                 Some(t) => tokio::time::sleep_until(t.into()).await,
@@ -162,29 +286,29 @@ pub async fn serve(
                         }
                     }
                     Ok(Upstream::PullData { token, gateway }) => {
-                        gateways.insert(Eui64(gateway), from);
+                        gateways.heard(Eui64(gateway), Some(from), Instant::now(), &counters);
                         let _ = socket.send_to(&gwmp::ack(token, gwmp::ident::PULL_ACK), from).await;
                     }
                     Ok(Upstream::PushData { token, gateway, push }) => {
                         let _ = socket.send_to(&gwmp::ack(token, gwmp::ident::PUSH_ACK), from).await;
                         let gateway = Eui64(gateway);
+                        let now = Instant::now();
+                        gateways.heard(gateway, None, now, &counters);
                         if let Some(stat) = push.stat {
+                            let figures = gateways::figures(&stat);
                             // Committed by a submitter: the loop never waits for a commit.
-                            let job = Job { dev_eui: gateway, events: vec![stat_event(gateway, &stat)], changes: Vec::new(), done: None };
+                            let job = Job { events: vec![stat_event(gateway, &figures)], changes: Vec::new(), done: None };
+                            counters.report(&gateway.hex(), figures);
                             if submitters[submitter(gateway)].try_send(job).is_err() {
                                 counters.reject(Reject::Busy);
                             }
                         }
+                        let live = gateways.live(now);
                         for rx in &push.rxpk {
                             match reception(&network, gateway, rx) {
                                 Ok((phy, r)) => {
-                                    let now = Instant::now();
-                                    if let Some(p) = pending.get_mut(&phy) {
-                                        p.receptions.push(r);
-                                    } else if pending.len() >= MAX_PENDING {
+                                    if !windows.add(phy, r, window, live, now) {
                                         counters.reject(Reject::Busy);
-                                    } else {
-                                        pending.insert(phy, Pending { deadline: now + window, first: now, receptions: vec![r] });
                                     }
                                 }
                                 Err(why) => counters.reject(why),
@@ -232,10 +356,7 @@ pub async fn serve(
                 }
             }
             _ = sleep => {
-                let now = Instant::now();
-                let due: Vec<Vec<u8>> = pending.iter().filter(|(_, p)| p.deadline <= now).map(|(k, _)| k.clone()).collect();
-                for phy in due {
-                    let Some(mut p) = pending.remove(&phy) else { continue };
+                for (phy, mut p) in windows.closed(Instant::now()) {
                     p.receptions.sort_by(|a, b| b.snr.total_cmp(&a.snr).then(b.rssi.total_cmp(&a.rssi)));
                     let owner = network.owner(&phy);
                     let app = owner.and_then(|d| queues.get(&d)).and_then(|q| q.front()).map(|(a, _)| a.clone());
@@ -252,7 +373,6 @@ pub async fn serve(
                             let fcnt = outcome.events.first().and_then(|e| e.meta.iter().find(|m| m.key == "fcnt")).and_then(|m| match m.value { Value::Number(n) => Some(n as u32), _ => None });
                             let idx = submitter(outcome.dev_eui);
                             let job = Job {
-                                dev_eui: outcome.dev_eui,
                                 events: outcome.events,
                                 changes: outcome.changes,
                                 done: Some(Done { dev_eui: outcome.dev_eui, fcnt, reply: outcome.reply, joined: outcome.joined, carried: outcome.carried, received: p.first, ok: true }),
@@ -260,6 +380,7 @@ pub async fn serve(
                             if submitters[idx].try_send(job).is_err() {
                                 if let Some(f) = fcnt { network.roll_back(outcome.dev_eui, f); }
                                 counters.reject(Reject::Busy);
+                                tracing::warn!(dev_eui = %outcome.dev_eui, "LoRaWAN frame dropped: the queue is not keeping up");
                             }
                         }
                     }
@@ -334,7 +455,7 @@ fn queue_downlink(
 #[allow(clippy::too_many_arguments)]
 async fn send_reply(
     socket: &UdpSocket,
-    gateways: &HashMap<Eui64, SocketAddr>,
+    gateways: &Gateways,
     in_flight: &mut HashMap<[u8; 2], InFlight>,
     random: &mut Random,
     counters: &Counters,
@@ -344,7 +465,7 @@ async fn send_reply(
     force_rx2: bool,
     request: Option<(Request, bool)>,
 ) {
-    let Some(addr) = gateways.get(&reply.gateway) else {
+    let Some(addr) = gateways.downlink(&reply.gateway) else {
         counters.reject(Reject::NoDownlinkPath);
         if let Some((r, _)) = request {
             r.answer(Err(DownlinkError::Io(
@@ -459,24 +580,21 @@ fn reception(network: &Network, gateway: Eui64, rx: &RxPk) -> Result<(Vec<u8>, R
 }
 
 /// A gateway's `stat` as an event upstream: `lorawan/gateway/<eui>/stat`.
-fn stat_event(gateway: Eui64, stat: &gwmp::Stat) -> Event {
+fn stat_event(gateway: Eui64, figures: &Figures) -> Event {
     let mut e = Event::new(
         format!("lorawan/gateway/{}/stat", gateway.hex()),
         gateway.hex(),
         sluice_adapter_common::clock::now_ms(),
-    )
-    .with_number("rx_received", stat.rxnb as f64, "")
-    .with_number("rx_ok", stat.rxok as f64, "")
-    .with_number("rx_forwarded", stat.rxfw as f64, "")
-    .with_number("ack_ratio", stat.ackr, "%")
-    .with_number("downlinks_received", stat.dwnb as f64, "")
-    .with_number("tx_sent", stat.txnb as f64, "");
-    if let (Some(lat), Some(lon)) = (stat.lati, stat.long) {
-        e = e
-            .with_number("latitude", lat, "deg")
-            .with_number("longitude", lon, "deg");
+    );
+    for (name, value) in figures.iter().filter(|(n, _)| **n != "reported_ms") {
+        let unit = match *name {
+            "ack_ratio" => "%",
+            "latitude" | "longitude" => "deg",
+            _ => "",
+        };
+        e = e.with_number(*name, *value, unit);
     }
-    tracing::info!(gateway = %gateway, rx = stat.rxnb, rx_ok = stat.rxok, tx = stat.txnb, "Gateway status");
+    tracing::info!(gateway = %gateway, rx = figures.get("rx_received"), rx_ok = figures.get("rx_ok"), tx = figures.get("tx_sent"), "Gateway status");
     e
 }
 
@@ -485,6 +603,82 @@ mod tests {
     use super::*;
     use crate::region::Region;
     use sluice_adapter_common::downlink::{self, Downlink, Value};
+
+    fn heard_by(gateway: u8) -> Reception {
+        Reception {
+            gateway: Eui64([gateway; 8]),
+            tmst: 0,
+            freq_hz: 868_100_000,
+            modulation: Modulation { sf: 7, bw: 125 },
+            dr: 5,
+            rssi: -50.0,
+            snr: 9.0,
+        }
+    }
+
+    #[test]
+    fn with_one_live_concentrator_a_frame_closes_at_once() {
+        let mut w = Windows::default();
+        let now = Instant::now();
+        assert!(w.add(vec![1], heard_by(1), Duration::from_secs(1), 1, now));
+        assert!(w.next().is_some_and(|t| t <= Instant::now()));
+        let closed = w.closed(now);
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].1.receptions.len(), 1);
+        assert_eq!(w.next(), None);
+    }
+
+    #[test]
+    fn a_frame_closes_when_every_live_concentrator_reported_it_or_at_its_deadline() {
+        let mut w = Windows::default();
+        let now = Instant::now();
+        let window = Duration::from_millis(200);
+        assert!(w.add(vec![1], heard_by(1), window, 2, now));
+        assert!(w.add(vec![2], heard_by(1), window, 2, now));
+        assert_eq!(w.next(), Some(now + window));
+        assert!(w.closed(now).is_empty());
+        // The same concentrator twice is still one.
+        assert!(w.add(vec![1], heard_by(1), window, 2, now));
+        assert!(w.closed(now).is_empty());
+        assert!(w.add(vec![1], heard_by(2), window, 2, now));
+        let early = w.closed(now);
+        assert_eq!(early.len(), 1);
+        assert_eq!(
+            (early[0].0.clone(), early[0].1.receptions.len()),
+            (vec![1], 3)
+        );
+        let late = w.closed(now + window);
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].0, vec![2]);
+        // The closed-early frame's stale deadline entry yields nothing; a new copy opens a new window.
+        assert!(w.add(vec![1], heard_by(1), window, 2, now + window));
+        assert!(w.closed(now + window).is_empty());
+        assert_eq!(w.closed(now + window * 2).len(), 1);
+        assert_eq!(w.next(), None);
+    }
+
+    #[test]
+    fn frames_past_the_bound_are_refused() {
+        let mut w = Windows::default();
+        let now = Instant::now();
+        for i in 0..MAX_PENDING as u32 {
+            assert!(w.add(
+                i.to_be_bytes().to_vec(),
+                heard_by(1),
+                Duration::from_secs(1),
+                2,
+                now
+            ));
+        }
+        assert!(!w.add(vec![9; 5], heard_by(1), Duration::from_secs(1), 2, now));
+        assert!(w.add(
+            0u32.to_be_bytes().to_vec(),
+            heard_by(2),
+            Duration::from_secs(1),
+            2,
+            now
+        ));
+    }
 
     fn awaiting(age: Duration, request: Option<(Request, bool)>) -> InFlight {
         InFlight {

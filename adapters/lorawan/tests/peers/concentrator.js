@@ -56,10 +56,10 @@ async function pushFrame(phy, gw, tmst, rssi, lsnr) {
   if (a[0] !== 2) fail("PUSH_ACK version " + a[0]);
 }
 
-async function pullData() {
+async function pullData(gw = GW) {
   const t = tok();
   const ack = expect(pull, (m) => m.length === 4 && m[3] === 4 && m[1] === t[0] && m[2] === t[1], 2000, "PULL_ACK");
-  await send(pull, Buffer.concat([Buffer.from([2]), t, Buffer.from([2]), GW]));
+  await send(pull, Buffer.concat([Buffer.from([2]), t, Buffer.from([2]), gw]));
   await ack;
 }
 
@@ -110,7 +110,10 @@ async function main() {
   out({ step: "pull_ack" });
   if (scenario === "join") {
     const s = await join("0102");
-    // A data uplink with the derived session keys, heard by two gateways.
+    // A second packet forwarder comes up (its keepalive makes it live, so
+    // the server waits for its copy), then a data uplink with the derived
+    // session keys, heard by both.
+    await pullData(GW2);
     const up = uplink(s.devAddr, s.nwk, s.app, 1, "0367011003680a", false);
     await pushFrame(up, GW, 2000000, -60, 5.0);
     await pushFrame(up, GW2, 2000100, -90, -3.0);
