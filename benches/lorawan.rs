@@ -176,7 +176,7 @@ fn join_latency(joins: u16) {
         &config,
         format!(
             "[gateway]\nid = \"bench\"\ndata_dir = \"{}\"\n[uplink]\nurl = \"mqtt://127.0.0.1:{closed}\"\n\n\
-             [lorawan]\nlisten = \"127.0.0.1:{port}\"\ndedup_window = \"1 ms\"\n\n[[lorawan.devices]]\n\
+             [lorawan]\nlisten = \"127.0.0.1:{port}\"\n\n[[lorawan.devices]]\n\
              dev_eui = \"0011223344556677\"\nactivation = \"otaa\"\njoin_eui = \"70b3d57ed0000000\"\napp_key = \"{}\"\n",
             dir.path().display(),
             sluice_lorawan::keys::to_hex(&APP_KEY)
@@ -257,7 +257,7 @@ fn join_latency(joins: u16) {
             .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
     };
     println!(
-        "## JoinRequest → PULL_RESP through `sluice run` ({} joins one after another, `dedup_window = \"1 ms\"`, session and DevNonce committed before the answer)\n",
+        "## JoinRequest → PULL_RESP through `sluice run` ({} joins one after another, the default `dedup_window` (one concentrator live: it closes at once), session and DevNonce committed before the answer)\n",
         joins
     );
     println!(

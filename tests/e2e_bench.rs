@@ -56,6 +56,7 @@ fn options(scenarios: &[&str], devices: usize, baselines: bool) -> Options {
             .map(|s| Scenario::parse(s).expect("scenario"))
             .collect(),
         baselines,
+        keep: false,
     }
 }
 

@@ -121,6 +121,9 @@ enum Command {
         /// No `scale` function: readings go to the queue as they are.
         #[arg(long)]
         no_function: bool,
+        /// Keep the folder with the logs and the database afterwards.
+        #[arg(long)]
+        keep: bool,
     },
 }
 
@@ -213,6 +216,7 @@ fn run(command: Command) -> Result<()> {
             scenarios,
             no_baselines,
             no_function,
+            keep,
         } => {
             let sluice = sluice.unwrap_or_else(|| {
                 let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -238,6 +242,7 @@ fn run(command: Command) -> Result<()> {
                 devices: devices.max(1),
                 scenarios,
                 baselines: !no_baselines,
+                keep,
             };
             e2e::run(&opts).map(|_| ())
         }

@@ -10,7 +10,7 @@ use crate::generator::{LoadReport, unix_us};
 use crate::mqtt::{PublishReport, SubscriberStats};
 use crate::procfs::{CpuSample, MachineCpu, Memory, ticks_to_duration};
 use crate::stats::ms;
-use crate::wire::{AbpDevice, Protocol};
+use crate::wire::{AbpDevice, GATEWAY_EUI, Protocol};
 use anyhow::{Context, Result, anyhow, bail};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -146,6 +146,8 @@ pub struct Options {
     /// Also measure the generator against the sink (at each closed-loop
     /// window of the scenarios) and the plain publisher.
     pub baselines: bool,
+    /// Keep the folder with the logs and the database afterwards.
+    pub keep: bool,
 }
 
 /// One scenario's outcome.
@@ -378,9 +380,8 @@ module = "{module}"
 
 [lorawan]
 listen = "127.0.0.1:{lorawan}"
-# One packet forwarder, so no copies to gather; the window still delays
-# every uplink by its length (the default, 200 ms, would dominate latency).
-dedup_window = "1 ms"
+# The default deduplication window: with one packet forwarder live, a
+# frame's window closes as soon as it arrives.
 
 [lorawan.profiles.bench]
 decoder = "cayenne-lpp"
@@ -475,7 +476,9 @@ fn wait_for_gateway(coap: u16, gateway: &mut Process) -> Result<()> {
     )
 }
 
-/// Sends PULL_DATA until the gateway's LoRaWAN server answers PULL_ACK.
+/// Sends PULL_DATA until the gateway's LoRaWAN server answers PULL_ACK, as
+/// the generators' packet forwarder (the same EUI: a second one would be a
+/// live concentrator the deduplication window waits for).
 fn wait_for_lorawan(port: u16, gateway: &mut Process) -> Result<()> {
     let socket = UdpSocket::bind("127.0.0.1:0")?;
     socket.connect(("127.0.0.1", port))?;
@@ -490,10 +493,7 @@ fn wait_for_lorawan(port: u16, gateway: &mut Process) -> Result<()> {
                 bail!("sluice exited ({status}) before answering");
             }
             token = token.wrapping_add(1);
-            let pull = sluice_lorawan::gwmp::pull_data(
-                token.to_be_bytes(),
-                [0x5e, 0, 0, 0, 0, 0, 0, 0x99],
-            );
+            let pull = sluice_lorawan::gwmp::pull_data(token.to_be_bytes(), GATEWAY_EUI);
             let _ = socket.send(&pull);
             let mut answer = [0u8; 64];
             let [t0, t1] = token.to_be_bytes();
@@ -588,10 +588,11 @@ pub fn run(opts: &Options) -> Result<Report> {
         );
     }
     std::fs::create_dir_all(&opts.dir).with_context(|| format!("create {}", opts.dir.display()))?;
-    let tmp = tempfile::Builder::new()
+    let mut tmp = tempfile::Builder::new()
         .prefix("sluice-e2e-")
         .tempdir_in(&opts.dir)
         .context("temporary folder")?;
+    tmp.disable_cleanup(opts.keep);
     let dir = tmp.path();
     let mut report = Report {
         load_average: (load_average(), String::new()),
