@@ -3,7 +3,7 @@
 //! [`Resource`]s adapters claim, the [`Sink`] their events go into
 //! (resolving once they are durable), [`Shutdown`], [`downlink`]s from the
 //! core to devices, the [`Counters`] every adapter reports with typed
-//! rejections, the one rule for device ids, the human units their configs use, the wall clock events
+//! rejections, warnings limited to one per interval, the one rule for device ids, the human units their configs use, the wall clock events
 //! are stamped with, one random-number generator, and test doubles.
 //! Adapters never see SQLite or MQTT.
 
@@ -12,6 +12,7 @@ pub mod clock;
 pub mod counters;
 pub mod device_id;
 pub mod downlink;
+pub mod log_limit;
 pub mod random;
 pub mod resource;
 pub mod sink;
@@ -21,6 +22,7 @@ pub mod units;
 pub use adapter::{Adapter, BoxFuture, Context, EventSink, OpenError, Opened, RunError};
 pub use counters::{Counters, Figures, Rejection, Stage};
 pub use downlink::{Downlink, DownlinkError, DownlinkReceiver, DownlinkSender};
+pub use log_limit::LogLimit;
 pub use random::Random;
 pub use resource::{Claim, Resource};
 pub use sink::{

@@ -15,7 +15,7 @@ use crate::rejection::Reject;
 use crate::session::Session;
 use sluice_adapter_common::downlink::{Answer, Request, Verb};
 use sluice_adapter_common::{
-    Context, Counters, DownlinkError, Figures, Random, RunError, Sink, StateChange,
+    Context, Counters, DownlinkError, Figures, LogLimit, Random, RunError, Sink, StateChange,
 };
 use sluice_event::{Event, Value};
 use std::collections::{HashMap, VecDeque};
@@ -250,6 +250,7 @@ pub async fn serve(
     let mut shutdown = context.shutdown.clone();
     let mut buf = vec![0u8; gwmp::MAX_DATAGRAM];
     let window = config.dedup_window.get();
+    let mut busy_log = LogLimit::new(Duration::from_secs(10));
     loop {
         let next = windows.next();
         let sleep = async {
@@ -380,7 +381,9 @@ pub async fn serve(
                             if submitters[idx].try_send(job).is_err() {
                                 if let Some(f) = fcnt { network.roll_back(outcome.dev_eui, f); }
                                 counters.reject(Reject::Busy);
-                                tracing::warn!(dev_eui = %outcome.dev_eui, "LoRaWAN frame dropped: the queue is not keeping up");
+                                if let Some(more) = busy_log.allow(Instant::now()) {
+                                    tracing::warn!(dev_eui = %outcome.dev_eui, more, "LoRaWAN frame dropped: the queue is not keeping up (`more`: dropped since the last line)");
+                                }
                             }
                         }
                     }
