@@ -454,3 +454,17 @@ fn the_modbus_example_in_the_configuration_doc_is_valid() {
         assert!(ok, "{stderr}\n{block}");
     }
 }
+
+#[test]
+fn ble_bind_keys_macs_and_replay_files_are_checked_with_their_lines() {
+    let text = "[ble]\nsource = \"replay\"\nreplay = \"/nonexistent/ads.jsonl\"\n\n[[ble.devices]]\nid = \"door\"\nmac = \"3C:2E:F5:00:AA\"\nbind_key = \"231d39c1\"\n";
+    refused(text, "7:1", "is not a MAC address");
+    refused(text, "8:1", "bind_key must be 32 hex digits");
+    let good = "[ble]\nsource = \"replay\"\nreplay = \"/nonexistent/ads.jsonl\"\n\n[[ble.devices]]\nid = \"door\"\nmac = \"3C:2E:F5:00:AA:01\"\n";
+    refused(good, "3:1", "cannot read /nonexistent/ads.jsonl");
+    refused(
+        "[[ble.devices]]\nid = \"x\"\nmac = \"3C:2E:F5:00:AA:01\"\nformat = \"raw\"\ndecoder = \"nope\"\n",
+        "5:1",
+        "no [[functions]] entry is named `nope`",
+    );
+}

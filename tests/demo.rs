@@ -1,7 +1,8 @@
 #![cfg(feature = "demo")]
 //! `sluice demo` as a user runs it: the real binary with its embedded broker,
 //! simulated CoAP devices, simulated Modbus meters, a simulated LoRaWAN
-//! concentrator with an OTAA and an ABP device, and the standard functions,
+//! concentrator with an OTAA and an ABP device, scripted Bluetooth sensors
+//! (a Ruuvi tag, an encrypted BTHome sensor), and the standard functions,
 //! for a fixed time; its screen must show readings, alerts, windows, decoded
 //! LoRaWAN payloads and status, and its summary a clean run.
 
@@ -162,5 +163,33 @@ fn the_demo_shows_readings_alerts_and_windows_and_stops_cleanly() {
             .iter()
             .any(|l| l.starts_with("demo ") && l.contains("energy meters answer Modbus")),
         "no Modbus banner\n{context}"
+    );
+    // The Ruuvi tag and the encrypted BTHome sensor, replayed through the
+    // real BLE decoders, arrived upstream with their readings; the repeated
+    // advertisements were dropped as duplicates, and nothing failed to decrypt.
+    for (device, reading) in [
+        ("ble/ruuvi-greenhouse", "temperature"),
+        ("ble/bthome-porch", "temperature"),
+        ("ble/bthome-porch", "humidity"),
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("ble ") && l.contains(device) && l.contains(reading)),
+            "no {reading} of {device} upstream\n{context}"
+        );
+    }
+    let ble = summary("ble");
+    assert!(
+        count_before(ble, "readings and presence events accepted").is_some_and(|n| n >= 10),
+        "too few BLE readings\n{context}"
+    );
+    assert!(
+        ble.contains("exchange/duplicate"),
+        "no duplicates dropped\n{context}"
+    );
+    assert!(
+        !ble.contains("bad-mic"),
+        "BTHome frames failed to decrypt\n{context}"
     );
 }

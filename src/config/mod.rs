@@ -46,6 +46,8 @@ pub struct Config {
     pub modbus: Option<sluice_modbus::ModbusConfig>,
     /// `[lorawan]`: the LoRaWAN adapter (absent: off).
     pub lorawan: Option<sluice_lorawan::LorawanConfig>,
+    /// `[ble]`: the BLE adapter (absent: off).
+    pub ble: Option<sluice_ble::BleConfig>,
 }
 
 /// Every adapter Sluice has, one variant each, holding its config section.
@@ -59,6 +61,8 @@ pub enum AdapterConfig {
     Modbus(sluice_modbus::ModbusConfig),
     /// `[lorawan]`.
     Lorawan(sluice_lorawan::LorawanConfig),
+    /// `[ble]`.
+    Ble(sluice_ble::BleConfig),
 }
 
 impl AdapterConfig {
@@ -68,6 +72,7 @@ impl AdapterConfig {
             AdapterConfig::Coap(c) => c,
             AdapterConfig::Modbus(c) => c,
             AdapterConfig::Lorawan(c) => c,
+            AdapterConfig::Ble(c) => c,
         }
     }
 
@@ -606,16 +611,19 @@ impl Config {
     }
 
     /// Subscribes each LoRaWAN profile's decoder function to the uplinks
-    /// of the profile's devices (`lorawan/<dev_eui>/up`).
+    /// of the profile's devices (`lorawan/<dev_eui>/up`), and each raw BLE
+    /// device's decoder to its events (`ble/<device>`).
     fn subscribe_decoders(&mut self) {
-        let Some(lorawan) = &self.lorawan else { return };
+        let lorawan = self.lorawan.iter().flat_map(|l| l.decoder_subjects());
+        let ble = self.ble.iter().flat_map(|b| b.decoder_subjects());
+        let subjects: Vec<(String, String)> = lorawan.chain(ble).collect();
         // Thousands of devices: look up what is there in a set, not a list.
         let mut present: std::collections::HashSet<(String, String)> = self
             .functions
             .iter()
             .flat_map(|f| f.subscribe.iter().map(|p| (f.name.clone(), p.to_string())))
             .collect();
-        for (function, subject) in lorawan.decoder_subjects() {
+        for (function, subject) in subjects {
             let Ok(pattern) = subject.parse::<SubjectPattern>() else {
                 continue;
             };
@@ -750,6 +758,18 @@ impl Config {
             }
         }
         problems.extend(claim_collisions(&adapters));
+        if let Some(ble) = &self.ble {
+            for (i, d) in ble.devices.iter().enumerate() {
+                if let Some(decoder) = &d.decoder
+                    && !self.functions.iter().any(|f| &f.name == decoder)
+                {
+                    problems.push(Problem::at_key(
+                        format!("ble.devices[{i}].decoder"),
+                        format!("no [[functions]] entry is named `{decoder}`"),
+                    ));
+                }
+            }
+        }
         if let Some(lorawan) = &self.lorawan {
             for (name, profile) in &lorawan.profiles {
                 if let Some(decoder) = &profile.decoder
@@ -786,6 +806,14 @@ impl Config {
                 check("key", key, PemKind::PrivateKey);
             }
         }
+        if let Some(file) = self.ble.as_ref().and_then(|b| b.replay.as_ref())
+            && let Err(e) = std::fs::File::open(file)
+        {
+            problems.push(Problem::at_key(
+                "ble.replay".into(),
+                format!("cannot read {}: {e}", file.display()),
+            ));
+        }
         for (i, f) in self.functions.iter().enumerate() {
             if let Err(e) = std::fs::File::open(&f.module) {
                 problems.push(Problem::at_key(
@@ -802,7 +830,12 @@ impl Config {
         let coap = self.coap.clone().map(AdapterConfig::Coap);
         let modbus = self.modbus.clone().map(AdapterConfig::Modbus);
         let lorawan = self.lorawan.clone().map(AdapterConfig::Lorawan);
-        coap.into_iter().chain(modbus).chain(lorawan).collect()
+        let ble = self.ble.clone().map(AdapterConfig::Ble);
+        coap.into_iter()
+            .chain(modbus)
+            .chain(lorawan)
+            .chain(ble)
+            .collect()
     }
 
     /// The queue database file.

@@ -49,6 +49,10 @@ pub fn text(data_dir: &Path, broker_port: u16, modules: &[PathBuf], modbus_line:
         &string(format!("mqtt://127.0.0.1:{broker_port}")),
     );
     text = text.replace("@MODBUS_LINE@", modbus_line);
+    text = text.replace(
+        "@BLE_REPLAY@",
+        &path(&data_dir.join(super::ble::SCRIPT_FILE)),
+    );
     for (name, module) in MODULES.iter().zip(modules) {
         let placeholder = format!("@{}@", name.to_uppercase().replace('-', "_"));
         text = text.replace(&placeholder, &path(module));
@@ -111,9 +115,17 @@ mod tests {
             "both decoded by cayenne-lpp"
         );
         assert_eq!(config.functions[1].module, modules[1]);
-        let modbus = config.modbus.expect("the demo polls Modbus meters");
+        let modbus = config
+            .modbus
+            .as_ref()
+            .expect("the demo polls Modbus meters");
         assert_eq!(modbus.buses[0].path, PathBuf::from("/dev/pts/7"));
         assert_eq!(modbus.devices.len(), super::super::meters::FLEET.len());
+        let ble = config
+            .ble
+            .as_ref()
+            .expect("the demo listens to BLE sensors");
+        assert_eq!(ble.devices.len(), 2);
         let tcp = super::super::meters::Line::Tcp("127.0.0.1:1502".parse().expect("addr")).toml();
         let config = Config::parse(&super::text(Path::new("/tmp"), 1, &modules, &tcp), "demo")
             .expect("valid over TCP too");

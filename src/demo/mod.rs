@@ -3,6 +3,8 @@
 //! simulated energy meters answer Modbus RTU on a pseudo-terminal (polled by
 //! the real Modbus adapter), a simulated LoRaWAN concentrator forwards an
 //! OTAA and an ABP device's frames over GWMP to the real LoRaWAN adapter,
+//! a scripted Ruuvi tag and an encrypted BTHome sensor are replayed to the
+//! real BLE adapter,
 //! the standard functions turn the CoAP readings into °F, alerts and
 //! aggregates and decode the LoRaWAN payloads (Cayenne LPP), and a subscriber prints what arrives
 //! upstream. Built only with the `demo` feature; the production binary
@@ -13,9 +15,11 @@
 //! - [`devices`]: the simulated CoAP devices.
 //! - [`meters`]: the simulated Modbus meters (tokio-modbus's server).
 //! - [`lora`]: the simulated LoRaWAN concentrator and devices (GWMP).
+//! - [`ble`]: the scripted Bluetooth advertisements (a replay file).
 //! - [`viewer`]: the subscriber standing in for the cloud.
 //! - [`screen`]: every line the demo prints.
 
+mod ble;
 mod broker;
 mod config;
 mod devices;
@@ -89,6 +93,9 @@ pub enum DemoError {
     /// The simulated concentrator could not start.
     #[error("the simulated LoRaWAN concentrator cannot start: {0}")]
     Concentrator(std::io::Error),
+    /// The Bluetooth script could not be written.
+    #[error("cannot write the Bluetooth advertisement script: {0}")]
+    BleScript(std::io::Error),
 }
 
 /// Runs the demo until `run_for` has passed or a signal came, then stops
@@ -101,6 +108,7 @@ pub async fn run(options: Options) -> Result<(), DemoError> {
     let meters = meters::Meters::start(&meters_shutdown)
         .await
         .map_err(DemoError::Meters)?;
+    ble::write_script(data.path()).map_err(DemoError::BleScript)?;
     let config = config::build(data.path(), broker.port(), &modules, &meters.line.toml())?;
     let viewer = Viewer::start(broker.port(), &config.uplink.topic_root).await?;
     let coap_path = config
@@ -226,6 +234,14 @@ fn fleet_banner(
             "a LoRaWAN concentrator forwards over GWMP to udp://{lorawan}: {} (OTAA, joins first) and {} (ABP), Cayenne LPP decoded by cayenne-lpp",
             lora::OTAA_EUI,
             lora::ABP_EUI
+        ),
+    );
+    screen::show(
+        "demo",
+        format!(
+            "Bluetooth: a Ruuvi tag ({}) and an encrypted BTHome sensor ({}) replayed from a script through the real decoders",
+            ble::RUUVI,
+            ble::BTHOME
         ),
     );
     let until = match run_for {

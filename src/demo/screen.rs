@@ -87,6 +87,8 @@ pub enum Kind {
     Frame,
     /// A LoRaWAN payload decoded by `cayenne-lpp`.
     Decoded,
+    /// A Bluetooth sensor's reading or presence.
+    Ble,
     /// Anything else.
     Other,
 }
@@ -98,6 +100,7 @@ impl Record {
             None if self.subject.starts_with("lorawan/") && self.subject.ends_with("/up") => {
                 Kind::Frame
             }
+            None if self.subject.starts_with("ble/") => Kind::Ble,
             None => Kind::Reading,
             Some("scale") => Kind::Scaled,
             Some("cayenne-lpp") => Kind::Decoded,
@@ -164,6 +167,10 @@ pub fn batch_lines(batch: &Batch, sampler: &mut Sampler) -> Vec<(&'static str, S
                 }
                 lines.push(("lorawan", text));
             }
+            Kind::Ble => lines.push((
+                "ble",
+                format!("{:<18} {}", r.subject, readings_text(&r.readings)),
+            )),
             Kind::Alert => lines.push(("alert", format!("{:<18} {}", r.subject, alert_text(r)))),
             Kind::Window => lines.push((
                 "window",
@@ -330,6 +337,7 @@ pub struct ViewerTotals {
     pub alerts: u64,
     pub windows: u64,
     pub decoded: u64,
+    pub ble: u64,
     pub statuses: u64,
     pub healths: u64,
     pub undecodable: u64,
@@ -346,6 +354,12 @@ pub fn summary(
     let coap = m.adapters.get("coap").cloned().unwrap_or_default();
     let modbus = m.adapters.get("modbus").cloned().unwrap_or_default();
     let lorawan = m.adapters.get("lorawan").cloned().unwrap_or_default();
+    let ble = m.adapters.get("ble").cloned().unwrap_or_default();
+    let ble_drops: Vec<String> = ble
+        .rejected
+        .iter()
+        .map(|(reason, n)| format!("{reason} {n}"))
+        .collect();
     let refusals: Vec<String> = lorawan
         .rejected
         .iter()
@@ -399,7 +413,10 @@ pub fn summary(
             format!(
                 "{} CoAP messages in, {} events accepted, {} rejected{reasons}; {} events committed",
                 coap.messages_in,
-                coap.events_accepted + modbus.events_accepted + lorawan.events_accepted,
+                coap.events_accepted
+                    + modbus.events_accepted
+                    + lorawan.events_accepted
+                    + ble.events_accepted,
                 rejections(m),
                 m.queue_accepted,
             ),
@@ -423,6 +440,19 @@ pub fn summary(
                 lora.downlinks,
                 lorawan.events_accepted,
                 lorawan.rejected.values().sum::<u64>(),
+            ),
+        ),
+        (
+            "ble",
+            format!(
+                "{} advertisements in, {} readings and presence events accepted, dropped: {}",
+                ble.messages_in,
+                ble.events_accepted,
+                if ble_drops.is_empty() {
+                    "none".to_owned()
+                } else {
+                    ble_drops.join(", ")
+                },
             ),
         ),
         (

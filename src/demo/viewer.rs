@@ -148,6 +148,7 @@ fn show_publish(p: &Publish, sampler: &mut Sampler, totals: &Mutex<ViewerTotals>
                 Kind::Alert => t.alerts += 1,
                 Kind::Window => t.windows += 1,
                 Kind::Decoded => t.decoded += 1,
+                Kind::Ble => t.ble += 1,
                 Kind::Frame | Kind::Other => {}
             }
         }
