@@ -70,9 +70,15 @@ if [[ -z $destdir ]]; then
         useradd --system --user-group --home-dir /var/lib/sluice --no-create-home \
             --shell /usr/sbin/nologin --comment "Sluice edge gateway" sluice
     fi
+    # Serial ports (Modbus RTU) and BlueZ over D-Bus (BLE).
+    for group in dialout bluetooth; do
+        getent group "$group" >/dev/null || groupadd --system "$group"
+        usermod --append --groups "$group" sluice
+    done
 else
     echo "note: DESTDIR set; in the image, create the 'sluice' system user"
     echo "      (useradd --system --user-group --home-dir /var/lib/sluice --no-create-home --shell /usr/sbin/nologin sluice)"
+    echo "      in the groups dialout and bluetooth (usermod --append --groups dialout,bluetooth sluice)"
     echo "      and chgrp sluice /etc/sluice/sluice.toml"
 fi
 
