@@ -15,7 +15,11 @@ use support::{Broker, Collector, Gateway, config_text, process::binary, wait_unt
 /// An operator key pair made with `sluice keygen`: (secret file, public key).
 fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
     let out = dir.join(name);
-    let status = Command::new(binary()).args(["keygen", "--out"]).arg(&out).output().expect("keygen");
+    let status = Command::new(binary())
+        .args(["keygen", "--out"])
+        .arg(&out)
+        .output()
+        .expect("keygen");
     assert!(status.status.success(), "{status:?}");
     let public = std::fs::read_to_string(out.with_extension("pub")).expect("pub");
     (out.with_extension("key"), public.trim().to_owned())
@@ -23,7 +27,11 @@ fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
 
 /// `sluice cmd` with `args`; its exit code and the replies it printed.
 fn cmd(args: &[&str]) -> (i32, Vec<Value>) {
-    let out = Command::new(binary()).arg("cmd").args(args).output().expect("sluice cmd");
+    let out = Command::new(binary())
+        .arg("cmd")
+        .args(args)
+        .output()
+        .expect("sluice cmd");
     let replies = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
@@ -60,7 +68,14 @@ impl Managed {
         let config = dir.path().join("sluice.toml");
         std::fs::write(&config, text).expect("config");
         let gateway = Gateway::spawn(&config);
-        let m = Managed { dir, config, key, gateway, port: broker.port, id: id.to_owned() };
+        let m = Managed {
+            dir,
+            config,
+            key,
+            gateway,
+            port: broker.port,
+            id: id.to_owned(),
+        };
         m.wait_ready();
         m
     }
@@ -73,7 +88,10 @@ impl Managed {
             if code == 0 {
                 return;
             }
-            assert!(Instant::now() < deadline, "the gateway never answered a ping");
+            assert!(
+                Instant::now() < deadline,
+                "the gateway never answered a ping"
+            );
         }
     }
 
@@ -82,7 +100,16 @@ impl Managed {
         let key = self.key.display().to_string();
         let id = self.id.clone();
         let timeout = timeout.to_string();
-        let mut all = vec!["--broker", &port, "--gateway", &id, "--key", &key, "--timeout", &timeout];
+        let mut all = vec![
+            "--broker",
+            &port,
+            "--gateway",
+            &id,
+            "--key",
+            &key,
+            "--timeout",
+            &timeout,
+        ];
         all.extend_from_slice(args);
         cmd(&all)
     }
@@ -101,7 +128,10 @@ impl Managed {
         let (code, replies) = self.cmd_with(args, 10.0);
         assert_eq!(code, 1, "{args:?}: {replies:?}");
         let e = &replies[0]["error"];
-        (e["code"].as_str().unwrap_or_default().to_owned(), e["message"].as_str().unwrap_or_default().to_owned())
+        (
+            e["code"].as_str().unwrap_or_default().to_owned(),
+            e["message"].as_str().unwrap_or_default().to_owned(),
+        )
     }
 
     fn local(&self, args: &[&str]) -> (i32, Vec<Value>) {
@@ -112,13 +142,21 @@ impl Managed {
     }
 
     fn hash(&self) -> String {
-        self.ok(&["config.get"])["hash"].as_str().expect("hash").to_owned()
+        self.ok(&["config.get"])["hash"]
+            .as_str()
+            .expect("hash")
+            .to_owned()
     }
 
     fn coap_addr(&self) -> std::net::SocketAddr {
         let status = self.ok(&["status"]);
-        let hold = status["adapters"]["coap"]["holds"][0].as_str().expect("coap holds a port").to_owned();
-        hold.trim_start_matches("UDP ").parse().unwrap_or_else(|e| panic!("{hold}: {e}"))
+        let hold = status["adapters"]["coap"]["holds"][0]
+            .as_str()
+            .expect("coap holds a port")
+            .to_owned();
+        hold.trim_start_matches("UDP ")
+            .parse()
+            .unwrap_or_else(|e| panic!("{hold}: {e}"))
     }
 
     fn restart(&mut self) {
@@ -147,30 +185,54 @@ async fn every_command_works_end_to_end_with_sluice_cmd() {
         assert_eq!(status["config_hash"], hash.as_str());
         assert!(m.ok(&["queue.stats"])["streams"][0]["name"] == "telemetry");
         assert_eq!(m.ok(&["function.list"])["functions"], json!([]));
-        assert_eq!(m.ok(&["log.level", r#"{"filter":"info,sluice::control=debug"}"#])["filter"], "info,sluice::control=debug");
+        assert_eq!(
+            m.ok(&["log.level", r#"{"filter":"info,sluice::control=debug"}"#])["filter"],
+            "info,sluice::control=debug"
+        );
 
         // A function deployed is used by the next event.
         let module = module_file(m.dir.path(), "count", support::wasm::COUNT);
-        let deployed = m.ok(&["function.deploy", "--file", &module.display().to_string(),
-            r#"{"name":"count","function":{"subscribe":["coap/#"]}}"#]);
+        let deployed = m.ok(&[
+            "function.deploy",
+            "--file",
+            &module.display().to_string(),
+            r#"{"name":"count","function":{"subscribe":["coap/#"]}}"#,
+        ]);
         assert_eq!(deployed["complete"], true);
         let listed = m.ok(&["function.list"]);
         assert_eq!(listed["functions"][0]["name"], "count");
         let coap = m.coap_addr();
         let answer = support::coap::post(coap, "t1", 50, r#"{"temp": 21}"#);
         assert_eq!(answer.code, "2.04", "{answer:?}");
-        wait_until_blocking(Duration::from_secs(10), "a record produced by the deployed function", || {
-            collector.received.lock().expect("lock").records.iter().any(|r| r["function"] == "count")
-        });
-        assert_eq!(m.ok(&["function.list"])["functions"][0]["counters"]["calls"], 1);
+        wait_until_blocking(
+            Duration::from_secs(10),
+            "a record produced by the deployed function",
+            || {
+                collector
+                    .received
+                    .lock()
+                    .expect("lock")
+                    .records
+                    .iter()
+                    .any(|r| r["function"] == "count")
+            },
+        );
+        assert_eq!(
+            m.ok(&["function.list"])["functions"][0]["counters"]["calls"],
+            1
+        );
         assert!(m.ok(&["function.resume"])["resumed"].is_number());
         m.ok(&["function.remove", r#"{"name":"count"}"#]);
         assert_eq!(m.ok(&["function.list"])["functions"], json!([]));
 
         // A downlink reaches a CoAP device where it last posted from; its answer comes back.
         let device = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        device.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-        device.send_to(&support::coap::con_post(9, "lamp", br#"{"on": 0}"#), coap).expect("post");
+        device
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        device
+            .send_to(&support::coap::con_post(9, "lamp", br#"{"on": 0}"#), coap)
+            .expect("post");
         let mut buf = [0u8; 1500];
         device.recv_from(&mut buf).expect("ack");
         let answering = std::thread::spawn(move || {
@@ -183,39 +245,76 @@ async fn every_command_works_end_to_end_with_sluice_cmd() {
             response.header.message_id = request.header.message_id;
             response.set_token(request.get_token().to_vec());
             response.payload = b"led is on".to_vec();
-            device.send_to(&response.to_bytes().expect("encode"), from).expect("answer");
+            device
+                .send_to(&response.to_bytes().expect("encode"), from)
+                .expect("answer");
             request.payload
         });
-        let down = m.ok(&["device.downlink",
-            r#"{"adapter":"coap","device":"lamp","resource":"led","verb":"set","value":true}"#]);
+        let down = m.ok(&[
+            "device.downlink",
+            r#"{"adapter":"coap","device":"lamp","resource":"led","verb":"set","value":true}"#,
+        ]);
         assert_eq!(down, json!({"status": "2.04", "payload": "led is on"}));
         assert_eq!(answering.join().expect("device"), b"true");
 
         // Queue purge of one stream, and the same id twice runs once.
-        let (code, first) = m.cmd_with(&["--id", "purge-1", "queue.purge", r#"{"stream":"telemetry"}"#], 10.0);
+        let (code, first) = m.cmd_with(
+            &[
+                "--id",
+                "purge-1",
+                "queue.purge",
+                r#"{"stream":"telemetry"}"#,
+            ],
+            10.0,
+        );
         assert_eq!(code, 0, "{first:?}");
-        let (code, again) = m.cmd_with(&["--id", "purge-1", "queue.purge", r#"{"stream":"telemetry"}"#], 10.0);
+        let (code, again) = m.cmd_with(
+            &[
+                "--id",
+                "purge-1",
+                "queue.purge",
+                r#"{"stream":"telemetry"}"#,
+            ],
+            10.0,
+        );
         assert_eq!(code, 0);
         assert_eq!(again[0]["cached"], true);
         assert_eq!(again[0]["result"], first[0]["result"]);
-        assert_eq!(m.fails(&["queue.purge", r#"{"stream":"nope"}"#]).0, "not_found");
+        assert_eq!(
+            m.fails(&["queue.purge", r#"{"stream":"nope"}"#]).0,
+            "not_found"
+        );
 
         let restarted = m.ok(&["adapter.restart", r#"{"adapter":"coap"}"#]);
         assert_eq!(restarted["restarted"], true);
 
         // config.apply with a changed stream bound; config.get shows it.
-        let mut text = m.ok(&["config.get"])["config"].as_str().expect("text").to_owned();
-        text.push_str("\n[[queue.streams]]\nname = \"telemetry\"\nsubjects = [\"#\"]\nmax_records = 5000\n");
+        let mut text = m.ok(&["config.get"])["config"]
+            .as_str()
+            .expect("text")
+            .to_owned();
+        text.push_str(
+            "\n[[queue.streams]]\nname = \"telemetry\"\nsubjects = [\"#\"]\nmax_records = 5000\n",
+        );
         let file = m.dir.path().join("new.toml");
         std::fs::write(&file, &text).expect("write");
         let applied = m.ok(&["config.apply", "--file", &file.display().to_string()]);
         assert_ne!(applied["hash"], hash.as_str());
-        assert!(m.ok(&["config.get"])["config"].as_str().expect("text").contains("5000"));
+        assert!(
+            m.ok(&["config.get"])["config"]
+                .as_str()
+                .expect("text")
+                .contains("5000")
+        );
 
         // The local socket: same commands, no key; `sluice status` uses it.
         let (code, local) = m.local(&["ping"]);
         assert_eq!(code, 0, "{local:?}");
-        let out = Command::new(binary()).args(["status", "--config"]).arg(&m.config).output().expect("status");
+        let out = Command::new(binary())
+            .args(["status", "--config"])
+            .arg(&m.config)
+            .output()
+            .expect("status");
         assert!(out.status.success(), "{out:?}");
         let status: Value = serde_json::from_slice(&out.stdout).expect("json");
         assert_eq!(status["result"]["config_hash"], applied["hash"]);
@@ -239,7 +338,10 @@ impl Raw {
         let mut o = MqttOptions::new(format!("raw-{gateway}"), "127.0.0.1", port);
         o.set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut eventloop) = AsyncClient::new(o, 10);
-        client.subscribe(format!("sluice/{gateway}/reply"), QoS::AtLeastOnce).await.expect("subscribe");
+        client
+            .subscribe(format!("sluice/{gateway}/reply"), QoS::AtLeastOnce)
+            .await
+            .expect("subscribe");
         let (tx, replies) = tokio::sync::mpsc::channel(64);
         let (ready, subscribed) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
@@ -265,32 +367,62 @@ impl Raw {
         Raw { client, replies }
     }
 
-    /// Publishes `payload` to the gateway's command topic; the reply body.
-    async fn send(&mut self, gateway: &str, payload: Vec<u8>) -> Value {
+    /// Publishes `payload` to the gateway's command topic; the body of the
+    /// reply with id `id` (`None`: a refusal that could not read the id).
+    /// Replies to other clients' commands on the same topic are skipped.
+    async fn send(&mut self, gateway: &str, payload: Vec<u8>, id: Option<&str>) -> Value {
         self.client
-            .publish(format!("sluice/{gateway}/cmd"), rumqttc::QoS::AtLeastOnce, false, payload)
+            .publish(
+                format!("sluice/{gateway}/cmd"),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                payload,
+            )
             .await
             .expect("publish");
-        let bytes = tokio::time::timeout(Duration::from_secs(10), self.replies.recv())
-            .await
-            .expect("a reply within 10 s")
-            .expect("reply");
-        let (env, _) = envelope::open(Purpose::Reply, &format!("sluice/{gateway}/reply"), &bytes).expect("signed reply");
-        serde_json::from_str(&env.body).expect("body")
+        loop {
+            let bytes = tokio::time::timeout(Duration::from_secs(10), self.replies.recv())
+                .await
+                .expect("a reply within 10 s")
+                .expect("reply");
+            let (env, _) =
+                envelope::open(Purpose::Reply, &format!("sluice/{gateway}/reply"), &bytes)
+                    .expect("signed reply");
+            let body: Value = serde_json::from_str(&env.body).expect("body");
+            if body["id"].as_str() == id {
+                return body;
+            }
+        }
     }
 }
 
-fn signed(key: &ed25519_dalek::SigningKey, topic: &str, ts: i64, nonce: &str, body: &str) -> Vec<u8> {
-    serde_json::to_vec(&envelope::seal(Purpose::Command, key, topic, ts, nonce, body.to_owned())).expect("json")
+fn signed(
+    key: &ed25519_dalek::SigningKey,
+    topic: &str,
+    ts: i64,
+    nonce: &str,
+    body: &str,
+) -> Vec<u8> {
+    serde_json::to_vec(&envelope::seal(
+        Purpose::Command,
+        key,
+        topic,
+        ts,
+        nonce,
+        body.to_owned(),
+    ))
+    .expect("json")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unsigned_forged_stale_replayed_and_not_permitted_commands_are_refused_and_change_nothing() {
+async fn unsigned_forged_stale_replayed_and_not_permitted_commands_are_refused_and_change_nothing()
+{
     let broker = Broker::start();
     let m = tokio::task::block_in_place(|| Managed::start(&broker, "gw-auth", COAP));
     let hash = tokio::task::block_in_place(|| m.hash());
     let op = sluice::control::keys::read_secret(&m.key).expect("key");
-    let limited = sluice::control::keys::read_secret(&m.dir.path().join("limited.key")).expect("key");
+    let limited =
+        sluice::control::keys::read_secret(&m.dir.path().join("limited.key")).expect("key");
     let stranger = sluice::control::keys::generate().expect("key");
     let topic = "sluice/gw-auth/cmd";
     let now = sluice::clock::now_ms();
@@ -299,26 +431,91 @@ async fn unsigned_forged_stale_replayed_and_not_permitted_commands_are_refused_a
     let mut raw = Raw::connect(broker.port, "gw-auth").await;
     let code = |v: &Value| v["error"]["code"].as_str().unwrap_or("none").to_owned();
 
-    let r = raw.send("gw-auth", apply.as_bytes().to_vec()).await;
+    let r = raw
+        .send("gw-auth", apply.as_bytes().to_vec(), Some("a"))
+        .await;
     assert_eq!(code(&r), "unsigned");
     assert_eq!(r["id"], "a", "a readable body is named in the refusal");
-    let mut forged = envelope::seal(Purpose::Command, &op, topic, now, &envelope::nonce(), purge.to_owned());
+    let mut forged = envelope::seal(
+        Purpose::Command,
+        &op,
+        topic,
+        now,
+        &envelope::nonce(),
+        purge.to_owned(),
+    );
     forged.body = apply.to_owned();
-    let r = raw.send("gw-auth", serde_json::to_vec(&forged).expect("json")).await;
+    let r = raw
+        .send("gw-auth", serde_json::to_vec(&forged).expect("json"), None)
+        .await;
     assert_eq!(code(&r), "bad_signature");
-    let r = raw.send("gw-auth", signed(&op, "sluice/other/cmd", now, &envelope::nonce(), apply)).await;
-    assert_eq!(code(&r), "bad_signature", "signed for another gateway's topic");
-    let r = raw.send("gw-auth", signed(&stranger, topic, now, &envelope::nonce(), apply)).await;
+    let r = raw
+        .send(
+            "gw-auth",
+            signed(&op, "sluice/other/cmd", now, &envelope::nonce(), apply),
+            None,
+        )
+        .await;
+    assert_eq!(
+        code(&r),
+        "bad_signature",
+        "signed for another gateway's topic"
+    );
+    let r = raw
+        .send(
+            "gw-auth",
+            signed(&stranger, topic, now, &envelope::nonce(), apply),
+            Some("a"),
+        )
+        .await;
     assert_eq!(code(&r), "unknown_key");
-    let r = raw.send("gw-auth", signed(&op, topic, now - 120_000, &envelope::nonce(), apply)).await;
+    let r = raw
+        .send(
+            "gw-auth",
+            signed(&op, topic, now - 120_000, &envelope::nonce(), apply),
+            Some("a"),
+        )
+        .await;
     assert_eq!(code(&r), "stale");
-    let r = raw.send("gw-auth", signed(&limited, topic, now, &envelope::nonce(), apply)).await;
+    let r = raw
+        .send(
+            "gw-auth",
+            signed(&limited, topic, now, &envelope::nonce(), apply),
+            Some("a"),
+        )
+        .await;
     assert_eq!(code(&r), "not_permitted");
     let ping = r#"{"id":"ping-1","cmd":"ping"}"#;
-    let once = signed(&op, topic, sluice::clock::now_ms(), &envelope::nonce(), ping);
-    assert_eq!(raw.send("gw-auth", once.clone()).await["ok"], true);
-    assert_eq!(code(&raw.send("gw-auth", once.clone()).await), "replayed");
-    assert_eq!(raw.send("gw-auth", signed(&limited, topic, sluice::clock::now_ms(), &envelope::nonce(), ping)).await["ok"], true);
+    let once = signed(
+        &op,
+        topic,
+        sluice::clock::now_ms(),
+        &envelope::nonce(),
+        ping,
+    );
+    assert_eq!(
+        raw.send("gw-auth", once.clone(), Some("ping-1")).await["ok"],
+        true
+    );
+    assert_eq!(
+        code(&raw.send("gw-auth", once.clone(), Some("ping-1")).await),
+        "replayed"
+    );
+    assert_eq!(
+        raw.send(
+            "gw-auth",
+            signed(
+                &limited,
+                topic,
+                sluice::clock::now_ms(),
+                &envelope::nonce(),
+                ping
+            ),
+            Some("ping-1")
+        )
+        .await["ok"],
+        true
+    );
 
     // Nothing changed; the refusals are counted; a restart still knows the nonce.
     let mut m = m;
@@ -328,7 +525,11 @@ async fn unsigned_forged_stale_replayed_and_not_permitted_commands_are_refused_a
         m.gateway.terminate();
         m.restart();
     });
-    assert_eq!(code(&raw.send("gw-auth", once).await), "replayed", "nonces outlive a restart");
+    assert_eq!(
+        code(&raw.send("gw-auth", once, Some("ping-1")).await),
+        "replayed",
+        "nonces outlive a restart"
+    );
 }
 
 /// A CoAP port that is taken for as long as the returned socket lives.
@@ -344,25 +545,44 @@ fn a_broken_config_is_refused_and_one_that_cannot_start_is_rolled_back() {
     let m = Managed::start(&broker, "gw-apply", COAP);
     let hash = m.hash();
     let coap = m.coap_addr();
-    let text = m.ok(&["config.get"])["config"].as_str().expect("text").to_owned();
+    let text = m.ok(&["config.get"])["config"]
+        .as_str()
+        .expect("text")
+        .to_owned();
 
     let broken = m.dir.path().join("broken.toml");
     std::fs::write(&broken, text.replace("[coap]", "[coap]\nlisten_typo = 1")).expect("write");
     let (code, message) = m.fails(&["config.apply", "--file", &broken.display().to_string()]);
     assert_eq!(code, "invalid_config");
-    assert!(message.contains("candidate.toml:") && message.contains("listen_typo"), "{message}");
+    assert!(
+        message.contains("candidate.toml:") && message.contains("listen_typo"),
+        "{message}"
+    );
 
     let (_holder, port) = taken_port();
     let busy = m.dir.path().join("busy.toml");
-    std::fs::write(&busy, text.replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))).expect("write");
+    std::fs::write(
+        &busy,
+        text.replace("127.0.0.1:0", &format!("127.0.0.1:{port}")),
+    )
+    .expect("write");
     let (code, message) = m.fails(&["config.apply", "--file", &busy.display().to_string()]);
     assert_eq!(code, "apply_failed", "{message}");
     assert!(message.contains(&port.to_string()), "{message}");
 
     assert_eq!(m.hash(), hash, "the old config keeps running");
-    assert_eq!(m.coap_addr(), coap);
-    assert_eq!(support::coap::post(coap, "t1", 50, r#"{"temp": 1}"#).code, "2.04");
-    assert!(!m.dir.path().join("managed/config.toml").exists(), "nothing was saved");
+    // Restored from its config (`127.0.0.1:0`), so on a new port of the OS's choosing.
+    let restored = m.coap_addr();
+    assert_ne!(restored.port(), port);
+    let _ = coap;
+    assert_eq!(
+        support::coap::post(restored, "t1", 50, r#"{"temp": 1}"#).code,
+        "2.04"
+    );
+    assert!(
+        !m.dir.path().join("managed/config.toml").exists(),
+        "nothing was saved"
+    );
 }
 
 #[test]
@@ -370,23 +590,29 @@ fn a_restart_keeps_deployed_functions_and_the_applied_config() {
     let broker = Broker::start();
     let mut m = Managed::start(&broker, "gw-keep", COAP);
     let module = module_file(m.dir.path(), "count", support::wasm::COUNT);
-    m.ok(&["function.deploy", "--file", &module.display().to_string(),
-        r#"{"name":"count","function":{"subscribe":["coap/#"]}}"#]);
+    m.ok(&[
+        "function.deploy",
+        "--file",
+        &module.display().to_string(),
+        r#"{"name":"count","function":{"subscribe":["coap/#"]}}"#,
+    ]);
     let hash = m.hash();
     m.gateway.terminate();
     m.restart();
     assert_eq!(m.hash(), hash);
     let listed = m.ok(&["function.list"]);
     assert_eq!(listed["functions"][0]["name"], "count");
-    assert_eq!(listed["functions"][0]["sha256"], sluice::control::store::sha256_hex(&std::fs::read(&module).expect("read")).as_str());
+    assert_eq!(
+        listed["functions"][0]["sha256"],
+        sluice::control::store::sha256_hex(&std::fs::read(&module).expect("read")).as_str()
+    );
 }
 
 #[test]
 fn a_sigkill_during_deploy_or_apply_leaves_the_old_or_the_new_version() {
     let broker = Broker::start();
     let mut m = Managed::start(&broker, "gw-kill", COAP);
-    let big = format!("{}\n;; {}", support::wasm::COUNT, "x");
-    let module = module_file(m.dir.path(), "count", &big);
+    let module = module_file(m.dir.path(), "count", support::wasm::COUNT);
     let mut outcomes = Vec::new();
     for (round, delay_ms) in [0u64, 5, 20, 60].into_iter().enumerate() {
         let old = m.hash();
@@ -394,33 +620,94 @@ fn a_sigkill_during_deploy_or_apply_leaves_the_old_or_the_new_version() {
         let key = m.key.display().to_string();
         let deploy = round % 2 == 0;
         let mut child = if deploy {
-            Command::new(binary()).args(["cmd", "--broker", &port, "--gateway", "gw-kill", "--key", &key, "--timeout", "5",
-                "function.deploy", "--file"]).arg(&module)
-                .arg(format!(r#"{{"name":"f{round}","function":{{"subscribe":["coap/#"]}}}}"#))
-                .stdout(std::process::Stdio::null()).spawn().expect("cmd")
+            Command::new(binary())
+                .args([
+                    "cmd",
+                    "--broker",
+                    &port,
+                    "--gateway",
+                    "gw-kill",
+                    "--key",
+                    &key,
+                    "--timeout",
+                    "5",
+                    "function.deploy",
+                    "--file",
+                ])
+                .arg(&module)
+                .arg(format!(
+                    r#"{{"name":"f{round}","function":{{"subscribe":["coap/#"]}}}}"#
+                ))
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("cmd")
         } else {
-            let mut text = m.ok(&["config.get"])["config"].as_str().expect("text").to_owned();
-            text.push_str(&format!("\n[[queue.streams]]\nname = \"telemetry\"\nsubjects = [\"#\"]\nmax_records = {}\n", 1000 + round));
+            let mut text = m.ok(&["config.get"])["config"]
+                .as_str()
+                .expect("text")
+                .to_owned();
+            text.push_str(&format!(
+                "\n[[queue.streams]]\nname = \"telemetry\"\nsubjects = [\"#\"]\nmax_records = {}\n",
+                1000 + round
+            ));
             let file = m.dir.path().join(format!("r{round}.toml"));
             std::fs::write(&file, text).expect("write");
-            Command::new(binary()).args(["cmd", "--broker", &port, "--gateway", "gw-kill", "--key", &key, "--timeout", "5",
-                "config.apply", "--file"]).arg(&file)
-                .stdout(std::process::Stdio::null()).spawn().expect("cmd")
+            Command::new(binary())
+                .args([
+                    "cmd",
+                    "--broker",
+                    &port,
+                    "--gateway",
+                    "gw-kill",
+                    "--key",
+                    &key,
+                    "--timeout",
+                    "5",
+                    "config.apply",
+                    "--file",
+                ])
+                .arg(&file)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("cmd")
         };
         // Kill once the command is on its way, at a different moment each round.
-        let name = if deploy { "command=function.deploy" } else { "command=config.apply" };
-        wait_until_blocking(Duration::from_secs(10), "the command arrives", || m.gateway.log_count(name) > 0);
+        let name = if deploy {
+            "command=function.deploy"
+        } else {
+            "command=config.apply"
+        };
+        wait_until_blocking(Duration::from_secs(10), "the command arrives", || {
+            m.gateway.log_count(name) > 0
+        });
         std::thread::sleep(Duration::from_millis(delay_ms));
         m.gateway.kill();
         let _ = child.wait();
         m.restart();
         let now = m.hash();
-        let text = m.ok(&["config.get"])["config"].as_str().expect("text").to_owned();
-        let new = if deploy { text.contains(&format!("f{round}")) } else { text.contains(&format!("max_records = {}", 1000 + round)) };
-        assert!(now == old || new, "round {round}: neither the old config nor the new one");
-        assert_eq!(now != old, new, "round {round}: the hash and the text disagree");
+        let text = m.ok(&["config.get"])["config"]
+            .as_str()
+            .expect("text")
+            .to_owned();
+        let new = if deploy {
+            text.contains(&format!("f{round}"))
+        } else {
+            text.contains(&format!("max_records = {}", 1000 + round))
+        };
+        assert!(
+            now == old || new,
+            "round {round}: neither the old config nor the new one"
+        );
+        assert_eq!(
+            now != old,
+            new,
+            "round {round}: the hash and the text disagree"
+        );
         // Whatever is there loads and runs: every module it names is whole.
-        for f in m.ok(&["function.list"])["functions"].as_array().expect("list") {
+        for f in m.ok(&["function.list"])["functions"]
+            .as_array()
+            .expect("list")
+        {
             assert!(f["sha256"].is_string(), "{f}");
         }
         outcomes.push(new);
@@ -437,9 +724,14 @@ fn a_fleet_command_reaches_twenty_gateways_and_every_reply_arrives() {
     for i in 0..20 {
         let data = dir.path().join(format!("gw{i}"));
         std::fs::create_dir_all(&data).expect("dir");
-        let text = config_text(&data, broker.port, "", &format!(
-            "[control]\n[[control.operators]]\nname = \"ops\"\npublic_key = \"{public}\"\n"
-        ))
+        let text = config_text(
+            &data,
+            broker.port,
+            "",
+            &format!(
+                "[control]\n[[control.operators]]\nname = \"ops\"\npublic_key = \"{public}\"\n"
+            ),
+        )
         .replace("id = \"gw-test\"", &format!("id = \"fleet-{i:02}\""));
         let config = data.join("sluice.toml");
         std::fs::write(&config, text).expect("config");
@@ -450,18 +742,51 @@ fn a_fleet_command_reaches_twenty_gateways_and_every_reply_arrives() {
     // Each gateway says it is subscribed only by answering; wait until all do.
     let deadline = Instant::now() + Duration::from_secs(60);
     let replies = loop {
-        let (code, replies) = cmd(&["--broker", &port, "--fleet", "--expect", "20", "--key", &key, "--timeout", "5", "ping"]);
+        let (code, replies) = cmd(&[
+            "--broker",
+            &port,
+            "--fleet",
+            "--expect",
+            "20",
+            "--key",
+            &key,
+            "--timeout",
+            "5",
+            "ping",
+        ]);
         if code == 0 && replies.len() == 20 {
             break replies;
         }
-        assert!(Instant::now() < deadline, "only {} of 20 gateways answered", replies.len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 20 gateways answered",
+            replies.len()
+        );
     };
-    let mut names: Vec<&str> = replies.iter().map(|r| r["gateway"].as_str().unwrap_or_default()).collect();
+    let mut names: Vec<&str> = replies
+        .iter()
+        .map(|r| r["gateway"].as_str().unwrap_or_default())
+        .collect();
     names.sort();
     names.dedup();
     assert_eq!(names.len(), 20);
-    assert!(replies.iter().all(|r| r["signature"] == "valid" && r["ok"] == true));
+    assert!(
+        replies
+            .iter()
+            .all(|r| r["signature"] == "valid" && r["ok"] == true)
+    );
     // A second fleet command: every gateway answers it too.
-    let (code, replies) = cmd(&["--broker", &port, "--fleet", "--expect", "20", "--key", &key, "--timeout", "10", "status"]);
+    let (code, replies) = cmd(&[
+        "--broker",
+        &port,
+        "--fleet",
+        "--expect",
+        "20",
+        "--key",
+        &key,
+        "--timeout",
+        "10",
+        "status",
+    ]);
     assert_eq!((code, replies.len()), (0, 20));
 }
