@@ -42,7 +42,7 @@ enum Command {
     },
     /// Send a signed command to a gateway or the fleet and print the replies
     /// (one JSON object per line); `--local` uses the gateway's socket instead.
-    Cmd(CmdArgs),
+    Cmd(Box<CmdArgs>),
     /// The status of the gateway on this machine, through its local socket.
     Status {
         /// The socket (default: from --config, or /var/lib/sluice/control.sock).
@@ -184,7 +184,7 @@ fn main() -> ExitCode {
         Command::Check { config } => return check(&config),
         Command::Run { config } => run(&config),
         Command::Keygen { out } => keygen(&out),
-        Command::Cmd(args) => return cmd(args),
+        Command::Cmd(args) => return cmd(*args),
         Command::Status { socket, config } => return status(socket, config),
         Command::Queue {
             action: QueueAction::Stats { config },
@@ -344,7 +344,7 @@ fn run(path: &Path) -> Result<()> {
 fn demo(modules: PathBuf, run_for: Option<u64>) -> Result<()> {
     // rumqttd logs every ordinary disconnect at `error`; the demo notices a
     // broker that does not start by itself.
-    init_logging("warn,rumqttd=off");
+    let _log_level = init_logging("warn,rumqttd=off");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

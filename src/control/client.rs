@@ -12,7 +12,6 @@ use base64::Engine as _;
 use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// Raw module bytes per `function.deploy` chunk (about 43 KiB of base64:
@@ -173,7 +172,10 @@ async fn collect(
 }
 
 /// Sends each request in turn to the local socket; returns the last reply.
-pub async fn send_local(socket: &PathBuf, requests: Vec<Request>) -> Result<Vec<Received>, String> {
+pub async fn send_local(
+    socket: &std::path::Path,
+    requests: Vec<Request>,
+) -> Result<Vec<Received>, String> {
     let mut last = Vec::new();
     for r in requests {
         let body = serde_json::to_string(&r).map_err(|e| e.to_string())?;

@@ -156,10 +156,9 @@ impl Replier {
             cache_key,
             reply.id.as_deref(),
             reply.ok || reply.error.as_ref().is_some_and(|f| !is_refusal(f.code)),
-        ) {
-            if let Ok(mut cache) = self.cache.lock() {
-                cache.put(key, id, body.clone());
-            }
+        ) && let Ok(mut cache) = self.cache.lock()
+        {
+            cache.put(key, id, body.clone());
         }
         self.deliver(origin, body).await;
     }
@@ -392,10 +391,10 @@ impl Controller {
     pub fn reloaded(&mut self, runtime: &crate::Runtime, config: &Config, text: &str, file: &Path) {
         let current = Current::from_file(text, file);
         let path: PathBuf = self.store.dir().join("config.toml");
-        if self.store.saved().is_some() {
-            if let Err(e) = store::write_atomic(&path, current.text.as_bytes()) {
-                tracing::error!(error = %e, "Reloaded config not saved as the applied one");
-            }
+        if self.store.saved().is_some()
+            && let Err(e) = store::write_atomic(&path, current.text.as_bytes())
+        {
+            tracing::error!(error = %e, "Reloaded config not saved as the applied one");
         }
         runtime.set_config_hash(&current.hash);
         self.current = current;
