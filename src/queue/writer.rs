@@ -781,7 +781,12 @@ mod tests {
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .expect("version");
-        assert_eq!(version, 3);
+        assert_eq!(version, 4, "migrated to the current version");
+        let nonces: i64 = w
+            .conn
+            .query_row("SELECT COUNT(*) FROM control_nonces", [], |r| r.get(0))
+            .expect("version 4's nonce table exists");
+        assert_eq!(nonces, 0);
     }
 
     #[test]
