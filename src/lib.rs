@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod control;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod fn_test;

@@ -94,8 +94,55 @@ pub struct Metrics {
     pub dead_letters: AtomicU64,
     /// Device events neither taken by a function nor queued (`forward = "none"`).
     pub pipeline_discarded: AtomicU64,
+    /// When the process started, ms since the Unix epoch (set by the runtime).
+    pub started_ms: std::sync::atomic::AtomicI64,
+    /// Commands run (remote and local).
+    pub control_commands: AtomicU64,
+    /// Remote commands refused (unsigned, bad signature, unknown key, stale,
+    /// replayed, not permitted).
+    pub control_refused: AtomicU64,
+    /// Remote commands dropped because the controller was busy.
+    pub control_dropped: AtomicU64,
     /// Each running adapter's counters, by adapter name.
     adapters: Mutex<BTreeMap<&'static str, Arc<Counters>>>,
+    /// Each function's counters, by function name.
+    functions: Mutex<BTreeMap<String, Arc<FunctionCounters>>>,
+    /// The newest errors worth an operator's eye, oldest first.
+    last_errors: Mutex<std::collections::VecDeque<LastError>>,
+    /// The SHA-256 of the running config's text.
+    config_hash: Mutex<String>,
+}
+
+/// How many errors [`Metrics::note_error`] keeps.
+pub const LAST_ERRORS: usize = 10;
+
+/// One function's counters.
+#[derive(Debug, Default)]
+pub struct FunctionCounters {
+    /// Calls made (events and ticks).
+    pub calls: AtomicU64,
+    /// Calls that failed.
+    pub failed: AtomicU64,
+    /// Events emitted.
+    pub emitted: AtomicU64,
+}
+
+/// A point-in-time copy of [`FunctionCounters`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[allow(missing_docs)]
+pub struct FunctionSnapshot {
+    pub calls: u64,
+    pub failed: u64,
+    pub emitted: u64,
+}
+
+/// An error kept for health messages.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LastError {
+    /// When, ms since the Unix epoch.
+    pub at_ms: i64,
+    /// What.
+    pub message: String,
 }
 
 /// A point-in-time copy of [`Metrics`], as published in health messages.
@@ -125,6 +172,9 @@ pub struct MetricsSnapshot {
     pub functions_suspended: u64,
     pub dead_letters: u64,
     pub pipeline_discarded: u64,
+    pub control_commands: u64,
+    pub control_refused: u64,
+    pub control_dropped: u64,
     /// Per adapter: bytes and messages in, events accepted and refused, rejections by reason.
     pub adapters: BTreeMap<&'static str, CountersSnapshot>,
 }
@@ -171,12 +221,85 @@ impl Metrics {
             functions_suspended: get(&self.functions_suspended),
             dead_letters: get(&self.dead_letters),
             pipeline_discarded: get(&self.pipeline_discarded),
+            control_commands: get(&self.control_commands),
+            control_refused: get(&self.control_refused),
+            control_dropped: get(&self.control_dropped),
             adapters: self
                 .adapters
                 .lock()
                 .map(|a| a.iter().map(|(k, c)| (*k, c.snapshot())).collect())
                 .unwrap_or_default(),
         }
+    }
+
+    /// The counters of function `name`, created on first use.
+    pub fn function(&self, name: &str) -> Arc<FunctionCounters> {
+        match self.functions.lock() {
+            Ok(mut f) => f.entry(name.to_owned()).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
+    }
+
+    /// Every function's counters, by name.
+    pub fn functions(&self) -> BTreeMap<String, FunctionSnapshot> {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        self.functions
+            .lock()
+            .map(|f| {
+                f.iter()
+                    .map(|(k, c)| {
+                        let s = FunctionSnapshot {
+                            calls: get(&c.calls),
+                            failed: get(&c.failed),
+                            emitted: get(&c.emitted),
+                        };
+                        (k.clone(), s)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Keeps `message` among the last [`LAST_ERRORS`] errors.
+    pub fn note_error(&self, message: String) {
+        if let Ok(mut errors) = self.last_errors.lock() {
+            if errors.len() == LAST_ERRORS {
+                errors.pop_front();
+            }
+            errors.push_back(LastError {
+                at_ms: crate::clock::now_ms(),
+                message,
+            });
+        }
+    }
+
+    /// The last errors, oldest first.
+    pub fn last_errors(&self) -> Vec<LastError> {
+        self.last_errors
+            .lock()
+            .map(|e| e.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Seconds since the runtime started.
+    pub fn uptime_s(&self) -> u64 {
+        let started = self.started_ms.load(Ordering::Relaxed);
+        ((crate::clock::now_ms() - started).max(0) / 1000) as u64
+    }
+
+    /// Sets the running config's hash (status messages carry it).
+    pub fn set_config_hash(&self, hash: &str) {
+        if let Ok(mut h) = self.config_hash.lock() {
+            *h = hash.to_owned();
+        }
+    }
+
+    /// The running config's hash; empty before control set it.
+    pub fn config_hash(&self) -> String {
+        self.config_hash
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default()
     }
 
     /// The counters of adapter `name`, created on first use.

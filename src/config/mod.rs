@@ -6,9 +6,11 @@
 //! [`ConfigError`] renders all of them as `file:line:column: message`, finding
 //! the line of a key path in the source text.
 
+mod control;
 mod diagnostics;
 mod functions;
 
+pub use control::{COMMANDS, ControlConfig, OperatorConfig, PublicKey};
 pub use diagnostics::{ConfigError, Problem};
 pub use functions::{Forward, FunctionConfig, MAX_CHAIN, PipelineConfig};
 pub use sluice_adapter_common::units::{ByteSize, HumanDuration};
@@ -48,6 +50,9 @@ pub struct Config {
     pub lorawan: Option<sluice_lorawan::LorawanConfig>,
     /// `[ble]`: the BLE adapter (absent: off).
     pub ble: Option<sluice_ble::BleConfig>,
+    /// Remote (signed MQTT commands) and local (Unix socket) management.
+    #[serde(default)]
+    pub control: ControlConfig,
 }
 
 /// Every adapter Sluice has, one variant each, holding its config section.
@@ -750,6 +755,7 @@ impl Config {
             at("uplink.password".into(), "needs uplink.username".into());
         }
         problems.extend(functions::validate(&self.functions, &self.pipeline));
+        problems.extend(control::validate(&self.control));
         let adapters = self.adapters();
         for a in &adapters {
             let name = a.name();

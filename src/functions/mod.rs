@@ -75,6 +75,8 @@ pub struct FunctionSet {
     forward: Forward,
     ids: Arc<IdMint>,
     metrics: Arc<Metrics>,
+    /// Each function's own counters, by index.
+    counters: Vec<Arc<crate::metrics::FunctionCounters>>,
 }
 
 /// Why a function set could not be built.
@@ -158,7 +160,12 @@ impl Compiled {
             let state = load(&config.name).map_err(|e| err(format!("cannot load state: {e}")))?;
             functions.push(Function::new(config, program, &self.engine, state).map_err(err)?);
         }
+        let counters = functions
+            .iter()
+            .map(|f| metrics.function(f.name()))
+            .collect();
         Ok(FunctionSet {
+            counters,
             functions,
             linker,
             forward: self.forward,
@@ -340,6 +347,7 @@ impl FunctionSet {
         }
         let report = self.functions[i].call(&self.linker, input);
         Metrics::add(&self.metrics.functions_calls, 1);
+        Metrics::add(&self.counters[i].calls, 1);
         self.log_guest(i, &report, cause.map(|c| c.id));
         if let Err(error) = report.outcome {
             self.failed(i, error, input_bytes, &mut d.dead);
@@ -349,6 +357,7 @@ impl FunctionSet {
         let name = self.functions[i].name().to_owned();
         let now = crate::clock::now_ms();
         Metrics::add(&self.metrics.functions_emitted, report.emitted.len() as u64);
+        Metrics::add(&self.counters[i].emitted, report.emitted.len() as u64);
         for emitted in report.emitted {
             // Checked by `emit` when the guest emitted it.
             let Ok(out) = EventView::parse(&emitted) else {
@@ -386,6 +395,7 @@ impl FunctionSet {
         dead: &mut Vec<DeadLetter>,
     ) {
         self.metrics.function_failed(error.kind);
+        Metrics::add(&self.counters[i].failed, 1);
         let CallError {
             kind,
             message: error,

@@ -7,6 +7,7 @@ mod checkpoint;
 mod exchange_table;
 mod function_tables;
 pub mod inspect;
+mod nonce_table;
 mod pipeline;
 pub mod reader;
 mod schema;
@@ -14,6 +15,7 @@ mod state_table;
 mod streams;
 pub(crate) mod writer;
 
+pub use nonce_table::{NonceBook, NonceError};
 pub use reader::{QueueReader, QueuedRecord};
 pub use streams::{StreamChangeError, stream_change_needs_restart};
 
@@ -185,6 +187,19 @@ impl Upkeep {
         // If the writer is gone the receiver reports it; the rows stay and are sent again later.
         let _ = self.tx.send(Command::Delete { seqs, reply }).await;
         rx
+    }
+
+    /// Deletes every record of stream `stream` in one commit; resolves with
+    /// how many, or `None` if no configured stream has that name. An error
+    /// if the writer is gone or its transaction failed: nothing was deleted.
+    pub async fn purge(&self, stream: &str) -> Result<Option<u64>, StreamChangeError> {
+        let (reply, rx) = oneshot::channel();
+        let stream = stream.to_owned();
+        self.tx
+            .send(Command::Purge { stream, reply })
+            .await
+            .map_err(|_| StreamChangeError::Closed)?;
+        rx.await.map_err(|_| StreamChangeError::Closed)
     }
 
     /// Asks the writer to delete records whose TTL has passed.

@@ -6,10 +6,10 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 
 /// Schema version stored in `PRAGMA user_version`. Version 2 added
-/// `exchanges`, version 3 `adapter_state`; every table is created if
-/// missing, so opening a version 1 or 2 database migrates it. An older
-/// build refuses a newer database.
-const SCHEMA_VERSION: i64 = 3;
+/// `exchanges`, version 3 `adapter_state`, version 4 `control_nonces`;
+/// every table is created if missing, so opening an older database
+/// migrates it. An older build refuses a newer database.
+const SCHEMA_VERSION: i64 = 4;
 
 /// Tables and indexes. The writer assigns `records.seq` itself and keeps the
 /// highest one given out in `meta` (key `seq`), so sequence numbers never
@@ -21,7 +21,8 @@ const SCHEMA_VERSION: i64 = 3;
 /// `exchanges.events` holds the event ids as 8-byte big-endian numbers, one
 /// after another. `adapter_state` holds what an adapter must find again
 /// after a restart (LoRaWAN sessions, frame counters, used DevNonces), one
-/// row per key, replaced in place.
+/// row per key, replaced in place. `control_nonces` holds the nonces of
+/// signed commands seen within the allowed clock skew (see `nonce_table`).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -69,6 +70,12 @@ CREATE TABLE IF NOT EXISTS adapter_state (
     key     BLOB NOT NULL,
     value   BLOB NOT NULL,
     PRIMARY KEY (adapter, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS control_nonces (
+    key   BLOB NOT NULL,
+    nonce BLOB NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    PRIMARY KEY (key, nonce)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS records_drain ON records (priority, seq);
 CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_ms) WHERE expires_ms IS NOT NULL;

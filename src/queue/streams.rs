@@ -442,6 +442,38 @@ impl Streams {
         Ok(deleted)
     }
 
+    /// Deletes every record of the configured stream `name` (an operator's
+    /// `queue.purge`); `None` if no stream has that name.
+    pub(crate) fn purge(
+        &mut self,
+        tx: &Transaction<'_>,
+        name: &str,
+    ) -> rusqlite::Result<Option<u64>> {
+        self.write_pending(tx)?;
+        let Some(id) = self
+            .configured
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.id)
+        else {
+            return Ok(None);
+        };
+        let (records, bytes): (i64, i64) = tx.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records WHERE stream = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        tx.execute("DELETE FROM records WHERE stream = ?1", [id])?;
+        self.subtract(
+            id,
+            StreamLoad {
+                records: records as u64,
+                bytes: bytes as u64,
+            },
+        );
+        Ok(Some(records as u64))
+    }
+
     /// Deletes records whose TTL has passed.
     pub(crate) fn expire(&mut self, tx: &Transaction<'_>, now_ms: i64) -> rusqlite::Result<()> {
         self.write_pending(tx)?;

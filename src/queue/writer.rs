@@ -33,6 +33,12 @@ pub(crate) enum Command {
         seqs: Vec<i64>,
         reply: oneshot::Sender<u64>,
     },
+    /// Delete every record of one stream, then reply with how many (`None`:
+    /// no such stream).
+    Purge {
+        stream: String,
+        reply: oneshot::Sender<Option<u64>>,
+    },
     /// Delete records whose TTL has passed.
     Expire,
     /// Call the tick entry point of the named function.
@@ -184,6 +190,7 @@ enum Outcome {
     Inserted(u64, u64),
     Refused(IngestError),
     Deleted(u64),
+    Purged(Option<u64>),
     Done,
 }
 
@@ -418,6 +425,9 @@ impl Writer {
                         (Command::Delete { reply, .. }, Outcome::Deleted(n)) => {
                             let _ = reply.send(n);
                         }
+                        (Command::Purge { reply, .. }, Outcome::Purged(n)) => {
+                            let _ = reply.send(n);
+                        }
                         (Command::Ping(reply), _) => {
                             let _ = reply.send(());
                         }
@@ -443,7 +453,8 @@ impl Writer {
                         Command::Ping(reply) => {
                             let _ = reply.send(());
                         }
-                        Command::Expire
+                        Command::Purge { .. }
+                        | Command::Expire
                         | Command::Tick { .. }
                         | Command::Install(_)
                         | Command::SetStreams { .. }
@@ -506,6 +517,7 @@ impl Writer {
                 | Command::Recall(_)
                 | Command::LoadState(_) => Outcome::Done,
                 Command::Delete { seqs, .. } => Outcome::Deleted(self.streams.delete(&tx, seqs)?),
+                Command::Purge { stream, .. } => Outcome::Purged(self.streams.purge(&tx, stream)?),
                 Command::Expire => {
                     self.streams.expire(&tx, now)?;
                     sweep = true;
@@ -769,7 +781,12 @@ mod tests {
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .expect("version");
-        assert_eq!(version, 3);
+        assert_eq!(version, 4, "migrated to the current version");
+        let nonces: i64 = w
+            .conn
+            .query_row("SELECT COUNT(*) FROM control_nonces", [], |r| r.get(0))
+            .expect("version 4's nonce table exists");
+        assert_eq!(nonces, 0);
     }
 
     #[test]

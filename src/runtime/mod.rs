@@ -14,6 +14,7 @@ pub mod plan;
 mod supervisor;
 
 use crate::config::{AdapterConfig, Config};
+use crate::control::ControlLink;
 use crate::functions::{Compiled, SetError};
 use crate::heartbeat::Heartbeat;
 use crate::ingest::Ingest;
@@ -54,6 +55,8 @@ pub struct Runtime {
     /// The ticks of scheduled functions, all under one stop.
     ticks: Task,
     adapters: BTreeMap<&'static str, Supervised>,
+    /// Commands in and replies out through the uplink, if control is on.
+    control: Option<ControlLink>,
 }
 
 /// Why the gateway could not start.
@@ -115,10 +118,22 @@ impl Runtime {
     /// Opens the queue and every adapter, then starts the uplink,
     /// housekeeping and the adapters. Must be called inside a tokio runtime.
     pub async fn start(config: Config) -> Result<Runtime, StartError> {
+        Runtime::start_controlled(config, None).await
+    }
+
+    /// Like [`Runtime::start`], with the uplink also carrying commands and
+    /// replies for control (`sluice run`).
+    pub async fn start_controlled(
+        config: Config,
+        control: Option<ControlLink>,
+    ) -> Result<Runtime, StartError> {
         // ring is the only TLS crypto compiled in; installing it explicitly keeps
         // rustls from panicking if a dependency ever enables a second provider.
         let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
         let metrics = Arc::new(Metrics::default());
+        metrics
+            .started_ms
+            .store(crate::clock::now_ms(), Ordering::Relaxed);
         let queue = Queue::open(&config, metrics.clone())?;
         let mut opened = Vec::new();
         for a in config.adapters() {
@@ -132,8 +147,9 @@ impl Runtime {
             }
         }
         let uplink_heartbeat = Heartbeat::default();
-        let uplink = start_uplink(&config, &queue, &metrics, &uplink_heartbeat)?;
+        let uplink = start_uplink(&config, &queue, &metrics, &uplink_heartbeat, &control)?;
         let mut runtime = Runtime {
+            control,
             sweeper: start_sweeper(&config, &queue.upkeep()),
             ticks: schedule(&config, &queue.upkeep()),
             uplink,
@@ -181,7 +197,13 @@ impl Runtime {
         }
         if plan.uplink {
             // The old uplink's unacknowledged batches stay queued; the new one sends them.
-            match start_uplink(&new, &self.queue, &self.metrics, &self.uplink_heartbeat) {
+            match start_uplink(
+                &new,
+                &self.queue,
+                &self.metrics,
+                &self.uplink_heartbeat,
+                &self.control,
+            ) {
                 Ok(uplink) => {
                     let old = std::mem::replace(&mut self.uplink, uplink);
                     old.stop("uplink", UPLINK_STOP_DEADLINE).await;
@@ -280,6 +302,59 @@ impl Runtime {
         }
     }
 
+    /// Restarts adapter `name` (closes and reopens what it holds);
+    /// `Ok(false)` if no such adapter is running. If it cannot reopen, the
+    /// error says why and its supervisor is gone: a config apply or restart
+    /// brings it back.
+    pub async fn restart_adapter(&mut self, name: &str) -> Result<bool, ApplyError> {
+        let Some(config) = self.adapters.get(name).map(|s| s.config.clone()) else {
+            return Ok(false);
+        };
+        let plan = plan::Plan {
+            stop: vec![config.name()],
+            start: vec![config],
+            ..plan::Plan::default()
+        };
+        self.swap_adapters(&plan).await?;
+        Ok(true)
+    }
+
+    /// Each running adapter: its state, restarts so far and what it holds.
+    pub fn adapter_states(&self) -> serde_json::Value {
+        let counters = self.metrics.snapshot().adapters;
+        self.adapters
+            .iter()
+            .map(|(name, s)| {
+                let restarts = counters.get(name).map_or(0, |c| c.restarts);
+                let state = serde_json::json!({
+                    "state": if s.is_running() { "running" } else { "stopped" },
+                    "restarts": restarts,
+                    "holds": s.holds.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+                });
+                (name.to_string(), state)
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+
+    /// Deletes every record of stream `stream`; `None` if it does not exist.
+    pub async fn purge(
+        &self,
+        stream: &str,
+    ) -> Result<Option<u64>, crate::queue::StreamChangeError> {
+        self.queue.upkeep().purge(stream).await
+    }
+
+    /// Records the running config's hash for status messages.
+    pub fn set_config_hash(&self, hash: &str) {
+        self.metrics.set_config_hash(hash);
+    }
+
+    /// The running config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// What the watchdog asks: a handle that tells whether the queue
     /// writer and the uplink are making progress. It needs no hold on the
     /// runtime, so a reload in progress does not hide a stuck writer.
@@ -326,6 +401,7 @@ fn start_uplink(
     queue: &Queue,
     metrics: &Arc<Metrics>,
     heartbeat: &Heartbeat,
+    control: &Option<ControlLink>,
 ) -> Result<Task, OpenError> {
     let uplink = Uplink::new(
         config.clone(),
@@ -334,7 +410,8 @@ fn start_uplink(
         queue.upkeep(),
         queue.added(),
         heartbeat.clone(),
-    );
+    )
+    .with_control(control.clone());
     Ok(Task::spawn(|stop| uplink.run(stop)))
 }
 

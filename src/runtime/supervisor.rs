@@ -75,6 +75,11 @@ impl Supervised {
         }
     }
 
+    /// Whether its supervisor is still at work.
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+
     /// The adapter's name.
     pub fn name(&self) -> &'static str {
         self.config.name()

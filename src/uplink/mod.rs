@@ -10,16 +10,22 @@
 
 mod backoff;
 mod batching;
+pub mod health;
+pub mod operator;
 mod options;
 mod tracker;
 
 pub use backoff::Backoff;
 pub use batching::{Batching, Dispatch, Due};
-pub use options::{Topics, mqtt_options, status_payload};
+pub use options::{
+    Birth, Topics, all_replies_filter, fleet_cmd_topic, mqtt_options, status_payload,
+    status_payload_with,
+};
 pub use tracker::{BatchTracker, Sent};
 
 use crate::clock::now_ms;
 use crate::config::Config;
+use crate::control::{ControlLink, Inbound, Outbound};
 use crate::heartbeat::Heartbeat;
 use crate::metrics::Metrics;
 use crate::queue::{QueueReader, QueuedRecord, Upkeep};
@@ -56,9 +62,14 @@ pub struct Uplink {
     /// The newest deletion sent to the writer; later reads wait for it.
     last_delete: Option<oneshot::Receiver<u64>>,
     batches: u64,
-    started: Instant,
     /// Beats every time round the loop, and at least every [`BEAT`].
     heartbeat: Heartbeat,
+    /// Commands in, replies out, if control is on.
+    control: Option<ControlLink>,
+    /// When each unacknowledged publish left, by packet id.
+    sent_at: std::collections::HashMap<u16, Instant>,
+    /// Rate and acknowledgement latency since the last health message.
+    window: health::Window,
 }
 
 /// The uplink beats at least this often while it is not stuck.
@@ -87,9 +98,18 @@ impl Uplink {
             linger_until: None,
             last_delete: None,
             batches: 0,
-            started: Instant::now(),
             heartbeat,
+            control: None,
+            sent_at: std::collections::HashMap::new(),
+            window: health::Window::default(),
         }
+    }
+
+    /// Also carries control: subscribes to the command topics on every
+    /// connection, hands commands to `link` and publishes its replies.
+    pub fn with_control(mut self, link: Option<ControlLink>) -> Uplink {
+        self.control = link;
+        self
     }
 
     /// Runs until `shutdown` turns true, then waits briefly for batches in
@@ -121,6 +141,11 @@ impl Uplink {
 
         let mut beat = tokio::time::interval(BEAT);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The reply queue outlives this uplink; the previous one let go of it when it stopped.
+        let mut outbound = match &self.control {
+            Some(link) => Some(link.outbound.clone().lock_owned().await),
+            None => None,
+        };
         while !*shutdown.borrow() {
             self.heartbeat.beat();
             if self.connected {
@@ -151,7 +176,12 @@ impl Uplink {
                     self.linger_until = None;
                     self.due = true;
                 }
-                _ = health.tick(), if self.connected => self.publish_health(&client),
+                _ = health.tick(), if self.connected => self.publish_health(&client).await,
+                out = recv_outbound(&mut outbound), if self.connected => match out {
+                    Some(Outbound::Reply(bytes)) => self.publish_reply(&client, bytes),
+                    Some(Outbound::Status) => self.publish_birth(&client),
+                    None => outbound = None,
+                },
                 _ = beat.tick() => {}
             }
         }
@@ -175,23 +205,28 @@ impl Uplink {
                 }
                 self.rewind().await;
                 tracing::info!(broker = %url, session_present = ack.session_present, "Connected to MQTT broker");
-                let birth = status_payload(
-                    self.config.gateway.id.as_str(),
-                    "online",
-                    None,
-                    Some(now_ms()),
-                );
-                self.tracker.queued(Sent::Status);
-                if let Err(e) =
-                    client.try_publish(&self.topics.status, QoS::AtLeastOnce, true, birth)
-                {
-                    self.tracker.unqueue_last();
-                    tracing::warn!(error = %e, "Cannot publish online status");
+                // No session is ever assumed (a cluster may connect us to a node
+                // that knows nothing of us): subscribe on every connection.
+                if self.control.is_some() {
+                    for topic in [&self.topics.cmd, &self.topics.fleet_cmd] {
+                        if let Err(e) = client.try_subscribe(topic.as_str(), QoS::AtLeastOnce) {
+                            tracing::warn!(topic = %topic, error = %e, "Cannot subscribe to commands");
+                        }
+                    }
                 }
+                self.publish_birth(client);
             }
-            Event::Outgoing(Outgoing::Publish(pkid)) => self.tracker.outgoing_publish(pkid),
+            Event::Incoming(Packet::Publish(p)) => self.command(p.topic, p.payload.to_vec()),
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                self.tracker.outgoing_publish(pkid);
+                self.sent_at.insert(pkid, Instant::now());
+            }
             Event::Incoming(Packet::PubAck(ack)) => {
+                let sent_at = self.sent_at.remove(&ack.pkid);
                 if let Some(Sent::Batch { seqs }) = self.tracker.puback(ack.pkid) {
+                    if let Some(at) = sent_at {
+                        self.window.acked(at.elapsed());
+                    }
                     let records = seqs.len() as u64;
                     tracing::debug!(
                         pkid = ack.pkid,
@@ -374,15 +409,64 @@ impl Uplink {
         self.due = true;
     }
 
-    fn publish_health(&self, client: &AsyncClient) {
-        let body = serde_json::json!({
-            "v": 1,
-            "gateway": self.config.gateway.id.as_str(),
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_s": self.started.elapsed().as_secs(),
-            "time_ms": now_ms(),
-            "counters": self.metrics.snapshot(),
-        });
+    /// Hands a message from a command topic to control; drops it, counted,
+    /// if control is busy (the operator's tool times out and may retry).
+    fn command(&mut self, topic: String, payload: Vec<u8>) {
+        let Some(link) = &self.control else { return };
+        if topic != self.topics.cmd && topic != self.topics.fleet_cmd {
+            return;
+        }
+        if let Err(e) = link.inbound.try_send(Inbound::Mqtt { topic, payload }) {
+            Metrics::add(&self.metrics.control_dropped, 1);
+            tracing::warn!(error = %e, "Command dropped: control is busy");
+        }
+    }
+
+    /// Publishes a signed reply (QoS 1).
+    fn publish_reply(&mut self, client: &AsyncClient, bytes: Vec<u8>) {
+        self.tracker.queued(Sent::Reply);
+        if let Err(e) = client.try_publish(&self.topics.reply, QoS::AtLeastOnce, false, bytes) {
+            self.tracker.unqueue_last();
+            tracing::warn!(error = %e, "Cannot publish a reply");
+        }
+    }
+
+    /// Publishes the retained `online` status with config hash, uptime and adapters.
+    fn publish_birth(&mut self, client: &AsyncClient) {
+        let adapters = self
+            .metrics
+            .snapshot()
+            .adapters
+            .keys()
+            .map(|name| (name.to_string(), "running".to_string()))
+            .collect();
+        let birth = Birth {
+            config_hash: self.metrics.config_hash(),
+            uptime_s: self.metrics.uptime_s(),
+            adapters,
+        };
+        let payload = status_payload_with(
+            self.config.gateway.id.as_str(),
+            "online",
+            None,
+            Some(now_ms()),
+            Some(&birth),
+        );
+        self.tracker.queued(Sent::Status);
+        if let Err(e) = client.try_publish(&self.topics.status, QoS::AtLeastOnce, true, payload) {
+            self.tracker.unqueue_last();
+            tracing::warn!(error = %e, "Cannot publish online status");
+        }
+    }
+
+    async fn publish_health(&mut self, client: &AsyncClient) {
+        let body = health::message(
+            self.config.gateway.id.as_str(),
+            &self.metrics,
+            &self.config.queue_path(),
+            &mut self.window,
+        )
+        .await;
         // QoS 0: a missed health message is replaced by the next one.
         let _ = client.try_publish(
             &self.topics.health,
@@ -472,6 +556,16 @@ fn refused_by_broker(error: &ConnectionError) -> bool {
                 | Code::RefusedProtocolVersion
         )
     )
+}
+
+/// The next reply to publish; never, without control.
+async fn recv_outbound(
+    outbound: &mut Option<tokio::sync::OwnedMutexGuard<tokio::sync::mpsc::Receiver<Outbound>>>,
+) -> Option<Outbound> {
+    match outbound {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {

@@ -15,18 +15,53 @@ pub struct Topics {
     pub status: String,
     /// Periodic counters (QoS 0).
     pub health: String,
+    /// Commands to this gateway (subscribed, QoS 1).
+    pub cmd: String,
+    /// Commands to every gateway under the root (subscribed, QoS 1).
+    pub fleet_cmd: String,
+    /// Replies to commands (QoS 1).
+    pub reply: String,
 }
 
 impl Topics {
     /// The topics for a config.
     pub fn new(config: &Config) -> Topics {
-        let base = format!("{}/{}", config.uplink.topic_root, config.gateway.id);
+        Topics::of(&config.uplink.topic_root, config.gateway.id.as_str())
+    }
+
+    /// The topics of gateway `gateway` under `root`.
+    pub fn of(root: &str, gateway: &str) -> Topics {
+        let base = format!("{root}/{gateway}");
         Topics {
             telemetry: format!("{base}/telemetry"),
             status: format!("{base}/status"),
             health: format!("{base}/health"),
+            cmd: format!("{base}/cmd"),
+            fleet_cmd: fleet_cmd_topic(root),
+            reply: format!("{base}/reply"),
         }
     }
+}
+
+/// The fleet's command topic under `root`.
+pub fn fleet_cmd_topic(root: &str) -> String {
+    format!("{root}/fleet/cmd")
+}
+
+/// The filter matching every gateway's replies under `root`.
+pub fn all_replies_filter(root: &str) -> String {
+    format!("{root}/+/reply")
+}
+
+/// What the retained `online` status says besides the state.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Birth {
+    /// SHA-256 of the running config's text.
+    pub config_hash: String,
+    /// Seconds since the process started.
+    pub uptime_s: u64,
+    /// Each adapter's state.
+    pub adapters: std::collections::BTreeMap<String, String>,
 }
 
 /// The retained status payload.
@@ -46,6 +81,9 @@ pub struct Status<'a> {
     /// When this status was produced (ms since the Unix epoch); absent in the last will.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub since_ms: Option<i64>,
+    /// Config hash, uptime and adapters, when online.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub birth: Option<&'a Birth>,
 }
 
 /// Serialized status message.
@@ -55,6 +93,17 @@ pub fn status_payload(
     reason: Option<&str>,
     since_ms: Option<i64>,
 ) -> Vec<u8> {
+    status_payload_with(gateway, state, reason, since_ms, None)
+}
+
+/// Serialized status message with what an `online` status adds.
+pub fn status_payload_with(
+    gateway: &str,
+    state: &str,
+    reason: Option<&str>,
+    since_ms: Option<i64>,
+    birth: Option<&Birth>,
+) -> Vec<u8> {
     let status = Status {
         v: 1,
         state,
@@ -62,6 +111,7 @@ pub fn status_payload(
         version: env!("CARGO_PKG_VERSION"),
         reason,
         since_ms,
+        birth,
     };
     serde_json::to_vec(&status).unwrap_or_default()
 }

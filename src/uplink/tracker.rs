@@ -21,6 +21,8 @@ pub enum Sent {
     },
     /// A retained status message (birth).
     Status,
+    /// A reply to a command.
+    Reply,
 }
 
 /// Pairs publishes with packet ids and acknowledgements.
