@@ -87,7 +87,9 @@ echo "==> installing $bin -> $bindir/sluice"
 install -D -m 0755 "$bin" "$bindir/sluice"
 
 echo "==> installing unit -> $unitdir/sluice.service"
-install -D -m 0644 "$unit_src" "$unitdir/sluice.service"
+install -d -m 0755 "$unitdir"
+sed 's|/usr/bin/sluice|/usr/local/bin/sluice|g' "$unit_src" >"$unitdir/sluice.service"
+chmod 0644 "$unitdir/sluice.service"
 
 install -d -m 0755 "$confdir"
 new_config=0
