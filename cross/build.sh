@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Cross-build the sluice daemon for a Raspberry Pi class target with Debian's
-# gcc cross toolchain (no Docker). See cross/README.md.
+# Cross-build the sluice daemon for a Raspberry Pi class target (no Docker),
+# against glibc 2.31 so that it starts on Raspberry Pi OS Bullseye as well as
+# Bookworm. See cross/README.md.
 #
 #   cross/build.sh TARGET [extra cargo build args...]
 #
 #   TARGET: aarch64-unknown-linux-gnu | armv7-unknown-linux-gnueabihf
 #
-# Installs missing Debian cross packages and the rustup target (idempotent),
-# runs `cargo build --release --target TARGET`, then prints the binary's path,
+# Installs what is missing (idempotent): Debian packages (the target's libc
+# for qemu-user, binutils to inspect the binary, perl and make for OpenSSL,
+# python3-venv), the rustup target, zig from PyPI in a virtualenv
+# (SLUICE_ZIG_VENV, default ~/.cache/sluice/zig) and cargo-zigbuild. Then runs
+# `cargo zigbuild --release --target TARGET.2.31`, prints the binary's path,
 # stripped size, dynamic libraries and the highest GLIBC symbol version it
-# needs. Honours CARGO_TARGET_DIR (and build.target-dir).
+# needs, and fails if that is above 2.31. Honours CARGO_TARGET_DIR.
+# SLUICE_GLIBC=native builds with Debian's gcc cross toolchain instead
+# (glibc of the build machine: Bookworm and later only).
 set -euo pipefail
 
 usage() {
@@ -25,12 +31,12 @@ case "$target" in
     aarch64-unknown-linux-gnu)
         prefix=aarch64-linux-gnu
         qemu="qemu-aarch64"
-        packages=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu qemu-user perl make)
+        packages=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu qemu-user perl make python3-venv)
         ;;
     armv7-unknown-linux-gnueabihf)
         prefix=arm-linux-gnueabihf
         qemu="qemu-arm"
-        packages=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf qemu-user perl make)
+        packages=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf qemu-user perl make python3-venv)
         ;;
     -h|--help) usage ;;
     *)
@@ -103,12 +109,33 @@ set_default "CARGO_TARGET_${upper}_LINKER" "${prefix}-gcc"
 set_default "CC_${lower}" "${prefix}-gcc"
 set_default "AR_${lower}" "${prefix}-ar"
 
+glibc_floor=${SLUICE_GLIBC:-2.31}
+if [[ $glibc_floor != native ]]; then
+    # zig as the C compiler and linker, against glibc $glibc_floor's symbols.
+    zig_venv=${SLUICE_ZIG_VENV:-$HOME/.cache/sluice/zig}
+    if [[ ! -x $zig_venv/bin/python3 ]] || ! "$zig_venv/bin/python3" -m ziglang version >/dev/null 2>&1; then
+        echo "==> zig from PyPI into $zig_venv"
+        python3 -m venv "$zig_venv"
+        "$zig_venv/bin/pip" install -q "ziglang==0.17.1"
+    fi
+    export PATH="$zig_venv/bin:$PATH"
+    if ! cargo zigbuild --version >/dev/null 2>&1; then
+        echo "==> cargo install cargo-zigbuild"
+        cargo install cargo-zigbuild --locked --version 0.24.1 --quiet
+    fi
+fi
+
 # OpenSSL (CoAP over DTLS) is built from source for the target and linked
 # statically: the binary needs no libssl on the gateway. Building it needs
-# perl and make on the host.
-echo "==> cargo build --release --target $target --features vendored-openssl $*"
+# perl and make on the host. libdbus (BLE) is built from source too.
 start=$SECONDS
-cargo build --release --target "$target" --features vendored-openssl "$@"
+if [[ $glibc_floor == native ]]; then
+    echo "==> cargo build --release --target $target --features vendored-openssl $*"
+    cargo build --release --target "$target" --features vendored-openssl "$@"
+else
+    echo "==> cargo zigbuild --release --target $target.$glibc_floor --features vendored-openssl $*"
+    cargo zigbuild --release --target "$target.$glibc_floor" --features vendored-openssl "$@"
+fi
 elapsed=$((SECONDS - start))
 
 target_dir=$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
@@ -142,3 +169,8 @@ if [[ $target == armv7-* ]]; then
 fi
 echo "build time:    ${elapsed} s"
 echo "run (qemu):    $qemu -L /usr/$prefix $bin --version"
+if [[ $glibc_floor != native ]] && [[ -n $glibc ]] &&
+    [[ $(printf '%s\n' "GLIBC_$glibc_floor" "$glibc" | sort -V | tail -n 1) != "GLIBC_$glibc_floor" ]]; then
+    echo "error: $bin needs $glibc, above GLIBC_$glibc_floor" >&2
+    exit 1
+fi
