@@ -8,14 +8,17 @@
 #
 #   TARGET: aarch64-unknown-linux-gnu | armv7-unknown-linux-gnueabihf | native
 #
-# The packages land in $CARGO_TARGET_DIR/debian (default target/debian); their
-# paths are printed one per line on stdout.
+# The packages land in $CARGO_TARGET_DIR/debian/TARGET-VERSION/ (default
+# target/…; cargo-deb clears other packages from its output folder, hence one
+# folder each); their paths are printed one per line on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 version_args=()
+version=current
 if [[ ${1:-} == --deb-version ]]; then
     version_args=(--deb-version "$2")
+    version=$2
     shift 2
 fi
 [[ $# -ge 1 ]] || { echo "usage: $0 [--deb-version V] TARGET..." >&2; exit 2; }
@@ -27,9 +30,9 @@ fi
 ls functions/dist/*.wasm >/dev/null
 
 target_dir=${CARGO_TARGET_DIR:-target}
-out="$target_dir/debian"
-mkdir -p "$out"
 for target in "$@"; do
+    out="$target_dir/debian/$target-$version"
+    mkdir -p "$out"
     args=(--no-build --no-strip --output "$out" "${version_args[@]}")
     if [[ $target != native ]]; then
         args+=(--target "$target")
