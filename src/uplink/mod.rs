@@ -126,6 +126,7 @@ impl Uplink {
         let url = self.config.uplink.url.to_string();
         let (client, mut eventloop) =
             AsyncClient::new(options, self.config.uplink.max_inflight as usize + 8);
+        no_delay(&mut eventloop);
         let u = &self.config.uplink;
         let mut backoff = Reconnect {
             outage: Backoff::new(u.reconnect_min.get(), u.reconnect_max.get()),
@@ -573,6 +574,14 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// Sends small packets at once. Without it a PUBACK followed by a publish
+/// (a command's reply) waits for the broker's delayed ACK: about 40 ms.
+pub(crate) fn no_delay(eventloop: &mut rumqttc::EventLoop) {
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
 }
 
 #[cfg(test)]

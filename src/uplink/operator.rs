@@ -5,7 +5,7 @@
 
 use super::options::{Topics, all_replies_filter, fleet_cmd_topic};
 use crate::config::BrokerUrl;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -73,6 +73,7 @@ pub async fn connect(
         o.set_credentials(user, pass);
     }
     let (client, mut eventloop) = AsyncClient::new(o, 64);
+    super::no_delay(&mut eventloop);
     let (cmd_topic, filter) = match target {
         Target::Gateway(gw) => {
             let t = Topics::of(root, gw);
@@ -107,6 +108,8 @@ pub async fn connect(
                         return;
                     }
                 }
+                // Closing: the DISCONNECT is on its way, nothing more comes.
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "Connection to the broker lost");
@@ -146,13 +149,14 @@ impl OperatorSession {
     /// Disconnects.
     pub async fn close(self) {
         let _ = self.client.disconnect().await;
-        // Give the event loop a moment to send DISCONNECT, then stop it.
-        let _ = tokio::time::timeout(Duration::from_millis(200), async {
-            while !self.task.is_finished() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await;
-        self.task.abort();
+        // The event loop ends once it has sent DISCONNECT; a broker gone
+        // quiet does not hold the tool up for long.
+        let mut task = self.task;
+        if tokio::time::timeout(Duration::from_millis(200), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
     }
 }
