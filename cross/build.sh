@@ -99,18 +99,19 @@ else
 fi
 
 # --- build -------------------------------------------------------------------
-# Linker, runner and CC_/AR_ come from .cargo/config.toml; export them here too
-# so the script also works if it is copied next to a tree without that file.
-upper=$(echo "$target" | tr 'a-z-' 'A-Z_')
-lower=${target//-/_}
-# Values already set in the environment win.
-set_default() { [[ -n ${!1:-} ]] || export "$1=$2"; }
-set_default "CARGO_TARGET_${upper}_LINKER" "${prefix}-gcc"
-set_default "CC_${lower}" "${prefix}-gcc"
-set_default "AR_${lower}" "${prefix}-ar"
-
 glibc_floor=${SLUICE_GLIBC:-2.31}
-if [[ $glibc_floor != native ]]; then
+if [[ $glibc_floor == native ]]; then
+    # Linker, runner and CC_/AR_ come from .cargo/config.toml; export them here
+    # too so the script also works if it is copied next to a tree without that
+    # file. (Not for zig: cargo-zigbuild sets its own, and these would win.)
+    upper=$(echo "$target" | tr 'a-z-' 'A-Z_')
+    lower=${target//-/_}
+    # Values already set in the environment win.
+    set_default() { [[ -n ${!1:-} ]] || export "$1=$2"; }
+    set_default "CARGO_TARGET_${upper}_LINKER" "${prefix}-gcc"
+    set_default "CC_${lower}" "${prefix}-gcc"
+    set_default "AR_${lower}" "${prefix}-ar"
+else
     # zig as the C compiler and linker, against glibc $glibc_floor's symbols.
     zig_venv=${SLUICE_ZIG_VENV:-$HOME/.cache/sluice/zig}
     if [[ ! -x $zig_venv/bin/python3 ]] || ! "$zig_venv/bin/python3" -m ziglang version >/dev/null 2>&1; then
