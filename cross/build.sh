@@ -120,7 +120,7 @@ else
         "$zig_venv/bin/pip" install -q "ziglang==0.17.1"
     fi
     export PATH="$zig_venv/bin:$PATH"
-    if ! cargo zigbuild --version >/dev/null 2>&1; then
+    if ! command -v cargo-zigbuild >/dev/null 2>&1; then
         echo "==> cargo install cargo-zigbuild"
         cargo install cargo-zigbuild --locked --version 0.24.1 --quiet
     fi
