@@ -17,9 +17,10 @@ use crate::gatt::GattDevice;
 use crate::pipeline::Pipeline;
 use crate::source::{self, AdvertisementSource, ReplaySource};
 use sluice_adapter_common::downlink::Request;
+use sluice_adapter_common::route_downlinks;
 use sluice_adapter_common::{
-    Adapter, BoxFuture, Claim, Context, Counters, DownlinkError, OpenError, Opened, Resource,
-    RunError, Sink, clock,
+    Adapter, BoxFuture, Claim, Context, Counters, OpenError, Opened, Resource, RunError, Sink,
+    clock,
 };
 use sluice_event::Event;
 use std::collections::HashMap;
@@ -245,35 +246,6 @@ async fn submit(rx: Arc<Mutex<mpsc::Receiver<Vec<Event>>>>, context: Context) {
             Err(refusal) => {
                 Counters::add(&context.counters.events_refused, n);
                 tracing::warn!(reason = ?refusal.reason, error = %refusal.message, "BLE readings refused by the queue");
-            }
-        }
-    }
-}
-
-/// Hands each downlink to its GATT device's task; returns on shutdown.
-async fn route_downlinks(routes: HashMap<String, mpsc::Sender<Request>>, context: Context) {
-    let mut shutdown = context.shutdown.clone();
-    loop {
-        let request = tokio::select! {
-            _ = shutdown.wait() => return,
-            request = context.downlinks.recv() => match request {
-                Some(r) => r,
-                None => { shutdown.wait().await; return; }
-            },
-        };
-        match routes.get(&request.downlink.device) {
-            None => {
-                let device = request.downlink.device.clone();
-                request.answer(Err(DownlinkError::UnknownDevice(device)));
-            }
-            Some(device) => {
-                if let Err(e) = device.try_send(request) {
-                    let (error, request) = match e {
-                        mpsc::error::TrySendError::Full(r) => (DownlinkError::Busy, r),
-                        mpsc::error::TrySendError::Closed(r) => (DownlinkError::Stopped, r),
-                    };
-                    request.answer(Err(error));
-                }
             }
         }
     }

@@ -183,3 +183,41 @@ impl<S: Sink> BoxedSink for S {
         Box::pin(self.load_state())
     }
 }
+/// Hands each downlink to the task that owns its device (`routes`: device
+/// id → that task's queue) until shutdown. An unknown device is answered
+/// `UnknownDevice`, a full queue `Busy`, a task that has stopped `Stopped`.
+pub async fn route_downlinks(
+    routes: std::collections::HashMap<String, tokio::sync::mpsc::Sender<crate::downlink::Request>>,
+    context: Context,
+) {
+    use crate::downlink::DownlinkError;
+    use tokio::sync::mpsc::error::TrySendError;
+    let mut shutdown = context.shutdown.clone();
+    loop {
+        let request = tokio::select! {
+            _ = shutdown.wait() => return,
+            request = context.downlinks.recv() => match request {
+                Some(r) => r,
+                None => {
+                    shutdown.wait().await;
+                    return;
+                }
+            },
+        };
+        match routes.get(&request.downlink.device) {
+            None => {
+                let device = request.downlink.device.clone();
+                request.answer(Err(DownlinkError::UnknownDevice(device)));
+            }
+            Some(owner) => {
+                if let Err(e) = owner.try_send(request) {
+                    let (error, request) = match e {
+                        TrySendError::Full(r) => (DownlinkError::Busy, r),
+                        TrySendError::Closed(r) => (DownlinkError::Stopped, r),
+                    };
+                    request.answer(Err(error));
+                }
+            }
+        }
+    }
+}

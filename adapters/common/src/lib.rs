@@ -19,7 +19,9 @@ pub mod sink;
 pub mod testing;
 pub mod units;
 
-pub use adapter::{Adapter, BoxFuture, Context, EventSink, OpenError, Opened, RunError};
+pub use adapter::{
+    Adapter, BoxFuture, Context, EventSink, OpenError, Opened, RunError, route_downlinks,
+};
 pub use counters::{Counters, Figures, Rejection, Stage};
 pub use downlink::{Downlink, DownlinkError, DownlinkReceiver, DownlinkSender};
 pub use log_limit::LogLimit;

@@ -13,8 +13,9 @@ use crate::device::Device;
 use crate::link::{Endpoint, Link, Timing};
 use crate::serial;
 use sluice_adapter_common::downlink::Request;
+use sluice_adapter_common::route_downlinks;
 use sluice_adapter_common::{
-    Adapter, BoxFuture, Claim, Context, DownlinkError, OpenError, Opened, Resource, RunError, Sink,
+    Adapter, BoxFuture, Claim, Context, OpenError, Opened, Resource, RunError, Sink,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -218,38 +219,6 @@ async fn submit(rx: Arc<Mutex<mpsc::Receiver<Vec<sluice_event::Event>>>>, contex
                 sluice_adapter_common::Counters::add(&context.counters.events_refused, n);
                 tracing::warn!(reason = ?refusal.reason, error = %refusal.message,
                     "Modbus readings refused by the queue");
-            }
-        }
-    }
-}
-
-/// Hands each downlink to the bus of its device; returns on shutdown.
-async fn route_downlinks(routes: HashMap<String, mpsc::Sender<Request>>, context: Context) {
-    let mut shutdown = context.shutdown.clone();
-    loop {
-        let request = tokio::select! {
-            _ = shutdown.wait() => return,
-            request = context.downlinks.recv() => match request {
-                Some(r) => r,
-                None => {
-                    shutdown.wait().await;
-                    return;
-                }
-            },
-        };
-        match routes.get(&request.downlink.device) {
-            None => {
-                let device = request.downlink.device.clone();
-                request.answer(Err(DownlinkError::UnknownDevice(device)));
-            }
-            Some(bus) => {
-                if let Err(e) = bus.try_send(request) {
-                    let (error, request) = match e {
-                        mpsc::error::TrySendError::Full(r) => (DownlinkError::Busy, r),
-                        mpsc::error::TrySendError::Closed(r) => (DownlinkError::Stopped, r),
-                    };
-                    request.answer(Err(error));
-                }
             }
         }
     }
