@@ -24,8 +24,13 @@ struct Harness {
 
 impl Harness {
     fn new(name: &str, settings: &str) -> Harness {
+        Harness::with_limits(name, "", settings)
+    }
+
+    /// With `limits` (keys of the function's own table, such as `state_max`).
+    fn with_limits(name: &str, limits: &str, settings: &str) -> Harness {
         let text = format!(
-            "[[functions]]\nname = \"{name}\"\nmodule = \"{}\"\nsubscribe = [\"in/#\"]\n[functions.config]\n{settings}\n",
+            "[[functions]]\nname = \"{name}\"\nmodule = \"{}\"\nsubscribe = [\"in/#\"]\n{limits}\n[functions.config]\n{settings}\n",
             dist(name).display()
         );
         let config = Config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"));
@@ -213,6 +218,42 @@ fn window_emits_count_min_max_mean_per_device_and_metric_on_tick() {
     assert_eq!(reading(&out[1], "temperature.count").0, 1.0);
     // The window tumbled: the next tick has nothing to say.
     assert!(h.tick(1_764_000_120_000).expect("ok").is_empty());
+}
+
+#[test]
+fn window_flushes_ten_thousand_devices_in_chunks_without_a_trap() {
+    const DEVICES: usize = 10_000;
+    let mut h = Harness::with_limits("window", "state_max = \"4 MiB\"", "max_series = 20000");
+    for n in 0..DEVICES {
+        let device = format!("dev-{n:05}");
+        let readings = [("t", n as f64, "Cel"), ("h", 40.0, "%RH")];
+        assert!(h.call(event(&device, &readings)).expect("ok").is_empty());
+    }
+    // The default max_emit is 64: the tick emits in chunks of 64 events per
+    // call, asking the host for another call until every device is out. This
+    // is the writer's path: one tick, all its calls, one dispatch.
+    let d = h.set.tick(0, 1_764_000_060_000);
+    assert!(d.dead.is_empty(), "no failed call: {:?}", d.dead);
+    assert_eq!(h.set.suspended(), 0);
+    let out: Vec<Event> = d
+        .outputs
+        .iter()
+        .map(|b| EventView::parse(b).expect("decodes").to_event())
+        .collect();
+    assert_eq!(out.len(), DEVICES);
+    for (n, e) in out.iter().enumerate() {
+        assert_eq!(e.device, format!("dev-{n:05}"), "in order of appearance");
+        assert_eq!(reading(e, "t.count").0, 1.0);
+        assert_eq!(reading(e, "t.max").0, n as f64);
+        assert_eq!(reading(e, "h.mean"), (40.0, "%RH"));
+    }
+    // The state is empty again: the next tick has nothing to say.
+    assert!(h.tick(1_764_000_120_000).expect("ok").is_empty());
+    assert_eq!(
+        h.set.functions()[0].state().size(),
+        0,
+        "state left after the flush"
+    );
 }
 
 #[test]

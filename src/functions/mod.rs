@@ -20,7 +20,7 @@ pub use program::{Program, ProgramError, engine};
 use crate::config::{Config, Forward, FunctionConfig, MAX_CHAIN, Problem};
 use crate::ids::IdMint;
 use crate::metrics::Metrics;
-use sluice_event::{EventId, EventView, EventWriter};
+use sluice_event::{EventId, EventView, EventWriter, abi};
 use state::StateChange;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -218,11 +218,17 @@ impl FunctionSet {
         d
     }
 
-    /// Calls the tick entry point of function `index`, and feeds its outputs on.
+    /// Calls the tick entry point of function `index`, and feeds its outputs
+    /// on; again, up to [`abi::MAX_TICK_ROUNDS`] calls in all, for as long as
+    /// it returns [`abi::TICK_AGAIN`] (each call with its own limits).
     pub fn tick(&mut self, index: usize, now_ms: i64) -> Dispatch {
         let mut d = Dispatch::default();
         if index < self.functions.len() {
-            self.run(index, Input::Tick(now_ms), None, 1, &mut d);
+            for _ in 0..abi::MAX_TICK_ROUNDS {
+                if !self.run(index, Input::Tick(now_ms), None, 1, &mut d) {
+                    break;
+                }
+            }
         }
         d
     }
@@ -276,7 +282,10 @@ impl FunctionSet {
     }
 
     /// Runs one call of function `index` without feeding outputs anywhere,
-    /// stamping outputs as the pipeline would (for `sluice fn test`).
+    /// stamping outputs as the pipeline would (for `sluice fn test`). A tick
+    /// is called again while it returns [`abi::TICK_AGAIN`], as
+    /// [`FunctionSet::tick`] does, and reported as one call: outputs, logs,
+    /// fuel and time added up.
     pub fn call_alone(
         &mut self,
         index: usize,
@@ -284,6 +293,18 @@ impl FunctionSet {
         cause: Option<&EventView<'_>>,
     ) -> CallReport {
         let mut report = self.functions[index].call(&self.linker, input);
+        let mut rounds = 1;
+        while report.again && rounds < abi::MAX_TICK_ROUNDS {
+            let next = self.functions[index].call(&self.linker, input);
+            rounds += 1;
+            report.outcome = next.outcome;
+            report.emitted.extend(next.emitted);
+            report.logs.extend(next.logs);
+            report.logs_dropped += next.logs_dropped;
+            report.fuel += next.fuel;
+            report.elapsed += next.elapsed;
+            report.again = next.again;
+        }
         let now = crate::clock::now_ms();
         let name = self.functions[index].name();
         for bytes in &mut report.emitted {
@@ -327,7 +348,8 @@ impl FunctionSet {
     }
 
     /// One call of function `i`; on success its outputs are stamped, queued
-    /// as configured, and fed to their own subscribers.
+    /// as configured, and fed to their own subscribers. Returns whether a
+    /// tick asked to be called again.
     fn run(
         &mut self,
         i: usize,
@@ -335,7 +357,7 @@ impl FunctionSet {
         cause: Option<&EventView<'_>>,
         depth: usize,
         d: &mut Dispatch,
-    ) {
+    ) -> bool {
         let input_bytes = match input {
             Input::Event(b) => Some(b),
             Input::Tick(_) => None,
@@ -343,7 +365,7 @@ impl FunctionSet {
         if let Some(reason) = &self.functions[i].suspended {
             let error = format!("function suspended ({reason})");
             d.dead.push(self.dead_letter(i, error, input_bytes));
-            return;
+            return false;
         }
         let report = self.functions[i].call(&self.linker, input);
         Metrics::add(&self.metrics.functions_calls, 1);
@@ -351,9 +373,10 @@ impl FunctionSet {
         self.log_guest(i, &report, cause.map(|c| c.id));
         if let Err(error) = report.outcome {
             self.failed(i, error, input_bytes, &mut d.dead);
-            return;
+            return false;
         }
         self.functions[i].failures_in_row = 0;
+        let again = report.again;
         let name = self.functions[i].name().to_owned();
         let now = crate::clock::now_ms();
         Metrics::add(&self.metrics.functions_emitted, report.emitted.len() as u64);
@@ -383,6 +406,7 @@ impl FunctionSet {
                 d.outputs.push(bytes);
             }
         }
+        again
     }
 
     /// Counts a failure, dead-letters the input, and suspends the function
