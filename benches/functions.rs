@@ -164,7 +164,8 @@ fn cases() -> Vec<(&'static str, &'static str, Event, &'static str)> {
             coap.clone(),
             "2 readings, unchanged",
         ),
-        ("window", "", coap, "2 readings, 1 device"),
+        ("window", "", coap.clone(), "2 readings, 1 device"),
+        ("anomaly", "", coap, "2 readings, no anomaly"),
         ("cayenne-lpp", "", lpp, "8-byte LPP payload"),
     ]
 }
