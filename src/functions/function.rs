@@ -160,6 +160,11 @@ impl Function {
         &mut self.store_mut().data_mut().state
     }
 
+    /// Whether a live instance is ready for the next call.
+    pub fn has_instance(&self) -> bool {
+        self.entry.is_some()
+    }
+
     /// Creates the instance and runs init now, if there is none yet.
     pub fn warm(&mut self, linker: &Linker<GuestData>) -> CallReport {
         let started = Instant::now();
@@ -351,7 +356,7 @@ impl Function {
 
     /// Throws the instance away (its store is rebuilt before the next call,
     /// after this call's fuel has been read).
-    fn discard_instance(&mut self) {
+    pub(crate) fn discard_instance(&mut self) {
         self.entry = None;
         self.stale = true;
     }

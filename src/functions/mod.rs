@@ -119,7 +119,12 @@ impl std::fmt::Debug for Compiled {
 impl Compiled {
     /// Reads and compiles every function of `config`.
     pub fn new(config: &Config) -> Result<Compiled, SetError> {
-        let engine = engine();
+        Compiled::with_engine(config, engine())
+    }
+
+    /// As [`Compiled::new`], on `engine` instead of [`engine()`] (benchmarks
+    /// compare engine settings with it).
+    pub fn with_engine(config: &Config, engine: wasmi::Engine) -> Result<Compiled, SetError> {
         let functions = config
             .functions
             .iter()
@@ -281,6 +286,14 @@ impl FunctionSet {
         self.functions[index].warm(&self.linker)
     }
 
+    /// Throws function `index`'s instance away, as a trap does, and creates
+    /// it again with its init, reporting like a call (for benchmarks and
+    /// tests of the restart after a trap).
+    pub fn restart_alone(&mut self, index: usize) -> CallReport {
+        self.functions[index].discard_instance();
+        self.functions[index].warm(&self.linker)
+    }
+
     /// Runs one call of function `index` without feeding outputs anywhere,
     /// stamping outputs as the pipeline would (for `sluice fn test`). A tick
     /// is called again while it returns [`abi::TICK_AGAIN`], as
@@ -367,12 +380,16 @@ impl FunctionSet {
             d.dead.push(self.dead_letter(i, error, input_bytes));
             return false;
         }
+        let had_instance = self.functions[i].has_instance();
         let report = self.functions[i].call(&self.linker, input);
         Metrics::add(&self.metrics.functions_calls, 1);
         Metrics::add(&self.counters[i].calls, 1);
         self.log_guest(i, &report, cause.map(|c| c.id));
         if let Err(error) = report.outcome {
             self.failed(i, error, input_bytes, &mut d.dead);
+            if had_instance {
+                self.rewarm(i);
+            }
             return false;
         }
         self.functions[i].failures_in_row = 0;
@@ -407,6 +424,22 @@ impl FunctionSet {
             }
         }
         again
+    }
+
+    /// After a call that cost function `i` the instance it had (a trap),
+    /// creates the next one at once, so that the next input's call is a warm
+    /// one instead of paying for instantiation and init. If that fails,
+    /// nothing is counted here: the next call tries again and reports the
+    /// failure on that call, as before. (A call that failed to create an
+    /// instance at all is not retried here, so a broken init costs one
+    /// attempt per input, not two.)
+    fn rewarm(&mut self, i: usize) {
+        let f = &self.functions[i];
+        if f.suspended.is_some() || f.has_instance() {
+            return;
+        }
+        let report = self.functions[i].warm(&self.linker);
+        self.log_guest(i, &report, None);
     }
 
     /// Counts a failure, dead-letters the input, and suspends the function
