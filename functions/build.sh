@@ -17,6 +17,7 @@ functions=(
     "window:fn_window"
     "deadband:fn_deadband"
     "cayenne-lpp:fn_cayenne_lpp"
+    "anomaly:fn_anomaly"
 )
 
 if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx "$target"; then

@@ -19,13 +19,14 @@ listing=$(dpkg-deb -c "$deb")
 for path in ./usr/bin/sluice ./lib/systemd/system/sluice.service ./etc/sluice/sluice.toml \
     ./usr/lib/sluice/functions/scale.wasm ./usr/lib/sluice/functions/threshold.wasm \
     ./usr/lib/sluice/functions/deadband.wasm ./usr/lib/sluice/functions/window.wasm \
-    ./usr/lib/sluice/functions/cayenne-lpp.wasm ./usr/share/doc/sluice/copyright \
+    ./usr/lib/sluice/functions/cayenne-lpp.wasm ./usr/lib/sluice/functions/anomaly.wasm \
+    ./usr/share/doc/sluice/copyright \
     ./usr/share/doc/sluice/examples/low-ports.conf; do
     awk '{print $NF}' <<<"$listing" | grep -qxF "$path" || fail "no $path in the package"
 done
 grep -E ' \./usr/bin/sluice$' <<<"$listing" | grep -qE '^-rwxr-xr-x (root/root|0/0) ' || fail "usr/bin/sluice is not root-owned 0755"
 grep -E ' \./etc/sluice/sluice\.toml$' <<<"$listing" | grep -q '^-rw-r-----' || fail "the config is not 0640"
-ok "contents: binary, unit, config, the five standard functions, docs"
+ok "contents: binary, unit, config, the six standard functions, docs"
 
 [[ $(dpkg-deb -f "$deb" Package) == sluice ]] || fail "package name"
 dpkg-deb -f "$deb" Depends | grep -qF 'libc6 (>= 2.31)' || fail "Depends lacks libc6 (>= 2.31)"

@@ -304,3 +304,43 @@ async fn functions_feed_functions_and_state_outlives_a_restart() {
     assert!(last["cause"].is_null(), "a tick output has no cause");
     assert_eq!(last["device"], "d");
 }
+
+#[test]
+fn after_a_trap_the_next_instance_is_ready_before_the_next_input() {
+    use sluice::functions::Compiled;
+    use sluice_event::{EventId, EventView};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = wasm::write(dir.path(), "poisonable", wasm::POISONABLE);
+    let text = function_toml("fragile", &module, "\"in/#\"", "");
+    let config = sluice::config::Config::parse(&text, "test.toml").expect("config");
+    let mut set = Compiled::new(&config)
+        .expect("loads")
+        .start(
+            Arc::new(sluice::ids::IdMint::new(1)),
+            Arc::new(sluice::metrics::Metrics::default()),
+            |_| Ok::<_, String>(BTreeMap::new()),
+        )
+        .expect("starts");
+    assert!(set.warm().is_empty());
+    let mut dispatch = |event: Event, n: u64| {
+        let mut event = event;
+        event.subject = format!("in/{}", event.device);
+        event.id = EventId::new(1, n);
+        let bytes = event.encode();
+        let view = EventView::parse(&bytes).expect("encoded");
+        let d = set.dispatch(&view, &bytes);
+        (
+            d.outputs.len(),
+            d.dead.len(),
+            set.functions()[0].has_instance(),
+        )
+    };
+    assert_eq!(dispatch(reading("a", 1), 1), (1, 0, true));
+    // The trap throws the instance away; the host builds the next one at
+    // once, so the next input's call is a warm one.
+    assert_eq!(dispatch(poisoned("a", 2), 2), (0, 1, true));
+    assert_eq!(dispatch(reading("a", 3), 3), (1, 0, true));
+}

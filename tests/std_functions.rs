@@ -24,8 +24,13 @@ struct Harness {
 
 impl Harness {
     fn new(name: &str, settings: &str) -> Harness {
+        Harness::with_limits(name, "", settings)
+    }
+
+    /// With `limits` (keys of the function's own table, such as `state_max`).
+    fn with_limits(name: &str, limits: &str, settings: &str) -> Harness {
         let text = format!(
-            "[[functions]]\nname = \"{name}\"\nmodule = \"{}\"\nsubscribe = [\"in/#\"]\n[functions.config]\n{settings}\n",
+            "[[functions]]\nname = \"{name}\"\nmodule = \"{}\"\nsubscribe = [\"in/#\"]\n{limits}\n[functions.config]\n{settings}\n",
             dist(name).display()
         );
         let config = Config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"));
@@ -87,7 +92,14 @@ fn close(a: f64, b: f64) -> bool {
 
 #[test]
 fn every_standard_module_is_small() {
-    for name in ["scale", "threshold", "window", "deadband", "cayenne-lpp"] {
+    for name in [
+        "scale",
+        "threshold",
+        "window",
+        "deadband",
+        "cayenne-lpp",
+        "anomaly",
+    ] {
         let size = std::fs::metadata(dist(name)).expect("built").len();
         assert!(size <= 30 * 1024, "{name}.wasm is {size} bytes");
     }
@@ -216,6 +228,42 @@ fn window_emits_count_min_max_mean_per_device_and_metric_on_tick() {
 }
 
 #[test]
+fn window_flushes_ten_thousand_devices_in_chunks_without_a_trap() {
+    const DEVICES: usize = 10_000;
+    let mut h = Harness::with_limits("window", "state_max = \"4 MiB\"", "max_series = 20000");
+    for n in 0..DEVICES {
+        let device = format!("dev-{n:05}");
+        let readings = [("t", n as f64, "Cel"), ("h", 40.0, "%RH")];
+        assert!(h.call(event(&device, &readings)).expect("ok").is_empty());
+    }
+    // The default max_emit is 64: the tick emits in chunks of 64 events per
+    // call, asking the host for another call until every device is out. This
+    // is the writer's path: one tick, all its calls, one dispatch.
+    let d = h.set.tick(0, 1_764_000_060_000);
+    assert!(d.dead.is_empty(), "no failed call: {:?}", d.dead);
+    assert_eq!(h.set.suspended(), 0);
+    let out: Vec<Event> = d
+        .outputs
+        .iter()
+        .map(|b| EventView::parse(b).expect("decodes").to_event())
+        .collect();
+    assert_eq!(out.len(), DEVICES);
+    for (n, e) in out.iter().enumerate() {
+        assert_eq!(e.device, format!("dev-{n:05}"), "in order of appearance");
+        assert_eq!(reading(e, "t.count").0, 1.0);
+        assert_eq!(reading(e, "t.max").0, n as f64);
+        assert_eq!(reading(e, "h.mean"), (40.0, "%RH"));
+    }
+    // The state is empty again: the next tick has nothing to say.
+    assert!(h.tick(1_764_000_120_000).expect("ok").is_empty());
+    assert_eq!(
+        h.set.functions()[0].state().size(),
+        0,
+        "state left after the flush"
+    );
+}
+
+#[test]
 fn deadband_reports_only_changes_of_at_least_delta() {
     let mut h = Harness::new("deadband", "delta = 0.5");
     let mut reported = Vec::new();
@@ -271,4 +319,88 @@ fn cayenne_lpp_decodes_the_published_vectors() {
     assert!(h.call(lpp("0367")).is_err());
     assert!(h.call(lpp("03ff01")).is_err());
     assert!(h.call(event("x", &[])).is_err());
+}
+
+/// The events of a sample file (`functions/samples/`), with whether each was
+/// marked `"injected": true` in its meta.
+fn sample(name: &str) -> Vec<(Event, bool)> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("functions/samples")
+        .join(name);
+    let text = std::fs::read_to_string(&path).expect("sample file");
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let line: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+            let device = line["device"].as_str().expect("device");
+            let subject = line["subject"].as_str().expect("subject");
+            let mut e = Event::new(subject, device, 1_764_000_000_000);
+            e.device_time_ms = line["device_time_ms"].as_i64();
+            for r in line["readings"].as_array().expect("readings") {
+                e = e.with_number(
+                    r["name"].as_str().expect("name"),
+                    r["value"].as_f64().expect("number"),
+                    r["unit"].as_str().unwrap_or(""),
+                );
+            }
+            (e, line["meta"]["injected"] == serde_json::Value::Bool(true))
+        })
+        .collect()
+}
+
+#[test]
+fn anomaly_flags_exactly_the_injected_points_of_the_recorded_series() {
+    let events = sample("anomaly.jsonl");
+    let injected = events.iter().filter(|(_, i)| *i).count();
+    assert_eq!(injected, 7, "the sample's ground truth");
+    let mut h = Harness::new("anomaly", "");
+    let mut flagged = Vec::new();
+    for (n, (e, _)) in events.iter().enumerate() {
+        let device_time = e.device_time_ms;
+        for out in h.call(e.clone()).expect("ok") {
+            flagged.push(n);
+            let name = &e.readings[0].name;
+            assert_eq!(out.subject, format!("fn/anomaly/{}/{name}", e.device));
+            assert_eq!(out.device_time_ms, device_time);
+            assert_eq!(meta(&out, "reading"), Some(&Value::Text(name.clone())));
+            let (score, _) = reading(&out, "score");
+            let (value, unit) = reading(&out, "value");
+            let (mean, _) = reading(&out, "mean");
+            let (deviation, _) = reading(&out, "deviation");
+            assert_eq!(unit, e.readings[0].unit);
+            assert!(score.abs() > 4.0, "{score}");
+            assert!(close(score, (value - mean) / deviation), "{out:?}");
+        }
+    }
+    let expected: Vec<usize> = (0..events.len()).filter(|&n| events[n].1).collect();
+    assert_eq!(flagged, expected, "flagged exactly the injected readings");
+}
+
+#[test]
+fn anomaly_watches_one_reading_and_refuses_bad_config() {
+    let mut h = Harness::new("anomaly", "reading = \"t\"\nwarmup = 5\nthreshold = 3");
+    for n in 0..20 {
+        let v = if n % 2 == 0 { 1.0 } else { -1.0 };
+        let out = h
+            .call(event("a", &[("t", v, ""), ("h", 1000.0 * v, "")]))
+            .expect("ok");
+        assert!(out.is_empty());
+    }
+    let out = h
+        .call(event("a", &[("t", 9.0, ""), ("h", 1e9, "")]))
+        .expect("ok");
+    assert_eq!(out.len(), 1, "only `t` is watched: {out:?}");
+    assert_eq!(out[0].subject, "fn/anomaly/a/t");
+    for bad in [
+        "alpha = 0",
+        "alpha = 1.5",
+        "threshold = 0",
+        "warmup = 1",
+        "warmup = 2.5",
+        "min_deviation = -1",
+        "bogus = 1",
+    ] {
+        let mut h = Harness::new("anomaly", bad);
+        assert!(h.call(event("a", &[("t", 1.0, "")])).is_err(), "{bad}");
+    }
 }

@@ -68,6 +68,9 @@ pub struct CallReport {
     pub fuel: u64,
     /// Wall time of the call.
     pub elapsed: Duration,
+    /// The tick entry point returned [`abi::TICK_AGAIN`]: it has more to do
+    /// in this tick and would like to be called again at once.
+    pub again: bool,
 }
 
 impl CallReport {
@@ -157,6 +160,11 @@ impl Function {
         &mut self.store_mut().data_mut().state
     }
 
+    /// Whether a live instance is ready for the next call.
+    pub fn has_instance(&self) -> bool {
+        self.entry.is_some()
+    }
+
     /// Creates the instance and runs init now, if there is none yet.
     pub fn warm(&mut self, linker: &Linker<GuestData>) -> CallReport {
         let started = Instant::now();
@@ -174,7 +182,10 @@ impl Function {
         let outcome = self
             .ensure_instance(linker)
             .and_then(|()| self.enter(input));
-        self.finish(outcome, mark, started)
+        let again = matches!(outcome, Ok(true));
+        let mut report = self.finish(outcome.map(|_| ()), mark, started);
+        report.again = again;
+        report
     }
 
     fn begin_call(&mut self) {
@@ -215,6 +226,7 @@ impl Function {
             logs_dropped: call.logs_dropped,
             fuel: self.config.fuel.saturating_sub(fuel_left),
             elapsed: started.elapsed(),
+            again: false,
         }
     }
 
@@ -276,8 +288,10 @@ impl Function {
         Ok(())
     }
 
-    /// Runs the entry point for `input` on the live instance.
-    fn enter(&mut self, input: Input<'_>) -> Result<(), CallError> {
+    /// Runs the entry point for `input` on the live instance; `Ok(true)` if a
+    /// tick asked to be called again ([`abi::TICK_AGAIN`]).
+    fn enter(&mut self, input: Input<'_>) -> Result<bool, CallError> {
+        let is_tick = matches!(input, Input::Tick(_));
         let Some(entry) = self.entry.take() else {
             return Err(CallError::abi("no instance"));
         };
@@ -301,10 +315,10 @@ impl Function {
         match result {
             Ok(code) => {
                 self.entry = Some(entry);
-                if code == abi::OK {
-                    Ok(())
-                } else {
-                    Err(returned(code))
+                match code {
+                    abi::OK => Ok(false),
+                    abi::TICK_AGAIN if is_tick => Ok(true),
+                    _ => Err(returned(code)),
                 }
             }
             Err(e) => {
@@ -342,7 +356,7 @@ impl Function {
 
     /// Throws the instance away (its store is rebuilt before the next call,
     /// after this call's fuel has been read).
-    fn discard_instance(&mut self) {
+    pub(crate) fn discard_instance(&mut self) {
         self.entry = None;
         self.stale = true;
     }

@@ -76,6 +76,7 @@ pub fn linker(engine: &Engine) -> Result<Linker<GuestData>, Error> {
     linker.func_wrap(m, abi::IMPORT_STATE_GET, state_get)?;
     linker.func_wrap(m, abi::IMPORT_STATE_PUT, state_put)?;
     linker.func_wrap(m, abi::IMPORT_STATE_DELETE, state_delete)?;
+    linker.func_wrap(m, abi::IMPORT_EMIT_ROOM, emit_room)?;
     Ok(linker)
 }
 
@@ -147,6 +148,19 @@ fn emit(mut caller: Caller<'_, GuestData>, ptr: i32, len: i32) -> Result<i32, Er
     call.emitted_bytes += bytes.len() as u64;
     call.emitted.push(bytes);
     Ok(OK)
+}
+
+/// How many more events of `len` bytes this call may emit before `emit`
+/// traps: the lesser of the events and the bytes left.
+fn emit_room(caller: Caller<'_, GuestData>, len: i32) -> i32 {
+    let call = &caller.data().call;
+    let events = u64::from(call.max_emit).saturating_sub(call.emitted.len() as u64);
+    let bytes = call.max_emit_bytes.saturating_sub(call.emitted_bytes);
+    let room = match u64::try_from(len) {
+        Ok(len) if len > 0 => events.min(bytes / len),
+        _ => events,
+    };
+    i32::try_from(room).unwrap_or(i32::MAX)
 }
 
 fn log(mut caller: Caller<'_, GuestData>, level: i32, ptr: i32, len: i32) {

@@ -20,7 +20,7 @@ pub use program::{Program, ProgramError, engine};
 use crate::config::{Config, Forward, FunctionConfig, MAX_CHAIN, Problem};
 use crate::ids::IdMint;
 use crate::metrics::Metrics;
-use sluice_event::{EventId, EventView, EventWriter};
+use sluice_event::{EventId, EventView, EventWriter, abi};
 use state::StateChange;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -119,7 +119,12 @@ impl std::fmt::Debug for Compiled {
 impl Compiled {
     /// Reads and compiles every function of `config`.
     pub fn new(config: &Config) -> Result<Compiled, SetError> {
-        let engine = engine();
+        Compiled::with_engine(config, engine())
+    }
+
+    /// As [`Compiled::new`], on `engine` instead of [`engine()`] (benchmarks
+    /// compare engine settings with it).
+    pub fn with_engine(config: &Config, engine: wasmi::Engine) -> Result<Compiled, SetError> {
         let functions = config
             .functions
             .iter()
@@ -218,11 +223,17 @@ impl FunctionSet {
         d
     }
 
-    /// Calls the tick entry point of function `index`, and feeds its outputs on.
+    /// Calls the tick entry point of function `index`, and feeds its outputs
+    /// on; again, up to [`abi::MAX_TICK_ROUNDS`] calls in all, for as long as
+    /// it returns [`abi::TICK_AGAIN`] (each call with its own limits).
     pub fn tick(&mut self, index: usize, now_ms: i64) -> Dispatch {
         let mut d = Dispatch::default();
         if index < self.functions.len() {
-            self.run(index, Input::Tick(now_ms), None, 1, &mut d);
+            for _ in 0..abi::MAX_TICK_ROUNDS {
+                if !self.run(index, Input::Tick(now_ms), None, 1, &mut d) {
+                    break;
+                }
+            }
         }
         d
     }
@@ -275,8 +286,19 @@ impl FunctionSet {
         self.functions[index].warm(&self.linker)
     }
 
+    /// Throws function `index`'s instance away, as a trap does, and creates
+    /// it again with its init, reporting like a call (for benchmarks and
+    /// tests of the restart after a trap).
+    pub fn restart_alone(&mut self, index: usize) -> CallReport {
+        self.functions[index].discard_instance();
+        self.functions[index].warm(&self.linker)
+    }
+
     /// Runs one call of function `index` without feeding outputs anywhere,
-    /// stamping outputs as the pipeline would (for `sluice fn test`).
+    /// stamping outputs as the pipeline would (for `sluice fn test`). A tick
+    /// is called again while it returns [`abi::TICK_AGAIN`], as
+    /// [`FunctionSet::tick`] does, and reported as one call: outputs, logs,
+    /// fuel and time added up.
     pub fn call_alone(
         &mut self,
         index: usize,
@@ -284,6 +306,18 @@ impl FunctionSet {
         cause: Option<&EventView<'_>>,
     ) -> CallReport {
         let mut report = self.functions[index].call(&self.linker, input);
+        let mut rounds = 1;
+        while report.again && rounds < abi::MAX_TICK_ROUNDS {
+            let next = self.functions[index].call(&self.linker, input);
+            rounds += 1;
+            report.outcome = next.outcome;
+            report.emitted.extend(next.emitted);
+            report.logs.extend(next.logs);
+            report.logs_dropped += next.logs_dropped;
+            report.fuel += next.fuel;
+            report.elapsed += next.elapsed;
+            report.again = next.again;
+        }
         let now = crate::clock::now_ms();
         let name = self.functions[index].name();
         for bytes in &mut report.emitted {
@@ -327,7 +361,8 @@ impl FunctionSet {
     }
 
     /// One call of function `i`; on success its outputs are stamped, queued
-    /// as configured, and fed to their own subscribers.
+    /// as configured, and fed to their own subscribers. Returns whether a
+    /// tick asked to be called again.
     fn run(
         &mut self,
         i: usize,
@@ -335,7 +370,7 @@ impl FunctionSet {
         cause: Option<&EventView<'_>>,
         depth: usize,
         d: &mut Dispatch,
-    ) {
+    ) -> bool {
         let input_bytes = match input {
             Input::Event(b) => Some(b),
             Input::Tick(_) => None,
@@ -343,17 +378,22 @@ impl FunctionSet {
         if let Some(reason) = &self.functions[i].suspended {
             let error = format!("function suspended ({reason})");
             d.dead.push(self.dead_letter(i, error, input_bytes));
-            return;
+            return false;
         }
+        let had_instance = self.functions[i].has_instance();
         let report = self.functions[i].call(&self.linker, input);
         Metrics::add(&self.metrics.functions_calls, 1);
         Metrics::add(&self.counters[i].calls, 1);
         self.log_guest(i, &report, cause.map(|c| c.id));
         if let Err(error) = report.outcome {
             self.failed(i, error, input_bytes, &mut d.dead);
-            return;
+            if had_instance {
+                self.rewarm(i);
+            }
+            return false;
         }
         self.functions[i].failures_in_row = 0;
+        let again = report.again;
         let name = self.functions[i].name().to_owned();
         let now = crate::clock::now_ms();
         Metrics::add(&self.metrics.functions_emitted, report.emitted.len() as u64);
@@ -383,6 +423,23 @@ impl FunctionSet {
                 d.outputs.push(bytes);
             }
         }
+        again
+    }
+
+    /// After a call that cost function `i` the instance it had (a trap),
+    /// creates the next one at once, so that the next input's call is a warm
+    /// one instead of paying for instantiation and init. If that fails,
+    /// nothing is counted here: the next call tries again and reports the
+    /// failure on that call, as before. (A call that failed to create an
+    /// instance at all is not retried here, so a broken init costs one
+    /// attempt per input, not two.)
+    fn rewarm(&mut self, i: usize) {
+        let f = &self.functions[i];
+        if f.suspended.is_some() || f.has_instance() {
+            return;
+        }
+        let report = self.functions[i].warm(&self.linker);
+        self.log_guest(i, &report, None);
     }
 
     /// Counts a failure, dead-letters the input, and suspends the function

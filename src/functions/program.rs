@@ -47,11 +47,14 @@ pub struct Program {
     pub has_tick: bool,
 }
 
-/// The engine every function runs on: fuel metering on, nothing else enabled
-/// beyond wasmi's defaults.
+/// The engine every function runs on: fuel metering on, and code translated
+/// when the module is loaded (`CompilationMode::Eager`) rather than on its
+/// first use, so that neither a function's start nor its first calls pay
+/// for translation on the event path; loading a module costs that instead.
 pub fn engine() -> Engine {
     let mut config = wasmi::Config::default();
     config.consume_fuel(true);
+    config.compilation_mode(wasmi::CompilationMode::Eager);
     Engine::new(&config)
 }
 

@@ -21,6 +21,10 @@ pub const IMPORT_STATE_GET: &str = "state_get";
 pub const IMPORT_STATE_PUT: &str = "state_put";
 /// `state_delete(key_ptr: i32, key_len: i32) -> i32`.
 pub const IMPORT_STATE_DELETE: &str = "state_delete";
+/// `emit_room(len: i32) -> i32`: how many more events of `len` encoded bytes
+/// the current call may emit. Added in v1 after the first release: a module
+/// that imports it needs a gateway that has it.
+pub const IMPORT_EMIT_ROOM: &str = "emit_room";
 
 /// Exported linear memory.
 pub const EXPORT_MEMORY: &str = "memory";
@@ -45,6 +49,15 @@ pub const ERR_STATE_FULL: i32 = -2;
 /// A pointer/length pair lies outside the guest's memory, or a key is empty
 /// or longer than [`MAX_KEY_LEN`].
 pub const ERR_BAD_ARGUMENT: i32 = -3;
+
+/// `sluice_on_tick` return code: this call is done and would like to be
+/// called again at once, in the same tick (for work larger than one call's
+/// `max_emit`). The host calls again at most [`MAX_TICK_ROUNDS`] times per
+/// tick. Chosen far from the SDK's codes (1–10) and functions' own (100 and up).
+pub const TICK_AGAIN: i32 = -1000;
+
+/// Most calls of `sluice_on_tick` per tick, counting the first.
+pub const MAX_TICK_ROUNDS: u32 = 1024;
 
 /// Longest state key, in bytes.
 pub const MAX_KEY_LEN: usize = 256;

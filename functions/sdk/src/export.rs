@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 use core::alloc::Layout;
 use core::cell::RefCell;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering};
 use sluice_event::{EventView, abi, decode_meta_list};
 
 use crate::{Config, Error, Function, Level, log, text};
@@ -107,9 +108,25 @@ pub unsafe fn on_event<F: Function>(slot: &Slot<F>, ptr: i32, len: i32) -> i32 {
     with_function(slot, "on_event", |function| function.on_view(&event))
 }
 
-/// `sluice_on_tick`: the schedule fired at `now_ms`.
+/// Set by [`crate::again`] during a tick.
+static AGAIN: AtomicBool = AtomicBool::new(false);
+
+/// Asks the host to call the tick entry point again at once (see
+/// [`crate::again`]).
+pub fn request_again() {
+    AGAIN.store(true, Ordering::Relaxed);
+}
+
+/// `sluice_on_tick`: the schedule fired at `now_ms`. Returns
+/// [`abi::TICK_AGAIN`] instead of `OK` if the function asked for another call.
 pub fn on_tick<F: Function>(slot: &Slot<F>, now_ms: i64) -> i32 {
-    with_function(slot, "on_tick", |function| function.on_tick(now_ms))
+    AGAIN.store(false, Ordering::Relaxed);
+    let code = with_function(slot, "on_tick", |function| function.on_tick(now_ms));
+    if code == abi::OK && AGAIN.swap(false, Ordering::Relaxed) {
+        abi::TICK_AGAIN
+    } else {
+        code
+    }
 }
 
 fn with_function<F: Function>(

@@ -23,6 +23,7 @@ pub(crate) mod sys {
         pub fn state_get(key_ptr: i32, key_len: i32, out_ptr: i32, out_cap: i32) -> i32;
         pub fn state_put(key_ptr: i32, key_len: i32, val_ptr: i32, val_len: i32) -> i32;
         pub fn state_delete(key_ptr: i32, key_len: i32) -> i32;
+        pub safe fn emit_room(len: i32) -> i32;
     }
 }
 
@@ -47,6 +48,9 @@ pub(crate) mod sys {
         panic!("{NO_HOST}")
     }
     pub unsafe fn state_delete(_key_ptr: i32, _key_len: i32) -> i32 {
+        panic!("{NO_HOST}")
+    }
+    pub fn emit_room(_len: i32) -> i32 {
         panic!("{NO_HOST}")
     }
 }
@@ -75,6 +79,7 @@ const _: () = {
     assert!(same(abi::IMPORT_STATE_GET, "state_get"));
     assert!(same(abi::IMPORT_STATE_PUT, "state_put"));
     assert!(same(abi::IMPORT_STATE_DELETE, "state_delete"));
+    assert!(same(abi::IMPORT_EMIT_ROOM, "emit_room"));
 };
 
 /// A pointer into linear memory as the ABI passes it; wasm32 addresses fit.
@@ -116,12 +121,27 @@ impl Output for EventWriter {
 /// event, or more than the host's `max_emit` events or `max_emit_bytes` bytes
 /// in one call, traps the call.
 pub fn emit(event: &impl Output) -> Result<(), Error> {
-    let bytes = event.encode();
+    emit_encoded(&event.encode())
+}
+
+/// Emits one output event already encoded (with [`Event::encode`] or
+/// [`EventWriter::finish`]); see [`emit`].
+pub fn emit_encoded(bytes: &[u8]) -> Result<(), Error> {
     // SAFETY: the pointer and length describe `bytes`, alive for the call.
-    match unsafe { sys::emit(addr(&bytes), len(&bytes)) } {
+    match unsafe { sys::emit(addr(bytes), len(bytes)) } {
         abi::OK => Ok(()),
         _ => Err(Error::EMIT_REJECTED),
     }
+}
+
+/// How many more events of `len` encoded bytes this call may emit before the
+/// host's `max_emit` or `max_emit_bytes` would trap it. With [`again`], a
+/// tick that has more to emit than one call allows can do it in chunks.
+///
+/// Needs a gateway with the `emit_room` import (see `docs/function-abi.md`):
+/// a module that calls it does not load on older ones.
+pub fn emit_room(len: usize) -> u32 {
+    u32::try_from(sys::emit_room(i32::try_from(len).unwrap_or(i32::MAX))).unwrap_or(0)
 }
 
 /// Severity of a log line.

@@ -86,7 +86,16 @@ pub mod text;
 
 pub use config::{Config, Kind};
 pub use error::Error;
-pub use host::{Level, Output, emit, log, log_parts, now_ms};
+pub use host::{Level, Output, emit, emit_encoded, emit_room, log, log_parts, now_ms};
+
+/// From [`Function::on_tick`]: once this tick's call returns `Ok`, have the
+/// host call `on_tick` again at once, with fresh per-call limits (fuel,
+/// `max_emit`), up to 1024 calls per tick. For a tick with more to emit than
+/// one call may: emit what [`emit_room`] allows, keep a cursor in [`state`],
+/// ask again. Ignored if the call fails.
+pub fn again() {
+    export::request_again();
+}
 pub use sluice_event::{
     Event, EventId, EventView, EventWriter, Meta, MetaRef, Reading, ReadingRef, Value, ValueRef,
     abi,
