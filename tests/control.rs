@@ -619,28 +619,14 @@ fn a_sigkill_during_deploy_or_apply_leaves_the_old_or_the_new_version() {
         let port = format!("mqtt://127.0.0.1:{}", m.port);
         let key = m.key.display().to_string();
         let deploy = round % 2 == 0;
-        let mut child = if deploy {
-            Command::new(binary())
-                .args([
-                    "cmd",
-                    "--broker",
-                    &port,
-                    "--gateway",
-                    "gw-kill",
-                    "--key",
-                    &key,
-                    "--timeout",
-                    "5",
-                    "function.deploy",
-                    "--file",
-                ])
-                .arg(&module)
-                .arg(format!(
-                    r#"{{"name":"f{round}","function":{{"subscribe":["coap/#"]}}}}"#
-                ))
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .expect("cmd")
+        // The command's own arguments: a module and its settings, or a config file.
+        let tail: Vec<std::ffi::OsString> = if deploy {
+            vec![
+                "function.deploy".into(),
+                "--file".into(),
+                module.clone().into(),
+                format!(r#"{{"name":"f{round}","function":{{"subscribe":["coap/#"]}}}}"#).into(),
+            ]
         } else {
             let mut text = m.ok(&["config.get"])["config"]
                 .as_str()
@@ -652,25 +638,24 @@ fn a_sigkill_during_deploy_or_apply_leaves_the_old_or_the_new_version() {
             ));
             let file = m.dir.path().join(format!("r{round}.toml"));
             std::fs::write(&file, text).expect("write");
-            Command::new(binary())
-                .args([
-                    "cmd",
-                    "--broker",
-                    &port,
-                    "--gateway",
-                    "gw-kill",
-                    "--key",
-                    &key,
-                    "--timeout",
-                    "5",
-                    "config.apply",
-                    "--file",
-                ])
-                .arg(&file)
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .expect("cmd")
+            vec!["config.apply".into(), "--file".into(), file.into()]
         };
+        let mut child = Command::new(binary())
+            .args([
+                "cmd",
+                "--broker",
+                &port,
+                "--gateway",
+                "gw-kill",
+                "--key",
+                &key,
+                "--timeout",
+                "5",
+            ])
+            .args(&tail)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("cmd");
         // Kill once the command is on its way, at a different moment each round.
         let name = if deploy {
             "command=function.deploy"
