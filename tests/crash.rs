@@ -122,38 +122,7 @@ async fn sigkill_while_devices_post_keeps_function_state_and_outputs_in_step() {
     // A device posts as fast as it is answered; the gateway is killed mid-stream.
     let server: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let device = {
-        let acked = acked.clone();
-        std::thread::spawn(move || {
-            let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-            socket
-                .set_read_timeout(Some(Duration::from_millis(500)))
-                .expect("timeout");
-            let mut buf = [0u8; 1500];
-            for n in 0..20_000u64 {
-                if socket
-                    .send_to(
-                        &support::coap::con_post(
-                            n as u16,
-                            "d",
-                            format!("{{\"n\": {n}}}").as_bytes(),
-                        ),
-                        server,
-                    )
-                    .is_err()
-                {
-                    break;
-                }
-                match socket.recv_from(&mut buf) {
-                    Ok(_) => {
-                        acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    }
-                    // The gateway is gone: stop.
-                    Err(_) => break,
-                }
-            }
-        })
-    };
+    let device = support::coap::posting_device(server, "d", 20_000, acked.clone());
     wait_until(Duration::from_secs(30), "500 acknowledged readings", || {
         acked.load(std::sync::atomic::Ordering::SeqCst) >= 500
     })

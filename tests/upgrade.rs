@@ -56,31 +56,7 @@ async fn a_stop_while_readings_flow_then_the_next_binary_loses_no_acknowledged_r
     // A device posts reading n as soon as n-1 is answered (2.04 means durable).
     let server: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let acked = Arc::new(AtomicU64::new(0));
-    let device = {
-        let acked = acked.clone();
-        std::thread::spawn(move || {
-            let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-            socket
-                .set_read_timeout(Some(Duration::from_millis(500)))
-                .expect("timeout");
-            let mut buf = [0u8; 1500];
-            for n in 0..50_000u64 {
-                let post =
-                    support::coap::con_post(n as u16, "d", format!("{{\"n\": {n}}}").as_bytes());
-                if socket.send_to(&post, server).is_err() {
-                    break;
-                }
-                match socket.recv_from(&mut buf) {
-                    // 0x44: 2.04 Changed.
-                    Ok((len, _)) if len > 1 && buf[1] == 0x44 => {
-                        acked.store(n + 1, Ordering::SeqCst);
-                    }
-                    // Refused while stopping, or no answer: the device stops.
-                    _ => break,
-                }
-            }
-        })
-    };
+    let device = support::coap::posting_device(server, "d", 50_000, acked.clone());
     wait_until(
         Duration::from_secs(30),
         "1000 acknowledged readings",

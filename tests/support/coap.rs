@@ -91,3 +91,35 @@ pub fn con_post(mid: u16, device: &str, payload: &[u8]) -> Vec<u8> {
         .encode(mid, &mid.to_be_bytes())
         .expect("encode")
 }
+
+/// A device posting reading `n` (`{"n": n}`, as `device`) as soon as reading
+/// `n - 1` was answered 2.04, for `0..max`; it stops at the first other
+/// answer or silence (the gateway is gone). `acked` counts the 2.04s: the
+/// readings `0..acked` are the ones the gateway holds durable.
+pub fn posting_device(
+    server: SocketAddr,
+    device: &'static str,
+    max: u64,
+    acked: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+            .expect("timeout");
+        let mut buf = [0u8; 1500];
+        for n in 0..max {
+            let post = con_post(n as u16, device, format!("{{\"n\": {n}}}").as_bytes());
+            if socket.send_to(&post, server).is_err() {
+                return;
+            }
+            match socket.recv_from(&mut buf) {
+                // 0x44: 2.04 Changed.
+                Ok((len, _)) if len > 1 && buf[1] == 0x44 => {
+                    acked.store(n + 1, std::sync::atomic::Ordering::SeqCst);
+                }
+                _ => return,
+            }
+        }
+    })
+}
