@@ -4,9 +4,10 @@
 //! the other; see scripts/install-test-deps.sh.
 #![allow(dead_code)]
 
+use sluice_adapter_common::testing::wait_until_blocking;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
@@ -51,7 +52,7 @@ impl Pty {
             .spawn()
             .expect("socat starts (apt-get install socat)");
         self.socat = Some(child);
-        within_10_s("socat made no PTY pair", || {
+        wait_until_blocking(Duration::from_secs(10), "socat making a PTY pair", || {
             self.gateway_end().exists() && self.slave_end().exists()
         });
     }
@@ -72,9 +73,11 @@ impl Pty {
             let _ = child.kill();
             let _ = child.wait();
         }
-        within_10_s("the PTY links stay after socat died", || {
-            !self.gateway_end().exists()
-        });
+        wait_until_blocking(
+            Duration::from_secs(10),
+            "the PTY links gone after socat died",
+            || !self.gateway_end().exists(),
+        );
     }
 
     /// A new pair under the same names, as when the adapter is plugged in again.
@@ -188,15 +191,4 @@ impl Slave {
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     listener.local_addr().expect("local address").port()
-}
-
-/// Waits until `done` holds, failing with `what` after 10 s. The PTY links
-/// are files socat makes and removes, with nothing to wait on but looking
-/// again, so this looks every 10 ms until the deadline.
-fn within_10_s(what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what} within 10 s");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
