@@ -66,8 +66,6 @@ pub struct Uplink {
     heartbeat: Heartbeat,
     /// Commands in, replies out, if control is on.
     control: Option<ControlLink>,
-    /// When each unacknowledged publish left, by packet id.
-    sent_at: std::collections::HashMap<u16, Instant>,
     /// Rate and acknowledgement latency since the last health message.
     window: health::Window,
 }
@@ -100,7 +98,6 @@ impl Uplink {
             batches: 0,
             heartbeat,
             control: None,
-            sent_at: std::collections::HashMap::new(),
             window: health::Window::default(),
         }
     }
@@ -220,14 +217,10 @@ impl Uplink {
             Event::Incoming(Packet::Publish(p)) => self.command(p.topic, p.payload.to_vec()),
             Event::Outgoing(Outgoing::Publish(pkid)) => {
                 self.tracker.outgoing_publish(pkid);
-                self.sent_at.insert(pkid, Instant::now());
             }
             Event::Incoming(Packet::PubAck(ack)) => {
-                let sent_at = self.sent_at.remove(&ack.pkid);
-                if let Some(Sent::Batch { seqs }) = self.tracker.puback(ack.pkid) {
-                    if let Some(at) = sent_at {
-                        self.window.acked(at.elapsed());
-                    }
+                if let Some((Sent::Batch { seqs }, after)) = self.tracker.puback(ack.pkid) {
+                    self.window.acked(after);
                     let records = seqs.len() as u64;
                     tracing::debug!(
                         pkid = ack.pkid,

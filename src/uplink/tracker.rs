@@ -10,6 +10,7 @@
 //! forgets them all, and the queue makes their records due again.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 /// What a QoS 1 publish carried.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,8 +31,8 @@ pub enum Sent {
 pub struct BatchTracker {
     /// Handed to the client, packet id not yet known, in order.
     unnumbered: VecDeque<Sent>,
-    /// Written to the network under a packet id, awaiting PUBACK.
-    numbered: HashMap<u16, Sent>,
+    /// Written to the network under a packet id (and when), awaiting PUBACK.
+    numbered: HashMap<u16, (Sent, Instant)>,
 }
 
 impl BatchTracker {
@@ -52,13 +53,16 @@ impl BatchTracker {
             return;
         }
         if let Some(sent) = self.unnumbered.pop_front() {
-            self.numbered.insert(pkid, sent);
+            self.numbered.insert(pkid, (sent, Instant::now()));
         }
     }
 
-    /// The broker acknowledged `pkid`; returns what that publish carried.
-    pub fn puback(&mut self, pkid: u16) -> Option<Sent> {
-        self.numbered.remove(&pkid)
+    /// The broker acknowledged `pkid`; returns what that publish carried
+    /// and how long after it was written.
+    pub fn puback(&mut self, pkid: u16) -> Option<(Sent, Duration)> {
+        self.numbered
+            .remove(&pkid)
+            .map(|(sent, at)| (sent, at.elapsed()))
     }
 
     /// The connection dropped what it had not seen acknowledged; returns how
@@ -66,7 +70,7 @@ impl BatchTracker {
     pub fn connection_reset(&mut self) -> usize {
         self.unnumbered
             .drain(..)
-            .chain(self.numbered.drain().map(|(_, s)| s))
+            .chain(self.numbered.drain().map(|(_, (s, _))| s))
             .filter(|s| matches!(s, Sent::Batch { .. }))
             .count()
     }
@@ -75,7 +79,7 @@ impl BatchTracker {
     pub fn batches_in_flight(&self) -> usize {
         self.unnumbered
             .iter()
-            .chain(self.numbered.values())
+            .chain(self.numbered.values().map(|(s, _)| s))
             .filter(|s| matches!(s, Sent::Batch { .. }))
             .count()
     }
@@ -106,9 +110,9 @@ mod tests {
         t.outgoing_publish(2);
         t.outgoing_publish(3);
         assert_eq!(t.batches_in_flight(), 2);
-        assert_eq!(t.puback(3), Some(batch(&[3])));
-        assert_eq!(t.puback(1), Some(Sent::Status));
-        assert_eq!(t.puback(2), Some(batch(&[1, 2])));
+        assert_eq!(t.puback(3).map(|(s, _)| s), Some(batch(&[3])));
+        assert_eq!(t.puback(1).map(|(s, _)| s), Some(Sent::Status));
+        assert_eq!(t.puback(2).map(|(s, _)| s), Some(batch(&[1, 2])));
         assert!(t.is_idle());
     }
 
@@ -120,9 +124,9 @@ mod tests {
         t.outgoing_publish(7);
         t.queued(batch(&[2]));
         t.outgoing_publish(7); // DUP retransmission after a resumed session
-        assert_eq!(t.puback(7), Some(batch(&[1])));
+        assert_eq!(t.puback(7).map(|(s, _)| s), Some(batch(&[1])));
         t.outgoing_publish(8);
-        assert_eq!(t.puback(8), Some(batch(&[2])));
+        assert_eq!(t.puback(8).map(|(s, _)| s), Some(batch(&[2])));
     }
 
     #[test]
@@ -130,9 +134,9 @@ mod tests {
         let mut t = BatchTracker::default();
         t.queued(batch(&[1]));
         t.outgoing_publish(1);
-        assert_eq!(t.puback(2), None);
-        assert_eq!(t.puback(1), Some(batch(&[1])));
-        assert_eq!(t.puback(1), None);
+        assert_eq!(t.puback(2).map(|(s, _)| s), None);
+        assert_eq!(t.puback(1).map(|(s, _)| s), Some(batch(&[1])));
+        assert_eq!(t.puback(1).map(|(s, _)| s), None);
     }
 
     #[test]
@@ -149,7 +153,7 @@ mod tests {
         // Packet ids restart after a clean session; old ones must not match.
         t.queued(batch(&[1]));
         t.outgoing_publish(1);
-        assert_eq!(t.puback(1), Some(batch(&[1])));
+        assert_eq!(t.puback(1).map(|(s, _)| s), Some(batch(&[1])));
     }
 
     #[test]
@@ -159,6 +163,6 @@ mod tests {
         t.queued(batch(&[2]));
         assert_eq!(t.unqueue_last(), Some(batch(&[2])));
         t.outgoing_publish(1);
-        assert_eq!(t.puback(1), Some(batch(&[1])));
+        assert_eq!(t.puback(1).map(|(s, _)| s), Some(batch(&[1])));
     }
 }
