@@ -235,19 +235,27 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-/// Logs to stderr at `SLUICE_LOG`, or at `default` if it is unset; returns
-/// what changes the filter later (`log.level`).
+/// Logs to stderr at `SLUICE_LOG`, or at `default` if it is unset or does
+/// not parse; returns what changes the filter later (`log.level`).
+/// A filter is a level, `target=level` pairs, or both, comma-separated.
 fn init_logging(default: &str) -> control::LogLevel {
+    use tracing_subscriber::filter::Targets;
     use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let fallback = || default.parse::<Targets>().unwrap_or_default();
+    let filter = match std::env::var("SLUICE_LOG") {
+        Ok(text) => text.parse().unwrap_or_else(|e| {
+            eprintln!("SLUICE_LOG={text:?} is not a log filter ({e}); logging at {default:?}");
+            fallback()
+        }),
+        Err(_) => fallback(),
+    };
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     tracing_subscriber::registry()
         .with(filter)
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .init();
     Box::new(move |text: &str| {
-        let filter = tracing_subscriber::EnvFilter::try_new(text).map_err(|e| e.to_string())?;
+        let filter: Targets = text.parse().map_err(|e| format!("{e}"))?;
         handle.reload(filter).map_err(|e| e.to_string())?;
         tracing::info!(filter = text, "Log filter changed");
         Ok(())
