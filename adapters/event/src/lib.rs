@@ -12,12 +12,14 @@
 extern crate alloc;
 
 pub mod abi;
+mod lazy;
 mod view;
 mod wire;
 mod writer;
 
+pub use lazy::{LazyMetas, LazyReadings, LazyView};
 pub use view::{EventView, MetaRef, Metas, ReadingRef, Readings, Seq, ValueRef, decode_meta_list};
-pub use writer::EventWriter;
+pub use writer::{EncodedSections, EventWriter, WriterBuffers};
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -196,7 +198,15 @@ impl Event {
     /// Encodes the event: the bytes postcard writes for it (written by hand,
     /// so that guest functions carry no serde code).
     pub fn encode(&self) -> Vec<u8> {
-        writer::encode(self)
+        let mut out = Vec::with_capacity(64);
+        writer::encode_into(self, &mut out);
+        out
+    }
+
+    /// Writes the encoding to `out`, replacing what it held (so that a buffer
+    /// can serve one event after another).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        writer::encode_into(self, out);
     }
 
     /// Decodes an event, checking its format version first; accepts exactly

@@ -240,7 +240,18 @@ fn section<'a>(
     })
 }
 
+/// A value; numbers, by far the most common, without a call.
+#[inline(always)]
 fn read_value<'a>(r: &mut Reader<'a>) -> Result<ValueRef<'a>, DecodeError> {
+    if r.rest().first() == Some(&0) {
+        r.byte()?;
+        return Ok(ValueRef::Number(r.f64()?));
+    }
+    read_other_value(r)
+}
+
+#[inline(never)]
+pub(crate) fn read_other_value<'a>(r: &mut Reader<'a>) -> Result<ValueRef<'a>, DecodeError> {
     Ok(match r.u32()? {
         0 => ValueRef::Number(r.f64()?),
         1 => ValueRef::Bool(r.bool()?),
@@ -250,7 +261,8 @@ fn read_value<'a>(r: &mut Reader<'a>) -> Result<ValueRef<'a>, DecodeError> {
     })
 }
 
-fn read_reading<'a>(r: &mut Reader<'a>) -> Result<ReadingRef<'a>, DecodeError> {
+#[inline(never)]
+pub(crate) fn read_reading<'a>(r: &mut Reader<'a>) -> Result<ReadingRef<'a>, DecodeError> {
     Ok(ReadingRef {
         name: r.str()?,
         value: read_value(r)?,
@@ -258,7 +270,8 @@ fn read_reading<'a>(r: &mut Reader<'a>) -> Result<ReadingRef<'a>, DecodeError> {
     })
 }
 
-fn read_meta<'a>(r: &mut Reader<'a>) -> Result<MetaRef<'a>, DecodeError> {
+#[inline(never)]
+pub(crate) fn read_meta<'a>(r: &mut Reader<'a>) -> Result<MetaRef<'a>, DecodeError> {
     Ok(MetaRef {
         key: r.str()?,
         value: read_value(r)?,

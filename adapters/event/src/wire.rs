@@ -6,6 +6,12 @@
 //! little-endian floats, a `0`/`1` tag for options and booleans, a varint
 //! length before strings and sequences, a varint variant index before an
 //! enum's payload. `tests/view.rs` checks them against postcard itself.
+//!
+//! Guest functions run this code under wasmi's fuel metering, which charges
+//! every instruction of a straight-line region when the region is entered,
+//! taken or not. So the common case (a one-byte varint, an ASCII string) is
+//! inline and short, and the rest is in separate functions that cost only a
+//! call where they are not needed.
 
 use alloc::vec::Vec;
 
@@ -45,8 +51,45 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    /// A varint of at most `max_bytes` bytes whose value fits in `bits` bits.
     #[inline(always)]
     fn varint(&mut self, max_bytes: u32, bits: u32) -> Result<u64, DecodeError> {
+        if let Some((&first, rest)) = self.bytes.split_first()
+            && first < 0x80
+        {
+            self.bytes = rest;
+            return Ok(u64::from(first));
+        }
+        self.long_varint(max_bytes, bits)
+    }
+
+    /// [`Reader::varint`] past its one-byte case.
+    #[inline(never)]
+    fn long_varint(&mut self, max_bytes: u32, bits: u32) -> Result<u64, DecodeError> {
+        // A u64 of up to 8 bytes (every timestamp and id for the next few
+        // thousand years) from one 8-byte word, without a loop: the first
+        // byte with its high bit clear ends it, and each byte's 7 low bits
+        // move down by one bit per byte before it. It cannot overflow.
+        if max_bytes == 10
+            && let Some(word) = self.bytes.first_chunk::<8>()
+        {
+            let word = u64::from_le_bytes(*word);
+            let ends = !word & 0x8080_8080_8080_8080;
+            if ends != 0 {
+                let len = ends.trailing_zeros() / 8 + 1;
+                let word = word & (u64::MAX >> (64 - 8 * len));
+                let out = (word & 0x7f)
+                    | ((word >> 1) & (0x7f << 7))
+                    | ((word >> 2) & (0x7f << 14))
+                    | ((word >> 3) & (0x7f << 21))
+                    | ((word >> 4) & (0x7f << 28))
+                    | ((word >> 5) & (0x7f << 35))
+                    | ((word >> 6) & (0x7f << 42))
+                    | ((word >> 7) & (0x7f << 49));
+                self.bytes = &self.bytes[len as usize..];
+                return Ok(out);
+            }
+        }
         let mut out = 0u64;
         for i in 0..max_bytes {
             let b = self.byte()?;
@@ -84,6 +127,7 @@ impl<'a> Reader<'a> {
         usize::try_from(self.u64()?).map_err(|_| DecodeError::Malformed)
     }
 
+    #[inline(always)]
     pub(crate) fn f64(&mut self) -> Result<f64, DecodeError> {
         let bytes = self.take(8)?;
         let mut le = [0u8; 8];
@@ -118,18 +162,50 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// `bytes` as UTF-8. Names, units and subjects are nearly always ASCII, and a
-/// plain loop checks that far faster than `from_utf8` does in a wasm guest.
-fn utf8(bytes: &[u8]) -> Result<&str, DecodeError> {
-    if bytes.iter().all(u8::is_ascii) {
+/// `bytes` as UTF-8. Names, units and subjects are nearly always ASCII, which
+/// a short loop checks far faster than `from_utf8` does in a wasm guest.
+#[inline(never)]
+pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, DecodeError> {
+    if is_ascii(bytes) {
         // SAFETY: ASCII is valid UTF-8.
         Ok(unsafe { core::str::from_utf8_unchecked(bytes) })
     } else {
-        core::str::from_utf8(bytes).map_err(|_| DecodeError::Malformed)
+        non_ascii(bytes)
     }
 }
 
-pub(crate) fn put_u64(out: &mut Vec<u8>, mut n: u64) {
+#[inline(never)]
+fn non_ascii(bytes: &[u8]) -> Result<&str, DecodeError> {
+    core::str::from_utf8(bytes).map_err(|_| DecodeError::Malformed)
+}
+
+/// Whether every byte is below 0x80: eight bytes at a time, then the rest.
+#[inline(always)]
+fn is_ascii(bytes: &[u8]) -> bool {
+    let mut high = 0u64;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let mut le = [0u8; 8];
+        le.copy_from_slice(word);
+        high |= u64::from_le_bytes(le);
+    }
+    for &byte in words.remainder() {
+        high |= u64::from(byte);
+    }
+    high & 0x8080_8080_8080_8080 == 0
+}
+
+#[inline(always)]
+pub(crate) fn put_u64(out: &mut Vec<u8>, n: u64) {
+    if n < 0x80 {
+        out.push(n as u8);
+    } else {
+        put_long_u64(out, n);
+    }
+}
+
+#[inline(never)]
+fn put_long_u64(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;

@@ -3,6 +3,7 @@
 
 use alloc::vec::Vec;
 
+use crate::lazy::LazyView;
 use crate::view::{EventView, ValueRef};
 use crate::wire::{put_bytes, put_f64, put_i64, put_len, put_u64};
 use crate::{Event, EventId, FORMAT_VERSION};
@@ -39,26 +40,110 @@ pub struct EventWriter {
     function: Option<Vec<u8>>,
 }
 
+/// The buffers of an [`EventWriter`], kept to write the next event without
+/// allocating (see [`EventWriter::with_buffers`]).
+#[derive(Clone, Debug, Default)]
+pub struct WriterBuffers {
+    names: Vec<u8>,
+    readings: Vec<u8>,
+    meta: Vec<u8>,
+}
+
+/// An encoded event whose readings and meta entries an [`EventWriter`] can
+/// copy whole: an [`EventView`] or a [`LazyView`].
+pub trait EncodedSections<'a>: sealed::Sealed {
+    /// The encoded readings and their count.
+    fn readings_encoded(&self) -> (usize, &'a [u8]);
+    /// The encoded meta entries and their count.
+    fn meta_encoded(&self) -> (usize, &'a [u8]);
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for crate::EventView<'_> {}
+    impl Sealed for crate::LazyView<'_> {}
+}
+
+impl<'a> EncodedSections<'a> for EventView<'a> {
+    fn readings_encoded(&self) -> (usize, &'a [u8]) {
+        EventView::readings_encoded(self)
+    }
+    fn meta_encoded(&self) -> (usize, &'a [u8]) {
+        EventView::meta_encoded(self)
+    }
+}
+
+/// Copies only well-formed sections: a malformed one copies as empty and
+/// marks the view (see [`LazyView::is_malformed`]).
+impl<'a> EncodedSections<'a> for LazyView<'a> {
+    fn readings_encoded(&self) -> (usize, &'a [u8]) {
+        LazyView::readings_encoded(self)
+    }
+    fn meta_encoded(&self) -> (usize, &'a [u8]) {
+        LazyView::meta_encoded(self)
+    }
+}
+
 impl EventWriter {
     /// An event under `subject` from `device`, with no readings, no device
     /// time and a gateway time of `0`.
     pub fn new(subject: &str, device: &str) -> EventWriter {
-        let mut names = Vec::with_capacity(subject.len() + device.len() + 2);
-        put_bytes(&mut names, subject.as_bytes());
-        put_bytes(&mut names, device.as_bytes());
+        let buffers = WriterBuffers {
+            names: Vec::with_capacity(subject.len() + device.len() + 2),
+            // Room for a few readings without growing.
+            readings: Vec::with_capacity(96),
+            meta: Vec::new(),
+        };
+        EventWriter::with_buffers(buffers, subject, device)
+    }
+
+    /// As [`EventWriter::new`], writing into `buffers` (cleared first), which
+    /// [`EventWriter::into_buffers`] gave back from an earlier writer: a
+    /// writer made this way allocates only if the event is larger than the
+    /// buffers.
+    #[inline(never)]
+    pub fn with_buffers(mut buffers: WriterBuffers, subject: &str, device: &str) -> EventWriter {
+        buffers.names.clear();
+        buffers.readings.clear();
+        buffers.meta.clear();
+        put_bytes(&mut buffers.names, subject.as_bytes());
+        put_bytes(&mut buffers.names, device.as_bytes());
         EventWriter {
             id: EventId::UNSET,
             cause: None,
-            names,
+            names: buffers.names,
             device_time_ms: None,
             gateway_time_ms: 0,
             reading_count: 0,
-            // Room for a few readings without growing.
-            readings: Vec::with_capacity(96),
+            readings: buffers.readings,
             meta_count: 0,
-            meta: Vec::new(),
+            meta: buffers.meta,
             raw: None,
             function: None,
+        }
+    }
+
+    /// The writer's buffers, for [`EventWriter::with_buffers`].
+    #[inline(never)]
+    pub fn into_buffers(self) -> WriterBuffers {
+        let EventWriter {
+            names,
+            readings,
+            meta,
+            raw,
+            function,
+            ..
+        } = self;
+        // Freed in a call of their own: most writers have neither.
+        if raw.is_some() || function.is_some() {
+            discard((raw, function));
+        } else {
+            core::mem::forget((raw, function));
+        }
+        WriterBuffers {
+            names,
+            readings,
+            meta,
         }
     }
 
@@ -94,9 +179,7 @@ impl EventWriter {
 
     /// Adds a reading.
     pub fn reading(&mut self, name: &str, value: ValueRef<'_>, unit: &str) -> &mut EventWriter {
-        put_bytes(&mut self.readings, name.as_bytes());
-        put_value(&mut self.readings, value);
-        put_bytes(&mut self.readings, unit.as_bytes());
+        put_reading(&mut self.readings, name, value, unit);
         self.reading_count += 1;
         self
     }
@@ -108,14 +191,14 @@ impl EventWriter {
 
     /// Adds a meta entry.
     pub fn meta(&mut self, key: &str, value: ValueRef<'_>) -> &mut EventWriter {
-        put_bytes(&mut self.meta, key.as_bytes());
-        put_value(&mut self.meta, value);
+        put_meta(&mut self.meta, key, value);
         self.meta_count += 1;
         self
     }
 
     /// Adds every reading of `input`, copied as encoded.
-    pub fn readings_from(&mut self, input: &EventView<'_>) -> &mut EventWriter {
+    #[inline(never)]
+    pub fn readings_from<'a>(&mut self, input: &impl EncodedSections<'a>) -> &mut EventWriter {
         let (count, bytes) = input.readings_encoded();
         self.readings.extend_from_slice(bytes);
         self.reading_count += count;
@@ -123,7 +206,8 @@ impl EventWriter {
     }
 
     /// Adds every meta entry of `input`, copied as encoded.
-    pub fn meta_from(&mut self, input: &EventView<'_>) -> &mut EventWriter {
+    #[inline(never)]
+    pub fn meta_from<'a>(&mut self, input: &impl EncodedSections<'a>) -> &mut EventWriter {
         let (count, bytes) = input.meta_encoded();
         self.meta.extend_from_slice(bytes);
         self.meta_count += count;
@@ -138,52 +222,88 @@ impl EventWriter {
 
     /// The encoded event.
     pub fn finish(&self) -> Vec<u8> {
-        let raw_len = self.raw.as_ref().map_or(0, |r| r.len() + 5);
-        let mut out = Vec::with_capacity(
-            40 + self.names.len() + self.readings.len() + self.meta.len() + raw_len,
-        );
-        out.push(FORMAT_VERSION);
-        put_u64(&mut out, self.id.0);
-        put_option(&mut out, self.cause, |out, id| put_u64(out, id.0));
-        out.extend_from_slice(&self.names);
-        put_option(&mut out, self.device_time_ms, put_i64);
-        put_i64(&mut out, self.gateway_time_ms);
-        put_len(&mut out, self.reading_count);
-        out.extend_from_slice(&self.readings);
-        put_len(&mut out, self.meta_count);
-        out.extend_from_slice(&self.meta);
-        put_option(&mut out, self.raw.as_deref(), put_bytes);
-        put_option(&mut out, self.function.as_deref(), put_bytes);
+        let mut out = Vec::new();
+        self.finish_into(&mut out);
         out
+    }
+
+    /// Writes the encoded event to `out`, replacing what it held (so that a
+    /// buffer can serve one event after another).
+    #[inline(never)]
+    pub fn finish_into(&self, out: &mut Vec<u8>) {
+        out.clear();
+        let raw_len = self.raw.as_ref().map_or(0, |r| r.len() + 5);
+        out.reserve(40 + self.names.len() + self.readings.len() + self.meta.len() + raw_len);
+        out.push(FORMAT_VERSION);
+        put_u64(out, self.id.0);
+        put_option(out, self.cause, |out, id| put_u64(out, id.0));
+        out.extend_from_slice(&self.names);
+        put_option(out, self.device_time_ms, put_i64);
+        put_i64(out, self.gateway_time_ms);
+        put_len(out, self.reading_count);
+        out.extend_from_slice(&self.readings);
+        put_len(out, self.meta_count);
+        out.extend_from_slice(&self.meta);
+        if self.raw.is_none() && self.function.is_none() {
+            out.extend_from_slice(&[0, 0]);
+        } else {
+            self.put_raw_and_function(out);
+        }
+    }
+
+    #[inline(never)]
+    fn put_raw_and_function(&self, out: &mut Vec<u8>) {
+        put_option(out, self.raw.as_deref(), put_bytes);
+        put_option(out, self.function.as_deref(), put_bytes);
     }
 }
 
 /// The encoding of `event`, byte for byte what postcard writes for it.
-pub(crate) fn encode(event: &Event) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
+pub(crate) fn encode_into(event: &Event, out: &mut Vec<u8>) {
+    out.clear();
     out.push(event.version);
-    put_u64(&mut out, event.id.0);
-    put_option(&mut out, event.cause, |out, id| put_u64(out, id.0));
-    put_bytes(&mut out, event.subject.as_bytes());
-    put_bytes(&mut out, event.device.as_bytes());
-    put_option(&mut out, event.device_time_ms, put_i64);
-    put_i64(&mut out, event.gateway_time_ms);
-    put_len(&mut out, event.readings.len());
+    put_u64(out, event.id.0);
+    put_option(out, event.cause, |out, id| put_u64(out, id.0));
+    put_bytes(out, event.subject.as_bytes());
+    put_bytes(out, event.device.as_bytes());
+    put_option(out, event.device_time_ms, put_i64);
+    put_i64(out, event.gateway_time_ms);
+    put_len(out, event.readings.len());
     for r in &event.readings {
-        put_bytes(&mut out, r.name.as_bytes());
-        put_value(&mut out, r.value.as_ref());
-        put_bytes(&mut out, r.unit.as_bytes());
+        put_bytes(out, r.name.as_bytes());
+        put_value(out, r.value.as_ref());
+        put_bytes(out, r.unit.as_bytes());
     }
-    put_len(&mut out, event.meta.len());
+    put_len(out, event.meta.len());
     for m in &event.meta {
-        put_bytes(&mut out, m.key.as_bytes());
-        put_value(&mut out, m.value.as_ref());
+        put_bytes(out, m.key.as_bytes());
+        put_value(out, m.value.as_ref());
     }
-    put_option(&mut out, event.raw.as_deref(), put_bytes);
-    put_option(&mut out, event.function.as_deref(), |out, f| {
+    put_option(out, event.raw.as_deref(), put_bytes);
+    put_option(out, event.function.as_deref(), |out, f| {
         put_bytes(out, f.as_bytes())
     });
-    out
+}
+
+#[inline(never)]
+fn put_reading(out: &mut Vec<u8>, name: &str, value: ValueRef<'_>, unit: &str) {
+    out.reserve(name.len() + unit.len() + 12);
+    put_bytes(out, name.as_bytes());
+    put_value(out, value);
+    put_bytes(out, unit.as_bytes());
+}
+
+#[inline(never)]
+fn put_meta(out: &mut Vec<u8>, key: &str, value: ValueRef<'_>) {
+    out.reserve(key.len() + 11);
+    put_bytes(out, key.as_bytes());
+    put_value(out, value);
+}
+
+#[cold]
+#[inline(never)]
+fn discard<T>(value: T) {
+    drop(value);
 }
 
 fn put_option<T>(out: &mut Vec<u8>, value: Option<T>, put: impl FnOnce(&mut Vec<u8>, T)) {
@@ -196,7 +316,20 @@ fn put_option<T>(out: &mut Vec<u8>, value: Option<T>, put: impl FnOnce(&mut Vec<
     }
 }
 
+/// A value; numbers, by far the most common, without a call.
+#[inline(always)]
 fn put_value(out: &mut Vec<u8>, value: ValueRef<'_>) {
+    match value {
+        ValueRef::Number(x) => {
+            out.push(0);
+            put_f64(out, x);
+        }
+        other => put_other_value(out, other),
+    }
+}
+
+#[inline(never)]
+fn put_other_value(out: &mut Vec<u8>, value: ValueRef<'_>) {
     match value {
         ValueRef::Number(x) => {
             out.push(0);

@@ -3,7 +3,7 @@
 //! accept exactly what postcard accepts.
 
 use sluice_event::{
-    Event, EventId, EventView, EventWriter, Meta, Reading, Value, decode_meta_list,
+    Event, EventId, EventView, EventWriter, LazyView, Meta, Reading, Value, decode_meta_list,
 };
 
 /// A small deterministic generator (xorshift64*), so failures reproduce.
@@ -182,4 +182,84 @@ fn config_lists_decode_as_postcard_does() {
         assert_eq!(decode_meta_list(&bytes).unwrap(), list);
     }
     assert!(decode_meta_list(&[2, 0]).is_err());
+}
+
+/// Reads everything a `LazyView` offers, as an owned event.
+fn read_lazily(view: &LazyView<'_>) -> Event {
+    let mut event = Event::new(view.subject, view.device, view.gateway_time_ms);
+    event.id = view.id;
+    event.cause = view.cause;
+    event.device_time_ms = view.device_time_ms;
+    event.readings = view
+        .readings()
+        .map(|r| Reading {
+            name: r.name.into(),
+            value: r.value.to_value(),
+            unit: r.unit.into(),
+        })
+        .collect();
+    event.meta = view
+        .meta()
+        .map(|m| Meta {
+            key: m.key.into(),
+            value: m.value.to_value(),
+        })
+        .collect();
+    event.raw = view.raw().map(<[u8]>::to_vec);
+    event.function = view.function().map(String::from);
+    event
+}
+
+#[test]
+fn lazy_view_reads_what_postcard_wrote() {
+    let mut rng = Rng(0x1a2e);
+    for _ in 0..5000 {
+        let event = rng.event();
+        let bytes = postcard::to_allocvec(&event).unwrap();
+        let view = LazyView::parse(&bytes).unwrap();
+        assert_eq!(read_lazily(&view), event);
+        assert_eq!(view.to_event().unwrap(), event);
+        // Meta read before and after the readings alike.
+        let fresh = LazyView::parse(&bytes).unwrap();
+        assert_eq!(fresh.meta().count(), event.meta.len());
+        assert!(!view.is_malformed() && !fresh.is_malformed());
+        // Copied whole, as the eager view copies them.
+        let mut a = EventWriter::new("s", "d");
+        a.readings_from(&view).meta_from(&view);
+        let eager = EventView::parse(&bytes).unwrap();
+        let mut b = EventWriter::new("s", "d");
+        b.readings_from(&eager).meta_from(&eager);
+        assert_eq!(a.finish(), b.finish());
+    }
+}
+
+#[test]
+fn lazy_view_marks_what_postcard_refuses() {
+    let mut rng = Rng(0xbad2);
+    let mut marked = 0;
+    for _ in 0..20_000 {
+        let mut bytes = postcard::to_allocvec(&rng.event()).unwrap();
+        let at = rng.below(bytes.len() as u64) as usize;
+        match rng.below(2) {
+            0 => bytes[at] = rng.next() as u8,
+            _ => bytes.truncate(at),
+        }
+        let theirs = postcard_decode(&bytes);
+        let ours = LazyView::parse(&bytes).ok().and_then(|view| {
+            let event = read_lazily(&view);
+            (!view.is_malformed()).then_some(event)
+        });
+        match (&ours, &theirs) {
+            // Read in full, the lazy view refuses what postcard refuses...
+            (Some(_), None) => panic!("accepted {bytes:02x?}"),
+            // ...and reads the same from what it accepts.
+            (Some(a), Some(b)) => assert_eq!(
+                postcard::to_allocvec(a).unwrap(),
+                postcard::to_allocvec(b).unwrap()
+            ),
+            (None, Some(_)) => panic!("refused {bytes:02x?}"),
+            (None, None) => marked += 1,
+        }
+    }
+    assert!(marked > 1000, "{marked} refused");
 }

@@ -42,7 +42,7 @@ extern crate alloc;
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use sluice_sdk::{Config, Error, Event, Function, Level, Reading, Value, text};
+use sluice_sdk::{Config, Error, EventView, EventWriter, Function, Level, Reading, Value, text};
 
 /// The event has no raw payload, or an empty one.
 pub const NO_PAYLOAD: Error = Error::new(100, "no raw payload to decode");
@@ -264,12 +264,14 @@ impl Function for CayenneLpp {
         Ok(CayenneLpp)
     }
 
-    fn on_event(&mut self, input: Event) -> Result<(), Error> {
-        let readings = decode(input.raw.as_deref().unwrap_or_default())?;
-        let mut output = Event::new(text::subject_level(&input.device), input.device, 0);
-        output.device_time_ms = input.device_time_ms;
-        output.readings = readings;
-        output.meta = input.meta;
+    fn on_view(&mut self, input: &EventView<'_>) -> Result<(), Error> {
+        let readings = decode(input.raw().unwrap_or_default())?;
+        let mut output = EventWriter::for_device(input.device);
+        output.device_time_ms(input.device_time_ms);
+        for r in &readings {
+            output.reading(&r.name, r.value.as_ref(), &r.unit);
+        }
+        output.meta_from(input);
         sluice_sdk::emit(&output)
     }
 }

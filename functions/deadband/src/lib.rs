@@ -20,7 +20,7 @@
 extern crate alloc;
 
 use alloc::string::String;
-use sluice_sdk::{Config, Error, EventView, EventWriter, Function, Kind, ValueRef, state, text};
+use sluice_sdk::{Config, Error, EventView, EventWriter, Function, Kind, ValueRef, state};
 
 /// The deadband function, as configured.
 pub struct Deadband {
@@ -61,7 +61,7 @@ impl Function for Deadband {
     }
 
     fn on_view(&mut self, input: &EventView<'_>) -> Result<(), Error> {
-        let mut output = EventWriter::new(&text::subject_level(input.device), input.device);
+        let mut output = EventWriter::for_device(input.device);
         let mut moved_any = false;
         for reading in input.readings() {
             let ValueRef::Number(value) = reading.value else {

@@ -19,9 +19,7 @@
 extern crate alloc;
 
 use alloc::string::String;
-use sluice_sdk::{
-    Config, Error, EventView, EventWriter, Function, Kind, ReadingRef, ValueRef, text,
-};
+use sluice_sdk::{Config, Error, EventView, EventWriter, Function, Kind, ReadingRef, ValueRef};
 
 /// The scale function, as configured.
 pub struct Scale {
@@ -83,7 +81,7 @@ impl Function for Scale {
     }
 
     fn on_view(&mut self, input: &EventView<'_>) -> Result<(), Error> {
-        let mut output = EventWriter::new(&text::subject_level(input.device), input.device);
+        let mut output = EventWriter::for_device(input.device);
         output.device_time_ms(input.device_time_ms);
         for reading in input.readings() {
             let r = self.apply(reading);

@@ -62,3 +62,10 @@ impl Error {
         self.message
     }
 }
+
+impl From<sluice_event::DecodeError> for Error {
+    /// An input that does not decode: [`Error::MALFORMED_EVENT`].
+    fn from(_: sluice_event::DecodeError) -> Error {
+        Error::MALFORMED_EVENT
+    }
+}

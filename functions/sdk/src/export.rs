@@ -6,15 +6,19 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::alloc::Layout;
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
-use sluice_event::{EventView, abi, decode_meta_list};
+use sluice_event::{abi, decode_meta_list};
 
-use crate::{Config, Error, Function, Level, log, text};
+use crate::{Config, Error, EventView, Function, Level, log, text};
 
-/// The one instance of the function, in a `static`.
-pub struct Slot<F>(RefCell<Option<F>>);
+/// The one instance of the function and the buffer the host writes inputs
+/// to, in a `static`.
+pub struct Slot<F> {
+    function: RefCell<Option<F>>,
+    input: InputBuffer,
+}
 
 // SAFETY: wasm32 without the `atomics` feature has a single thread, so the
 // cell is never reached from two threads. Elsewhere `Slot` is not `Sync` and a
@@ -26,41 +30,93 @@ impl<F> Slot<F> {
     /// An empty slot.
     #[allow(clippy::new_without_default)]
     pub const fn new() -> Slot<F> {
-        Slot(RefCell::new(None))
+        Slot {
+            function: RefCell::new(None),
+            input: InputBuffer {
+                ptr: Cell::new(NonNull::dangling()),
+                cap: Cell::new(0),
+            },
+        }
     }
 }
 
-/// `sluice_alloc`: a `len`-byte buffer the next call takes over; `0` if it
-/// cannot be allocated, a dangling non-zero address for `len == 0`.
-pub fn alloc(len: i32) -> i32 {
+/// The buffer `sluice_alloc` hands out, kept from call to call: the ABI
+/// passes ownership of it to the next call, and a call that keeps it instead
+/// of freeing it spares the next `sluice_alloc` an allocation (an allocation
+/// and a free cost more fuel than reading a small event).
+struct InputBuffer {
+    ptr: Cell<NonNull<u8>>,
+    /// Its size; `0` while none is allocated (`ptr` is dangling then).
+    cap: Cell<usize>,
+}
+
+/// Inputs smaller than this still get a buffer this large, so that the
+/// first events of slightly different sizes do not each grow it.
+const MIN_INPUT: usize = 256;
+
+/// `sluice_alloc`: a buffer of at least `len` bytes for the next call; `0`
+/// if it cannot be allocated. The kept buffer when it is large enough.
+pub fn alloc<F>(slot: &Slot<F>, len: i32) -> i32 {
     let Ok(len) = usize::try_from(len) else {
         return 0;
     };
-    if len == 0 {
-        return NonNull::<u8>::dangling().as_ptr() as usize as i32;
+    let input = &slot.input;
+    if len > input.cap.get() {
+        grow(input, len);
     }
-    let Ok(layout) = Layout::array::<u8>(len) else {
-        return 0;
-    };
-    // SAFETY: the layout has a non-zero size. A null result becomes 0, the
-    // ABI's "cannot allocate".
-    unsafe { alloc::alloc::alloc(layout) as usize as i32 }
+    input.ptr.get().as_ptr() as usize as i32
 }
 
-/// Takes back the buffer [`alloc`] handed out, so that it is freed on drop.
+/// Replaces the kept buffer by one of at least `len` bytes (`cap` stays `0`,
+/// and `ptr` null, if that cannot be allocated).
+#[cold]
+#[inline(never)]
+fn grow(input: &InputBuffer, len: usize) {
+    let cap = input.cap.replace(0);
+    if cap > 0 {
+        // SAFETY: `ptr` was allocated below with this layout.
+        unsafe { alloc::alloc::dealloc(input.ptr.get().as_ptr(), layout(cap)) };
+    }
+    let cap = len.max(MIN_INPUT);
+    if cap > isize::MAX as usize {
+        input.ptr.set(NonNull::dangling());
+        return;
+    }
+    // SAFETY: the layout has a non-zero size.
+    match NonNull::new(unsafe { alloc::alloc::alloc(layout(cap)) }) {
+        Some(ptr) => {
+            input.ptr.set(ptr);
+            input.cap.set(cap);
+        }
+        // The ABI's "cannot allocate": `sluice_alloc` returns 0.
+        None => input.ptr.set(NonNull::dangling()),
+    }
+}
+
+fn layout(cap: usize) -> Layout {
+    // Only called with 0 < cap <= isize::MAX, for which this cannot fail.
+    Layout::array::<u8>(cap).unwrap_or(Layout::new::<u8>())
+}
+
+/// The `len` bytes the host wrote at `ptr`, if that is the buffer [`alloc`]
+/// handed out (anything else is refused rather than trusted).
 ///
 /// # Safety
-/// `ptr` and `len` must come from one `alloc(len)` not taken back before.
-unsafe fn take(ptr: i32, len: i32) -> Vec<u8> {
-    match usize::try_from(len) {
-        Ok(len) if len > 0 && ptr != 0 => {
-            // SAFETY: `alloc` allocated exactly `len` bytes with alignment 1
-            // at `ptr`, which is the layout of a Vec<u8> of capacity `len`;
-            // the host filled all of them.
-            unsafe { Vec::from_raw_parts(ptr as usize as *mut u8, len, len) }
-        }
-        _ => Vec::new(),
+/// The bytes must not be used after the call returns, and the host must not
+/// call `sluice_alloc` meanwhile (it cannot: it does not enter a module that
+/// is running).
+unsafe fn input<F>(slot: &Slot<F>, ptr: i32, len: i32) -> Option<&[u8]> {
+    let len = usize::try_from(len).ok()?;
+    let input = &slot.input;
+    if len == 0 {
+        return Some(&[]);
     }
+    if ptr as u32 as usize != input.ptr.get().as_ptr() as usize || len > input.cap.get() {
+        return None;
+    }
+    // SAFETY: `ptr..ptr + len` lies in the live buffer of `cap` bytes, which
+    // the host has filled; it is not reallocated before the next `alloc`.
+    Some(unsafe { core::slice::from_raw_parts(input.ptr.get().as_ptr(), len) })
 }
 
 /// `sluice_init`: decodes the config, builds the function, keeps it.
@@ -71,17 +127,18 @@ unsafe fn take(ptr: i32, len: i32) -> Vec<u8> {
 /// As for [`take`].
 pub unsafe fn init<F: Function>(slot: &Slot<F>, ptr: i32, len: i32) -> i32 {
     // SAFETY: forwarded from the caller.
-    let bytes = unsafe { take(ptr, len) };
+    let Some(bytes) = (unsafe { input(slot, ptr, len) }) else {
+        return fail("init", Error::MALFORMED_CONFIG);
+    };
     let entries = if bytes.is_empty() {
         Vec::new()
     } else {
-        match decode_meta_list(&bytes) {
+        match decode_meta_list(bytes) {
             Ok(entries) => entries,
             Err(_) => return fail("init", Error::MALFORMED_CONFIG),
         }
     };
-    drop(bytes);
-    let Ok(mut cell) = slot.0.try_borrow_mut() else {
+    let Ok(mut cell) = slot.function.try_borrow_mut() else {
         return fail("init", Error::BUSY);
     };
     match F::init(&Config::new(entries)) {
@@ -93,19 +150,26 @@ pub unsafe fn init<F: Function>(slot: &Slot<F>, ptr: i32, len: i32) -> i32 {
     }
 }
 
-/// `sluice_on_event`: checks the event and hands a view of it to the
-/// function, built with an empty config first if `sluice_init` was never
-/// called.
+/// `sluice_on_event`: hands a view of the event to the function, built with
+/// an empty config first if `sluice_init` was never called. The view checks
+/// the event as the function reads it; if it found a malformed part, the
+/// call fails whatever the function returned.
 ///
 /// # Safety
-/// As for [`take`].
+/// As for [`input`].
 pub unsafe fn on_event<F: Function>(slot: &Slot<F>, ptr: i32, len: i32) -> i32 {
     // SAFETY: forwarded from the caller.
-    let bytes = unsafe { take(ptr, len) };
-    let Ok(event) = EventView::parse(&bytes) else {
+    let bytes = unsafe { input(slot, ptr, len) };
+    let Some(Ok(event)) = bytes.map(EventView::parse) else {
         return fail("on_event", Error::MALFORMED_EVENT);
     };
-    with_function(slot, "on_event", |function| function.on_view(&event))
+    with_function(slot, "on_event", |function| {
+        let result = function.on_view(&event);
+        if event.is_malformed() {
+            return Err(Error::MALFORMED_EVENT);
+        }
+        result
+    })
 }
 
 /// Set by [`crate::again`] during a tick.
@@ -134,7 +198,7 @@ fn with_function<F: Function>(
     entry: &str,
     call: impl FnOnce(&mut F) -> Result<(), Error>,
 ) -> i32 {
-    let result = match slot.0.try_borrow_mut() {
+    let result = match slot.function.try_borrow_mut() {
         Ok(mut cell) => ready(&mut cell).and_then(call),
         Err(_) => Err(Error::BUSY),
     };
@@ -154,6 +218,8 @@ fn ready<F: Function>(cell: &mut Option<F>) -> Result<&mut F, Error> {
 }
 
 /// Logs why `entry` failed and returns the code for the host.
+#[cold]
+#[inline(never)]
 fn fail(entry: &str, err: Error) -> i32 {
     let mut line = String::with_capacity(64);
     line.push_str(entry);

@@ -7,9 +7,9 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use sluice_event::{Event, EventWriter, abi};
+use sluice_event::{Event, abi};
 
-use crate::Error;
+use crate::{Error, EventWriter, writer};
 
 /// The raw imports. `#[link(wasm_import_module)]` needs a literal, so the
 /// names are checked against `sluice_event::abi` at compile time below.
@@ -95,24 +95,25 @@ pub(crate) fn len(bytes: &[u8]) -> i32 {
 
 /// Something [`emit`] takes: an [`Event`] or an [`EventWriter`].
 pub trait Output {
-    /// The encoded event.
-    fn encode(&self) -> Vec<u8>;
+    /// Writes the encoded event to `out`, replacing what it held.
+    fn encode_into(&self, out: &mut Vec<u8>);
 }
 
 impl Output for Event {
-    fn encode(&self) -> Vec<u8> {
-        Event::encode(self)
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        Event::encode_into(self, out);
     }
 }
 
 impl Output for EventWriter {
-    fn encode(&self) -> Vec<u8> {
-        self.finish()
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        self.finish_into(out);
     }
 }
 
 /// Emits one output event, built as an [`Event`] or (cheaper: nothing is
-/// copied twice) written with an [`EventWriter`].
+/// copied twice, and the buffers are reused from call to call) written with
+/// an [`EventWriter`].
 ///
 /// The host sets `id`, `cause` and `function`, prefixes the subject with
 /// `fn/<function>/`, fills an empty `device` from the input and a `0`
@@ -120,8 +121,12 @@ impl Output for EventWriter {
 /// levels without `+` or `#` (see [`crate::text::subject_level`]); an invalid
 /// event, or more than the host's `max_emit` events or `max_emit_bytes` bytes
 /// in one call, traps the call.
+#[inline(never)]
 pub fn emit(event: &impl Output) -> Result<(), Error> {
-    emit_encoded(&event.encode())
+    writer::with_output(|out| {
+        event.encode_into(out);
+        emit_encoded(out)
+    })
 }
 
 /// Emits one output event already encoded (with [`Event::encode`] or

@@ -83,6 +83,7 @@ mod host;
 mod runtime;
 pub mod state;
 pub mod text;
+mod writer;
 
 pub use config::{Config, Kind};
 pub use error::Error;
@@ -96,10 +97,15 @@ pub use host::{Level, Output, emit, emit_encoded, emit_room, log, log_parts, now
 pub fn again() {
     export::request_again();
 }
-pub use sluice_event::{
-    Event, EventId, EventView, EventWriter, Meta, MetaRef, Reading, ReadingRef, Value, ValueRef,
-    abi,
-};
+/// The input event, read in place and lazily: its header (ids, subject,
+/// device, times) is checked before the function runs, each reading when
+/// [`EventView::readings`] reaches it, the meta entries when they are read or
+/// copied. A malformed part reads as ended or absent and fails the call after
+/// the function returns (with [`Error::MALFORMED_EVENT`]), so nothing the
+/// function did with it leaves the call. Strings are always valid UTF-8.
+pub use sluice_event::LazyView as EventView;
+pub use sluice_event::{Event, EventId, Meta, MetaRef, Reading, ReadingRef, Value, ValueRef, abi};
+pub use writer::EventWriter;
 
 /// A Sluice function: built once per instance from its config, then called
 /// for each input event and, with `every` in its config, on a schedule.
@@ -122,7 +128,7 @@ pub trait Function: Sized {
     /// copied. By default it builds the owned [`Event`] and calls
     /// [`Function::on_event`].
     fn on_view(&mut self, event: &EventView<'_>) -> Result<(), Error> {
-        self.on_event(event.to_event())
+        self.on_event(event.to_event()?)
     }
 
     /// Handles one input event as an owned [`Event`], emitting outputs with
@@ -162,18 +168,18 @@ macro_rules! export_function {
 
             #[unsafe(no_mangle)]
             pub extern "C" fn sluice_alloc(len: i32) -> i32 {
-                $crate::export::alloc(len)
+                $crate::export::alloc(&INSTANCE, len)
             }
 
             #[unsafe(no_mangle)]
             pub extern "C" fn sluice_init(ptr: i32, len: i32) -> i32 {
-                // SAFETY: the ABI has the host pass a buffer from `sluice_alloc(len)`.
+                // SAFETY: the ABI has the host pass the buffer of the last `sluice_alloc`.
                 unsafe { $crate::export::init(&INSTANCE, ptr, len) }
             }
 
             #[unsafe(no_mangle)]
             pub extern "C" fn sluice_on_event(ptr: i32, len: i32) -> i32 {
-                // SAFETY: the ABI has the host pass a buffer from `sluice_alloc(len)`.
+                // SAFETY: the ABI has the host pass the buffer of the last `sluice_alloc`.
                 unsafe { $crate::export::on_event(&INSTANCE, ptr, len) }
             }
 

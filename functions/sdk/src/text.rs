@@ -52,19 +52,34 @@ pub fn push_i64(out: &mut String, value: i64) {
 /// assert_eq!(sluice_sdk::text::subject_level(""), "unknown");
 /// ```
 pub fn subject_level(name: &str) -> String {
+    let mut level = String::new();
+    subject_level_into(&mut level, name);
+    level
+}
+
+/// Appends [`subject_level`]`(name)` to `out`, without allocating a string
+/// of its own.
+///
+/// ```
+/// let mut s = String::from("fn/");
+/// sluice_sdk::text::subject_level_into(&mut s, "a/b");
+/// assert_eq!(s, "fn/a_b");
+/// ```
+pub fn subject_level_into(out: &mut String, name: &str) {
     if name.is_empty() {
-        return String::from("unknown");
+        out.push_str("unknown");
+        return;
     }
-    let mut level = String::from(name);
+    let start = out.len();
+    out.push_str(name);
     // SAFETY: only the ASCII bytes `/`, `+` and `#` are replaced, by the ASCII
     // byte `_`; a UTF-8 string stays UTF-8 (no byte of a multi-byte sequence
     // is ASCII).
-    for byte in unsafe { level.as_bytes_mut() } {
+    for byte in &mut unsafe { out.as_bytes_mut() }[start..] {
         if matches!(*byte, b'/' | b'+' | b'#') {
             *byte = b'_';
         }
     }
-    level
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@
 extern crate alloc;
 
 use alloc::string::String;
-use sluice_sdk::{Config, Error, EventView, EventWriter, Function, Kind, ValueRef, state, text};
+use sluice_sdk::{Config, Error, EventView, EventWriter, Function, Kind, ValueRef, state};
 
 /// The threshold function, as configured.
 pub struct Threshold {
@@ -98,7 +98,7 @@ impl Function for Threshold {
             }
         };
 
-        let mut output = EventWriter::new(&text::subject_level(input.device), input.device);
+        let mut output = EventWriter::for_device(input.device);
         output.device_time_ms(input.device_time_ms).reading(
             reading.name,
             reading.value,

@@ -129,7 +129,7 @@ fn decode<'a, T: Deserialize<'a>>(stored: Option<&'a [u8]>) -> Option<T> {
 /// The event for one device's `series` in the window `header`, ending at
 /// `end_ms`, encoded.
 fn output(header: &Header, device: &str, series: &[Series<'_>], end_ms: i64) -> Vec<u8> {
-    let mut output = EventWriter::new(&text::subject_level(device), device);
+    let mut output = EventWriter::for_device(device);
     output
         .number_meta("window_start_ms", header.start_ms as f64)
         .number_meta("window_end_ms", end_ms as f64);
