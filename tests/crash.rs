@@ -151,3 +151,87 @@ async fn sigkill_while_devices_post_keeps_function_state_and_outputs_in_step() {
         "every acknowledged reading has its output: {outputs} outputs, {acked} acknowledged"
     );
 }
+
+/// Devices posting at once, so that the function thread runs one group
+/// while the writer commits the one before.
+const DEVICES: [&str; 8] = ["d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_points_with_functions_ahead_of_the_writer_keeps_state_and_outputs_in_step()
+ {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = support::wasm::write(dir.path(), "count", support::wasm::COUNT);
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port();
+    let extra = format!(
+        "{}[coap]\nlisten = [\"127.0.0.1:{port}\"]\nrate_per_device = 100000\n",
+        support::wasm::function_toml("count", &module, "\"coap/+\"", "")
+    );
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        config_text(dir.path(), support::free_port(), "", &extra),
+    )
+    .expect("write config");
+    // Kill points vary from run to run; the seed is printed to replay one.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.subsec_nanos() as u64 | 1);
+    println!("kill-point seed: {seed}");
+    let mut rng = seed;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+
+    let server: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut acked_total = 0;
+    for round in 0..4 {
+        let mut gateway = Gateway::spawn(&config);
+        wait_until(Duration::from_secs(20), "the CoAP server", || {
+            gateway.log_count("CoAP server listening") > 0
+        })
+        .await;
+        let counters: Vec<_> = DEVICES
+            .iter()
+            .map(|_| std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)))
+            .collect();
+        let devices: Vec<_> = DEVICES
+            .iter()
+            .zip(&counters)
+            .map(|(name, acked)| support::coap::posting_device(server, name, 20_000, acked.clone()))
+            .collect();
+        let acked = || {
+            counters
+                .iter()
+                .map(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+                .sum::<u64>()
+        };
+        let kill_after = 100 + next() % 1500;
+        wait_until(
+            Duration::from_secs(30),
+            "acknowledged readings before the kill",
+            || acked() >= kill_after,
+        )
+        .await;
+        gateway.kill();
+        for device in devices {
+            device.join().expect("device");
+        }
+        acked_total += acked();
+
+        let (counter, outputs) = stored(&dir.path().join("queue.db"));
+        assert_eq!(
+            counter, outputs,
+            "round {round}: the function's state and its committed outputs agree after SIGKILL"
+        );
+        assert!(
+            outputs as u64 >= acked_total,
+            "round {round}: every acknowledged reading has its output: {outputs} outputs, {acked_total} acknowledged"
+        );
+    }
+}

@@ -265,10 +265,10 @@ impl FunctionSet {
             .collect()
     }
 
-    /// Everything so far is committed: drop the undo logs.
-    pub fn committed(&mut self) {
-        for f in &mut self.functions {
-            f.state_mut().forget_undo();
+    /// The writes before `marks` are committed: drop that part of the undo logs.
+    pub fn settle(&mut self, marks: &[usize]) {
+        for (f, &m) in self.functions.iter_mut().zip(marks) {
+            f.state_mut().settle(m);
         }
     }
 

@@ -20,8 +20,12 @@ pub struct StateMap {
     /// Sum of key and value lengths.
     size: usize,
     cap: usize,
-    /// Previous values, oldest first, since the last [`StateMap::forget_undo`].
+    /// Previous values, oldest first, of the writes not yet settled (see
+    /// [`StateMap::settle`]).
     undo: Vec<StateChange>,
+    /// Writes settled so far: marks count every write since the map was
+    /// loaded, so a mark stays valid after an older part of the log is settled.
+    settled: usize,
 }
 
 impl StateMap {
@@ -33,6 +37,7 @@ impl StateMap {
             size,
             cap,
             undo: Vec::new(),
+            settled: 0,
         }
     }
 
@@ -64,12 +69,12 @@ impl StateMap {
 
     /// A point to roll back to.
     pub fn mark(&self) -> usize {
-        self.undo.len()
+        self.settled + self.undo.len()
     }
 
-    /// Undoes every write since `mark`.
+    /// Undoes every write since `mark` (not past what is settled).
     pub fn rollback(&mut self, mark: usize) {
-        while self.undo.len() > mark {
+        while self.mark() > mark {
             let Some((key, previous)) = self.undo.pop() else {
                 break;
             };
@@ -85,10 +90,8 @@ impl StateMap {
 
     /// The current value of every key written since `mark`, once each.
     pub fn changes_since(&self, mark: usize) -> Vec<StateChange> {
-        let mut keys: Vec<&Vec<u8>> = self.undo[mark.min(self.undo.len())..]
-            .iter()
-            .map(|(k, _)| k)
-            .collect();
+        let from = mark.saturating_sub(self.settled).min(self.undo.len());
+        let mut keys: Vec<&Vec<u8>> = self.undo[from..].iter().map(|(k, _)| k).collect();
         keys.sort();
         keys.dedup();
         keys.into_iter()
@@ -96,9 +99,12 @@ impl StateMap {
             .collect()
     }
 
-    /// Drops the undo log: everything so far is committed.
-    pub fn forget_undo(&mut self) {
-        self.undo.clear();
+    /// Drops the undo log up to `mark`: the writes before it are committed
+    /// and can no longer be rolled back.
+    pub fn settle(&mut self, mark: usize) {
+        let n = mark.saturating_sub(self.settled).min(self.undo.len());
+        self.undo.drain(..n);
+        self.settled += n;
     }
 
     /// Every entry, in key order.
@@ -153,5 +159,30 @@ mod tests {
         assert_eq!(s.get(b"n"), None);
         assert_eq!(s.size(), 3);
         assert!(s.changes_since(mark).is_empty());
+    }
+
+    #[test]
+    fn settled_writes_stay_and_later_marks_still_roll_back() {
+        let mut s = StateMap::new(BTreeMap::new(), 100);
+        s.put(b"a", b"1").expect("fits");
+        let first = s.mark();
+        s.put(b"a", b"2").expect("fits");
+        let second = s.mark();
+        s.put(b"b", b"3").expect("fits");
+        s.settle(second);
+        assert_eq!(
+            s.changes_since(first),
+            vec![(b"b".to_vec(), Some(b"3".to_vec()))]
+        );
+        s.rollback(second);
+        assert_eq!((s.get(b"a"), s.get(b"b")), (Some(&b"2"[..]), None));
+        s.rollback(first);
+        assert_eq!(
+            s.get(b"a"),
+            Some(&b"2"[..]),
+            "settled writes are not undone"
+        );
+        s.put(b"c", b"4").expect("fits");
+        assert_eq!(s.mark(), second + 1, "marks keep counting across a settle");
     }
 }

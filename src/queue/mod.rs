@@ -78,7 +78,7 @@ impl Queue {
         let added = Arc::new(Notify::new());
         let ids = Arc::new(IdMint::new(boot));
         let router = Arc::new(Router::new(&config.queue.streams));
-        let pipeline = pipeline::Pipeline::start(
+        let stage = pipeline::Stage::start(
             compiled,
             &conn,
             router.clone(),
@@ -87,7 +87,7 @@ impl Queue {
             config.pipeline.dead_letter_max,
         )?;
         let mut writer =
-            Writer::new(conn, &config.queue, pipeline, metrics, added.clone()).map_err(err)?;
+            Writer::new(conn, &config.queue, stage, metrics, added.clone()).map_err(err)?;
         let mut checkpointer = None;
         if config.queue.durability == crate::config::Durability::Process {
             let (nudge, thread) = checkpoint::spawn(&path).map_err(|e| {

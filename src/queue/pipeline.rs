@@ -1,17 +1,32 @@
-//! The functions as the queue writer sees them: a submission's events go in,
-//! the rows to insert and the dead letters come out, and the state changes
-//! are stored in the same transaction (or undone with the submission).
+//! The functions beside the queue writer. They run on a thread of their own
+//! (the function thread), a group ahead of the writer: while the writer
+//! inserts and commits one group, the function thread runs the next. The
+//! writer stores what a group produced (rows, state changes, dead letters)
+//! in the group's transaction.
+//!
+//! The function thread holds each function's state with an undo log. A
+//! write is settled (dropped from the log) only once the writer reports the
+//! transaction that stored it committed; until then it can be taken back. When
+//! the queue refuses a submission, or a transaction fails, the writer rewinds
+//! the function thread to the marks taken before that work (which also takes
+//! back everything run after it, including the group ahead) and has the work
+//! after it run again, so every stored state is what the functions computed
+//! from committed inputs only, exactly as if they ran in the writer's
+//! transaction. See ARCHITECTURE.md, *Functions beside the writer*.
 
 use super::function_tables;
+use crate::functions::state::StateChange;
 use crate::functions::{Compiled, DeadLetter, Dispatch, FunctionSet, SetError};
 use crate::ids::IdMint;
 use crate::ingest::{EncodedRow, Router};
 use crate::metrics::Metrics;
-use rusqlite::{Connection, Transaction};
+use rusqlite::Connection;
 use sluice_event::EventView;
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::mpsc;
 
-/// What a submission or tick turned into.
+/// What a piece of work turned into.
 #[derive(Debug, Default)]
 pub(crate) struct Produced {
     /// Rows to insert (forwarded inputs and function outputs).
@@ -20,71 +35,72 @@ pub(crate) struct Produced {
     pub dead: Vec<DeadLetter>,
 }
 
-/// The function set with what the writer needs around it.
-pub(crate) struct Pipeline {
-    functions: FunctionSet,
-    router: Arc<Router>,
-    ids: Arc<IdMint>,
-    metrics: Arc<Metrics>,
-    dead_letter_max: u64,
+/// Work for the function thread, in the order the writer commits it.
+#[derive(Debug, Clone)]
+pub(crate) enum Work {
+    /// A submission's rows.
+    Rows(Arc<Vec<EncodedRow>>),
+    /// The tick of the named function, at `now_ms`.
+    Tick { function: String, now_ms: i64 },
 }
 
-impl Pipeline {
-    /// Gives the compiled functions their stored state.
-    pub(crate) fn start(
-        compiled: Compiled,
-        conn: &Connection,
-        router: Arc<Router>,
-        ids: Arc<IdMint>,
-        metrics: Arc<Metrics>,
-        dead_letter_max: u64,
-    ) -> Result<Pipeline, SetError> {
-        let functions = compiled.start(ids.clone(), metrics.clone(), |name| {
-            function_tables::load_state(conn, name)
-        })?;
-        Ok(Pipeline {
-            functions,
-            router,
-            ids,
-            metrics,
-            dead_letter_max,
-        })
-    }
+/// One piece of work, done.
+#[derive(Debug, Default)]
+pub(crate) struct Done {
+    /// The state marks before it: a rewind to here takes it back.
+    pub before: Vec<usize>,
+    /// Its rows and dead letters.
+    pub produced: Produced,
+    /// Its state changes, per function, to store with its rows.
+    pub changes: Vec<(String, Vec<StateChange>)>,
+}
 
-    /// Replaces the functions (config reload); their state is read afresh.
-    pub(crate) fn replace(
-        &mut self,
-        compiled: Compiled,
-        conn: &Connection,
-    ) -> Result<(), SetError> {
-        let functions = compiled.start(self.ids.clone(), self.metrics.clone(), |name| {
-            function_tables::load_state(conn, name)
-        })?;
-        self.functions = functions;
-        Ok(())
-    }
+/// A run of work, done, in order.
+#[derive(Debug, Default)]
+pub(crate) struct Ran {
+    pub done: VecDeque<Done>,
+    /// The state marks after the last piece.
+    pub after: Vec<usize>,
+}
 
-    /// The state of function `name`, as the pipeline sees it now.
-    #[cfg(test)]
-    pub(crate) fn state_of(&self, name: &str) -> Option<&crate::functions::state::StateMap> {
-        let i = self.functions.index_of(name)?;
-        Some(self.functions.functions()[i].state())
-    }
+/// The functions with what they need around them; lives on the function thread.
+struct Functions {
+    functions: FunctionSet,
+    router: Arc<Router>,
+    metrics: Arc<Metrics>,
+}
 
-    /// No functions: rows go straight to the streams.
-    pub(crate) fn is_passthrough(&self) -> bool {
-        self.functions.is_empty()
-    }
-
-    /// Creates the instances and runs init; returns the dead letters of
-    /// inits that failed (state writes and dead letters are stored by
-    /// [`Pipeline::store`] like a submission's).
-    pub(crate) fn warm(&mut self) -> Vec<DeadLetter> {
-        self.functions.warm()
+impl Functions {
+    fn run(&mut self, work: &[Work]) -> Ran {
+        let done = work
+            .iter()
+            .map(|w| {
+                let before = self.functions.marks();
+                let produced = match w {
+                    Work::Rows(rows) => self.process(rows),
+                    Work::Tick { function, now_ms } => self.tick(function, *now_ms),
+                };
+                let changes = self
+                    .functions
+                    .changes(&before)
+                    .into_iter()
+                    .map(|(name, c)| (name.to_owned(), c))
+                    .collect();
+                Done {
+                    before,
+                    produced,
+                    changes,
+                }
+            })
+            .collect();
+        Ran {
+            done,
+            after: self.functions.marks(),
+        }
     }
 
     /// Runs the functions on a submission's events.
-    pub(crate) fn process(&mut self, rows: &[EncodedRow]) -> Produced {
+    fn process(&mut self, rows: &[EncodedRow]) -> Produced {
         let mut out = Produced::default();
         for (stream, bytes) in rows {
             let Ok(event) = EventView::parse(bytes) else {
@@ -102,7 +118,7 @@ impl Pipeline {
     }
 
     /// Runs the tick of function `name`.
-    pub(crate) fn tick(&mut self, name: &str, now_ms: i64) -> Produced {
+    fn tick(&mut self, name: &str, now_ms: i64) -> Produced {
         let mut out = Produced::default();
         if let Some(i) = self.functions.index_of(name) {
             let d = self.functions.tick(i, now_ms);
@@ -129,45 +145,249 @@ impl Pipeline {
         out.dead.extend(d.dead);
     }
 
-    /// Undo marks, taken before a submission.
-    pub(crate) fn marks(&self) -> Vec<usize> {
-        self.functions.marks()
-    }
-
-    /// Undoes a submission's state writes (the queue refused it, or the transaction failed).
-    pub(crate) fn rollback(&mut self, marks: &[usize]) {
-        self.functions.rollback(marks);
-    }
-
-    /// Marks of the last commit: everything since is not stored yet.
-    pub(crate) fn zero_marks(&self) -> Vec<usize> {
-        vec![0; self.functions.functions().len()]
-    }
-
-    /// Undoes every state write since the last commit.
-    pub(crate) fn rollback_all(&mut self) {
-        self.functions.rollback(&self.zero_marks());
-    }
-
-    /// Stores the state changes since `marks` and the dead letters, in `tx`.
-    pub(crate) fn store(
-        &self,
-        tx: &Transaction<'_>,
-        marks: &[usize],
-        dead: &[DeadLetter],
-    ) -> rusqlite::Result<()> {
-        for (function, changes) in self.functions.changes(marks) {
-            function_tables::store_state(tx, function, &changes)?;
+    /// Instances and init for every function, as one piece of work.
+    fn warm(&mut self) -> Ran {
+        let before = self.functions.marks();
+        let dead = self.functions.warm();
+        let changes = self
+            .functions
+            .changes(&before)
+            .into_iter()
+            .map(|(name, c)| (name.to_owned(), c))
+            .collect();
+        Ran {
+            done: VecDeque::from([Done {
+                before,
+                produced: Produced {
+                    rows: Vec::new(),
+                    dead,
+                },
+                changes,
+            }]),
+            after: self.functions.marks(),
         }
-        function_tables::add_dead_letters(tx, dead, self.dead_letter_max)
     }
 
-    /// The transaction committed: the undo logs are no longer needed.
-    pub(crate) fn committed(&mut self) {
-        self.functions.committed();
+    fn settle(&mut self, marks: &[usize]) {
+        self.functions.settle(marks);
         self.metrics.functions_suspended.store(
             self.functions.suspended() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
     }
+}
+
+/// A function's state entries, for tests.
+#[cfg(test)]
+type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// What the writer asks of the function thread; done in order.
+enum Request {
+    /// Run this work; answered with a [`Ran`].
+    Run(Vec<Work>),
+    /// Undo every state write since these marks.
+    Rollback(Vec<usize>),
+    /// The writes before these marks are committed.
+    Settle(Vec<usize>),
+    /// Instantiate and init every function; answered with a [`Ran`].
+    Warm,
+    /// Run these functions from now on.
+    Replace(Box<FunctionSet>),
+    /// The named function's state entries (tests).
+    #[cfg(test)]
+    StateOf(String, mpsc::Sender<Option<Entries>>),
+}
+
+/// Requests a writer can have sent before it takes an answer: a group's
+/// run, the next group's, a rollback, a settle, and slack.
+const REQUESTS: usize = 8;
+
+/// The writer's handle on the function thread.
+pub(crate) struct Stage {
+    requests: Option<mpsc::SyncSender<Request>>,
+    answers: mpsc::Receiver<Ran>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Runs and warms sent whose answer is not taken yet.
+    outstanding: usize,
+    /// No functions: the writer inserts submissions as they are.
+    passthrough: bool,
+    ids: Arc<IdMint>,
+    metrics: Arc<Metrics>,
+    dead_letter_max: u64,
+}
+
+impl Stage {
+    /// Gives the compiled functions their stored state and starts the
+    /// function thread.
+    pub(crate) fn start(
+        compiled: Compiled,
+        conn: &Connection,
+        router: Arc<Router>,
+        ids: Arc<IdMint>,
+        metrics: Arc<Metrics>,
+        dead_letter_max: u64,
+    ) -> Result<Stage, SetError> {
+        let functions = compiled.start(ids.clone(), metrics.clone(), |name| {
+            function_tables::load_state(conn, name)
+        })?;
+        let passthrough = functions.is_empty();
+        let (requests, inbox) = mpsc::sync_channel(REQUESTS);
+        let (answer, answers) = mpsc::sync_channel(REQUESTS);
+        let mut functions = Functions {
+            functions,
+            router,
+            metrics: metrics.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("functions".into())
+            .spawn(move || {
+                for request in inbox {
+                    let ran = match request {
+                        Request::Run(work) => functions.run(&work),
+                        Request::Warm => functions.warm(),
+                        Request::Rollback(marks) => {
+                            functions.functions.rollback(&marks);
+                            continue;
+                        }
+                        Request::Settle(marks) => {
+                            functions.settle(&marks);
+                            continue;
+                        }
+                        Request::Replace(set) => {
+                            functions.functions = *set;
+                            continue;
+                        }
+                        #[cfg(test)]
+                        Request::StateOf(name, reply) => {
+                            let state = functions.functions.index_of(&name).map(|i| {
+                                functions.functions.functions()[i]
+                                    .state()
+                                    .entries()
+                                    .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                                    .collect()
+                            });
+                            let _ = reply.send(state);
+                            continue;
+                        }
+                    };
+                    if answer.send(ran).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| SetError::Function {
+                name: String::new(),
+                message: format!("cannot start the function thread: {e}"),
+            })?;
+        Ok(Stage {
+            requests: Some(requests),
+            answers,
+            thread: Some(thread),
+            outstanding: 0,
+            passthrough,
+            ids,
+            metrics,
+            dead_letter_max,
+        })
+    }
+
+    /// No functions: rows go straight to the streams.
+    pub(crate) fn is_passthrough(&self) -> bool {
+        self.passthrough
+    }
+
+    /// Most dead letters kept.
+    pub(crate) fn dead_letter_max(&self) -> u64 {
+        self.dead_letter_max
+    }
+
+    fn request(&self, request: Request) {
+        // The thread stops only when this handle drops its sender.
+        if let Some(requests) = &self.requests
+            && requests.send(request).is_err()
+        {
+            panic!("the function thread stopped before the queue writer");
+        }
+    }
+
+    /// Has `work` run after everything sent before; its answer comes from
+    /// [`Stage::take`] in the order sent.
+    pub(crate) fn send(&mut self, work: Vec<Work>) {
+        self.request(Request::Run(work));
+        self.outstanding += 1;
+    }
+
+    /// The answer to the oldest run not taken yet; blocks until it is done.
+    pub(crate) fn take(&mut self) -> Ran {
+        assert!(self.outstanding > 0, "no run to take");
+        self.outstanding -= 1;
+        match self.answers.recv() {
+            Ok(ran) => ran,
+            Err(_) => panic!("the function thread stopped before the queue writer"),
+        }
+    }
+
+    /// Undoes every state write since `marks`: a run after them must be
+    /// taken first (its answer is void).
+    pub(crate) fn rollback(&mut self, marks: Vec<usize>) {
+        self.request(Request::Rollback(marks));
+    }
+
+    /// The writes before `marks` are committed.
+    pub(crate) fn settle(&mut self, marks: Vec<usize>) {
+        self.request(Request::Settle(marks));
+    }
+
+    /// Creates the instances and runs init; the answer holds the dead
+    /// letters of inits that failed and the state they wrote.
+    pub(crate) fn warm(&mut self) -> Ran {
+        self.request(Request::Warm);
+        self.outstanding += 1;
+        self.take()
+    }
+
+    /// Replaces the functions (config reload) with their state read afresh
+    /// from `conn`. Only between groups: nothing may be outstanding.
+    pub(crate) fn replace(
+        &mut self,
+        compiled: Compiled,
+        conn: &Connection,
+    ) -> Result<(), SetError> {
+        debug_assert_eq!(self.outstanding, 0, "replaced with work in flight");
+        let functions = compiled.start(self.ids.clone(), self.metrics.clone(), |name| {
+            function_tables::load_state(conn, name)
+        })?;
+        self.passthrough = functions.is_empty();
+        self.request(Request::Replace(Box::new(functions)));
+        Ok(())
+    }
+
+    /// The state of function `name`, as the function thread sees it now.
+    #[cfg(test)]
+    pub(crate) fn state_of(&self, name: &str) -> Option<Entries> {
+        let (reply, answer) = mpsc::channel();
+        self.request(Request::StateOf(name.to_owned(), reply));
+        answer.recv().ok().flatten()
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        self.requests.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Stores a piece of work's state changes and dead letters in `tx`.
+pub(crate) fn store(
+    tx: &rusqlite::Transaction<'_>,
+    done: &Done,
+    dead_letter_max: u64,
+) -> rusqlite::Result<()> {
+    for (function, changes) in &done.changes {
+        function_tables::store_state(tx, function, changes)?;
+    }
+    function_tables::add_dead_letters(tx, &done.produced.dead, dead_letter_max)
 }

@@ -9,7 +9,7 @@
 
 use super::checkpoint;
 use super::exchange_table;
-use super::pipeline::{Pipeline, Produced};
+use super::pipeline::{self, Done, Ran, Stage, Work};
 use super::state_table;
 use super::streams::{Losses, StreamLoad, Streams};
 use super::streams::{StreamChangeError, stream_change_needs_restart};
@@ -18,7 +18,7 @@ use crate::config::{QueueConfig, StreamConfig};
 use crate::functions::Compiled;
 use crate::ingest::{IngestError, Intake, LoadState, Recall, Submission};
 use crate::metrics::Metrics;
-use rusqlite::{Connection, Transaction};
+use rusqlite::Connection;
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -149,7 +149,8 @@ pub(crate) struct Writer {
     streams: Streams,
     /// The streams as configured now (see [`Writer::set_streams`]).
     stream_configs: Vec<StreamConfig>,
-    pipeline: Pipeline,
+    /// The functions, on their own thread.
+    stage: Stage,
     metrics: Arc<Metrics>,
     /// Woken after every commit that added records.
     added: Arc<Notify>,
@@ -183,6 +184,19 @@ const EXCHANGE_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs
 /// Least time between two warnings about shed records.
 const LOSS_WARNING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Commands committed in one transaction, with the work they gave the
+/// function thread.
+struct Group {
+    /// In the order they arrived.
+    commands: Vec<Command>,
+    /// The `Insert` and `Tick` commands' work, in order (none without
+    /// functions), kept to be run again after a rewind.
+    work: Vec<Work>,
+    /// Answered once the group is committed.
+    recalls: Vec<Recall>,
+    loads: Vec<LoadState>,
+}
+
 /// What one command came to inside the transaction; replies are sent
 /// only after the transaction commits.
 enum Outcome {
@@ -198,7 +212,7 @@ impl Writer {
     pub(crate) fn new(
         conn: Connection,
         config: &QueueConfig,
-        pipeline: Pipeline,
+        stage: Stage,
         metrics: Arc<Metrics>,
         added: Arc<Notify>,
     ) -> rusqlite::Result<Writer> {
@@ -207,7 +221,7 @@ impl Writer {
             conn,
             streams,
             stream_configs: config.streams.clone(),
-            pipeline,
+            stage,
             metrics,
             added,
             max_batch: config.max_batch,
@@ -225,23 +239,26 @@ impl Writer {
     /// Instantiates the functions and runs their init in a transaction of
     /// its own, so init's state writes and failures are stored.
     fn warm_functions(&mut self) {
-        if self.pipeline.is_passthrough() {
+        if self.stage.is_passthrough() {
             return;
         }
-        let dead = self.pipeline.warm();
+        let ran = self.stage.warm();
+        let Some(done) = ran.done.front() else {
+            return;
+        };
+        let max = self.stage.dead_letter_max();
         let result = (|| {
             let tx = self.conn.transaction()?;
-            self.pipeline
-                .store(&tx, &self.pipeline.zero_marks(), &dead)?;
+            pipeline::store(&tx, done, max)?;
             tx.commit()
         })();
         match result {
             Ok(()) => {
-                Metrics::add(&self.metrics.dead_letters, dead.len() as u64);
-                self.pipeline.committed();
+                Metrics::add(&self.metrics.dead_letters, done.produced.dead.len() as u64);
+                self.stage.settle(ran.after);
             }
             Err(error) => {
-                self.pipeline.rollback_all();
+                self.stage.rollback(done.before.clone());
                 tracing::error!(error = %error, "Cannot store the functions' init results");
             }
         }
@@ -249,7 +266,7 @@ impl Writer {
 
     /// Swaps in a new function set (config reload).
     fn install(&mut self, compiled: Compiled) {
-        match self.pipeline.replace(compiled, &self.conn) {
+        match self.stage.replace(compiled, &self.conn) {
             Ok(()) => {
                 tracing::info!("Functions reloaded; suspended functions run again");
                 self.warm_functions();
@@ -315,16 +332,28 @@ impl Writer {
 
     /// Runs until `Shutdown` arrives or every sender is gone. After
     /// `Shutdown`, what was already sent is still committed.
+    ///
+    /// With functions, a group is handed to the function thread as soon as
+    /// it is taken, and committed once the next group is handed over (or
+    /// right away when nothing else is waiting): the functions run on one
+    /// group while the writer commits the one before.
     pub(crate) fn run(mut self, mut inbox: Inbox) {
         let mut stopping = false;
+        let mut ahead: Option<Group> = None;
         loop {
-            let first = if stopping {
+            let first = if stopping || ahead.is_some() {
                 inbox.try_next()
             } else {
                 inbox.next()
             };
             let Some(first) = first else {
-                break;
+                match ahead.take() {
+                    Some(group) => {
+                        self.commit(group, None);
+                        continue;
+                    }
+                    None => break,
+                }
             };
             let mut batch = vec![first];
             let mut events = batch_events(&batch[0]);
@@ -344,8 +373,12 @@ impl Writer {
             let mut loads = Vec::new();
             for c in batch {
                 match c {
-                    Command::Install(compiled) => self.install(*compiled),
+                    Command::Install(compiled) => {
+                        self.flush(&mut ahead);
+                        self.install(*compiled);
+                    }
                     Command::SetStreams { streams, reply } => {
+                        self.flush(&mut ahead);
                         let _ = reply.send(self.set_streams(streams));
                     }
                     Command::Recall(recall) => recalls.push(recall),
@@ -353,18 +386,87 @@ impl Writer {
                     other => rest.push(other),
                 }
             }
-            self.commit(rest);
-            for recall in recalls {
-                self.recall(recall);
+            let group = self.group(rest, recalls, loads);
+            if let Some(before) = ahead.take() {
+                self.commit(before, Some(&group));
             }
-            for load in loads {
-                self.load_state(load);
+            if group.work.is_empty() {
+                self.commit(group, None);
+            } else {
+                ahead = Some(group);
             }
         }
         tracing::info!(
             records = self.streams.total().records,
             "Queue writer stopped; pending events committed"
         );
+    }
+
+    /// Makes a group of `commands` and hands its work to the function thread.
+    fn group(
+        &mut self,
+        mut commands: Vec<Command>,
+        recalls: Vec<Recall>,
+        loads: Vec<LoadState>,
+    ) -> Group {
+        let mut work = Vec::new();
+        if !self.stage.is_passthrough() {
+            let now = now_ms();
+            for command in &mut commands {
+                match command {
+                    Command::Insert(s) => {
+                        work.push(Work::Rows(Arc::new(std::mem::take(&mut s.rows))));
+                    }
+                    Command::Tick { function } => work.push(Work::Tick {
+                        function: function.clone(),
+                        now_ms: now,
+                    }),
+                    _ => {}
+                }
+            }
+        }
+        if !work.is_empty() {
+            self.stage.send(work.clone());
+        }
+        Group {
+            commands,
+            work,
+            recalls,
+            loads,
+        }
+    }
+
+    /// Commits the group ahead, if there is one.
+    fn flush(&mut self, ahead: &mut Option<Group>) {
+        if let Some(group) = ahead.take() {
+            self.commit(group, None);
+        }
+    }
+
+    /// Takes the function thread back to `marks`, which also takes back the
+    /// run of `next` (the group handed over after this one): runs `rest` (the
+    /// work after the point rewound to) and `next`'s work again, in that
+    /// order, and returns `rest`'s answer.
+    fn rewind(
+        stage: &mut Stage,
+        marks: Vec<usize>,
+        rest: Vec<Work>,
+        next: Option<&Group>,
+    ) -> Option<Ran> {
+        let next = next.filter(|g| !g.work.is_empty());
+        if next.is_some() {
+            // Run on state that is being taken back: void.
+            let _ = stage.take();
+        }
+        stage.rollback(marks);
+        let again = !rest.is_empty();
+        if again {
+            stage.send(rest);
+        }
+        if let Some(next) = next {
+            stage.send(next.work.clone());
+        }
+        again.then(|| stage.take())
     }
 
     /// Answers a recall from what is committed.
@@ -389,12 +491,27 @@ impl Writer {
             .send(found.map_err(|e| Arc::new(e) as crate::ingest::StorageError));
     }
 
-    /// One group commit for everything in `batch`.
-    fn commit(&mut self, mut batch: Vec<Command>) {
+    /// One group commit for everything in `group`; `next` is the group
+    /// handed to the function thread after it, if any.
+    fn commit(&mut self, mut group: Group, next: Option<&Group>) {
         let before = self.streams.snapshot();
-        match self.apply(&mut batch) {
-            Ok((outcomes, losses)) => {
-                self.pipeline.committed();
+        let ran = (!group.work.is_empty()).then(|| self.stage.take());
+        let start = ran
+            .as_ref()
+            .and_then(|r| r.done.front())
+            .map(|d| d.before.clone());
+        let result = self.apply(&mut group, ran, next);
+        let Group {
+            commands: batch,
+            recalls,
+            loads,
+            ..
+        } = group;
+        match result {
+            Ok((outcomes, losses, settled)) => {
+                if let Some(marks) = settled {
+                    self.stage.settle(marks);
+                }
                 Metrics::add(&self.metrics.queue_commits, 1);
                 if let Some(c) = &self.checkpoint
                     && c.wal_frames.load(std::sync::atomic::Ordering::Relaxed) >= c.threshold_frames
@@ -437,7 +554,9 @@ impl Writer {
             }
             Err(error) => {
                 self.streams.restore(before);
-                self.pipeline.rollback_all();
+                if let Some(start) = start {
+                    Self::rewind(&mut self.stage, start, Vec::new(), next);
+                }
                 Metrics::add(&self.metrics.queue_storage_errors, 1);
                 tracing::error!(error = %error, "Queue transaction failed; its submissions are refused");
                 let reason = IngestError::Storage(Arc::new(error));
@@ -465,15 +584,43 @@ impl Writer {
                 }
             }
         }
+        for recall in recalls {
+            self.recall(recall);
+        }
+        for load in loads {
+            self.load_state(load);
+        }
     }
 
-    /// Applies the batch in one transaction; on error nothing is committed.
-    fn apply(&mut self, batch: &mut [Command]) -> rusqlite::Result<(Vec<Outcome>, Losses)> {
+    /// Applies the group in one transaction; on error nothing is
+    /// committed. `ran` is the function thread's answer for its work.
+    /// Returns the outcomes, the losses and the state marks to settle.
+    fn apply(
+        &mut self,
+        group: &mut Group,
+        ran: Option<Ran>,
+        next: Option<&Group>,
+    ) -> rusqlite::Result<(Vec<Outcome>, Losses, Option<Vec<usize>>)> {
         let tx = self.conn.transaction()?;
         let now = now_ms();
-        let mut outcomes = Vec::with_capacity(batch.len());
+        let max_dead = self.stage.dead_letter_max();
+        let (mut done, mut settled) = match ran {
+            Some(ran) => (ran.done, Some(ran.after)),
+            None => (Default::default(), None),
+        };
+        let mut taken = 0;
+        let mut outcomes = Vec::with_capacity(group.commands.len());
         let (mut stored, mut sweep) = (0, false);
-        for command in batch {
+        for command in &mut group.commands {
+            // The function thread's result for this command, if it had work.
+            let has_work = !group.work.is_empty()
+                && matches!(command, Command::Insert(_) | Command::Tick { .. });
+            let result: Option<Done> = if has_work {
+                taken += 1;
+                done.pop_front()
+            } else {
+                None
+            };
             outcomes.push(match command {
                 Command::Insert(Submission {
                     rows,
@@ -481,15 +628,27 @@ impl Writer {
                     state,
                     ..
                 }) => {
-                    let outcome = if self.pipeline.is_passthrough() {
-                        match self.streams.insert(&tx, rows, now)? {
+                    let outcome = match result {
+                        None => match self.streams.insert(&tx, rows, now)? {
                             Ok(()) => Outcome::Inserted(rows.len() as u64, 0),
                             Err(error) => Outcome::Refused(error),
-                        }
-                    } else {
-                        let marks = self.pipeline.marks();
-                        let produced = self.pipeline.process(rows);
-                        place(&mut self.streams, &mut self.pipeline, &tx, produced, &marks, now)?
+                        },
+                        Some(mut d) => match self.streams.insert(&tx, &mut d.produced.rows, now)? {
+                            Ok(()) => {
+                                pipeline::store(&tx, &d, max_dead)?;
+                                Outcome::Inserted(
+                                    d.produced.rows.len() as u64,
+                                    d.produced.dead.len() as u64,
+                                )
+                            }
+                            Err(error) => {
+                                let rest = group.work[taken..].to_vec();
+                                let again = Self::rewind(&mut self.stage, d.before.clone(), rest, next);
+                                settled = Some(again.as_ref().map_or(d.before, |r| r.after.clone()));
+                                done = again.map(|r| r.done).unwrap_or_default();
+                                Outcome::Refused(error)
+                            }
+                        },
                     };
                     if let (Outcome::Inserted(..), Some(exchange)) = (&outcome, exchange) {
                         exchange_table::store(&tx, exchange)?;
@@ -500,17 +659,26 @@ impl Writer {
                     }
                     outcome
                 }
-                Command::Tick { function } => {
-                    let marks = self.pipeline.marks();
-                    let produced = self.pipeline.tick(function, now);
-                    match place(&mut self.streams, &mut self.pipeline, &tx, produced, &marks, now)? {
-                        Outcome::Refused(error) => {
+                Command::Tick { function } => match result {
+                    None => Outcome::Done,
+                    Some(mut d) => match self.streams.insert(&tx, &mut d.produced.rows, now)? {
+                        Ok(()) => {
+                            pipeline::store(&tx, &d, max_dead)?;
+                            Outcome::Inserted(
+                                d.produced.rows.len() as u64,
+                                d.produced.dead.len() as u64,
+                            )
+                        }
+                        Err(error) => {
                             tracing::warn!(function = %function, error = %error, "Tick outputs refused by the queue; the function's state is kept for the next tick");
+                            let rest = group.work[taken..].to_vec();
+                            let again = Self::rewind(&mut self.stage, d.before.clone(), rest, next);
+                            settled = Some(again.as_ref().map_or(d.before, |r| r.after.clone()));
+                            done = again.map(|r| r.done).unwrap_or_default();
                             Outcome::Done
                         }
-                        other => other,
-                    }
-                }
+                    },
+                },
                 Command::Install(_)
                 | Command::SetStreams { .. }
                 | Command::Ping(_)
@@ -538,7 +706,7 @@ impl Writer {
         }
         let losses = self.streams.flush(&tx)?;
         tx.commit()?;
-        Ok((outcomes, losses))
+        Ok((outcomes, losses, settled))
     }
 
     /// Counts committed losses, warning at most every few seconds.
@@ -577,28 +745,6 @@ impl Writer {
     }
 }
 
-/// Inserts what functions produced and stores their state changes and
-/// dead letters; if the queue refuses the rows, the state writes are undone.
-fn place(
-    streams: &mut Streams,
-    pipeline: &mut Pipeline,
-    tx: &Transaction<'_>,
-    mut produced: Produced,
-    marks: &[usize],
-    now: i64,
-) -> rusqlite::Result<Outcome> {
-    Ok(match streams.insert(tx, &mut produced.rows, now)? {
-        Ok(()) => {
-            pipeline.store(tx, marks, &produced.dead)?;
-            Outcome::Inserted(produced.rows.len() as u64, produced.dead.len() as u64)
-        }
-        Err(error) => {
-            pipeline.rollback(marks);
-            Outcome::Refused(error)
-        }
-    })
-}
-
 fn batch_events(c: &Command) -> usize {
     match c {
         Command::Insert(s) => s.rows.len().max(1),
@@ -620,7 +766,7 @@ mod tests {
         let conn = super::super::schema::open_writer(&dir.join("q.db"), config.queue.durability)
             .expect("open");
         let metrics = Arc::new(Metrics::default());
-        let pipeline = Pipeline::start(
+        let stage = Stage::start(
             Compiled::new(config).expect("modules compile"),
             &conn,
             Arc::new(crate::ingest::Router::new(&config.queue.streams)),
@@ -628,11 +774,11 @@ mod tests {
             metrics.clone(),
             config.pipeline.dead_letter_max,
         )
-        .expect("pipeline");
+        .expect("function thread");
         let w = Writer::new(
             conn,
             &config.queue,
-            pipeline,
+            stage,
             metrics.clone(),
             Arc::new(Notify::new()),
         )
@@ -640,10 +786,18 @@ mod tests {
         (w, metrics)
     }
 
+    impl Writer {
+        /// Commits `commands` as one group, with nothing handed over after it.
+        fn commit_now(&mut self, commands: Vec<Command>) {
+            let group = self.group(commands, Vec::new(), Vec::new());
+            self.commit(group, None);
+        }
+    }
+
     fn insert(w: &mut Writer, events: &[Event]) -> Result<(), IngestError> {
         let (reply, mut rx) = oneshot::channel();
         let rows = events.iter().map(|e| (0, e.encode())).collect();
-        w.commit(vec![Command::Insert(Submission {
+        w.commit_now(vec![Command::Insert(Submission {
             rows,
             exchange: None,
             state: None,
@@ -670,7 +824,7 @@ mod tests {
             },
             events: events.iter().map(|e| e.id).collect(),
         };
-        w.commit(vec![Command::Insert(Submission {
+        w.commit_now(vec![Command::Insert(Submission {
             rows,
             exchange: Some(exchange),
             state: None,
@@ -723,7 +877,7 @@ mod tests {
                 value: v.map(<[u8]>::to_vec),
             })
             .collect();
-        w.commit(vec![Command::Insert(Submission {
+        w.commit_now(vec![Command::Insert(Submission {
             rows,
             exchange: None,
             state: Some(crate::ingest::StateRows {
@@ -979,7 +1133,7 @@ mod tests {
         assert!(last >= 3, "{last}");
 
         let (reply, mut rx) = oneshot::channel();
-        w.commit(vec![Command::Delete {
+        w.commit_now(vec![Command::Delete {
             seqs: (1..=last).collect(),
             reply,
         }]);
@@ -1041,9 +1195,11 @@ mod tests {
     }
 
     fn counter_in_memory(w: &Writer) -> Option<i64> {
-        w.pipeline.state_of("count").and_then(|s| {
-            s.get(b"n")
-                .map(|v| i64::from_le_bytes(v.try_into().expect("8 bytes")))
+        w.stage.state_of("count").and_then(|entries| {
+            entries
+                .into_iter()
+                .find(|(k, _)| k == b"n")
+                .map(|(_, v)| i64::from_le_bytes(v.try_into().expect("8 bytes")))
         })
     }
 
@@ -1087,7 +1243,7 @@ mod tests {
         let (b, mut rb) = oneshot::channel();
         let rows = |n| (1..=n).map(|i| (0, event(i, 1).encode())).collect();
         // Two submissions in one group commit: the second sees the first's count.
-        w.commit(vec![
+        w.commit_now(vec![
             Command::Insert(Submission {
                 rows: rows(3),
                 exchange: None,
@@ -1104,5 +1260,70 @@ mod tests {
         ra.try_recv().expect("replied").expect("accepted");
         rb.try_recv().expect("replied").expect("accepted");
         assert_eq!(stored(&w), (Some(7), 7));
+    }
+
+    /// A submission of events `ids` (payload `size`), and its reply.
+    fn submission(
+        ids: std::ops::RangeInclusive<u64>,
+        size: usize,
+    ) -> (Command, oneshot::Receiver<Result<(), IngestError>>) {
+        let (reply, rx) = oneshot::channel();
+        let rows = ids.map(|i| (0, event(i, size).encode())).collect();
+        let command = Command::Insert(Submission {
+            rows,
+            exchange: None,
+            state: None,
+            reply,
+        });
+        (command, rx)
+    }
+
+    #[test]
+    fn a_refusal_in_the_group_committing_reruns_the_group_ahead_on_rolled_back_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut w, _) = counting_writer(dir.path(), 4);
+        let (a1, mut ra1) = submission(1..=2, 1);
+        let (a2, mut ra2) = submission(3..=5, 1);
+        let (b1, mut rb1) = submission(6..=7, 1);
+        // The function thread runs both groups before the first commits.
+        let first = w.group(vec![a1, a2], Vec::new(), Vec::new());
+        let second = w.group(vec![b1], Vec::new(), Vec::new());
+        w.commit(first, Some(&second));
+        ra1.try_recv().expect("replied").expect("accepted");
+        let refused = ra2.try_recv().expect("replied");
+        assert!(
+            matches!(refused, Err(IngestError::QueueFull { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(stored(&w), (Some(2), 2));
+
+        // The second group counted on top of the refused submission's count
+        // once; it ran again on the count without it.
+        w.commit(second, None);
+        rb1.try_recv().expect("replied").expect("accepted");
+        assert_eq!(stored(&w), (Some(4), 4), "state and outputs agree");
+        assert_eq!(counter_in_memory(&w), Some(4));
+    }
+
+    #[test]
+    fn a_failed_commit_takes_back_its_state_and_reruns_the_group_ahead() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut w, _) = counting_writer(dir.path(), 1000);
+        insert(&mut w, &[event(1, 1)]).expect("accepted");
+        disk_full(&w, true);
+        let (a, mut ra) = submission(2..=3, 20_000);
+        let (b, mut rb) = submission(4..=4, 1);
+        let first = w.group(vec![a], Vec::new(), Vec::new());
+        let second = w.group(vec![b], Vec::new(), Vec::new());
+        w.commit(first, Some(&second));
+        let failed = ra.try_recv().expect("replied");
+        assert!(matches!(failed, Err(IngestError::Storage(_))), "{failed:?}");
+        assert_eq!(stored(&w), (Some(1), 1));
+
+        disk_full(&w, false);
+        w.commit(second, None);
+        rb.try_recv().expect("replied").expect("accepted");
+        assert_eq!(stored(&w), (Some(2), 2), "the failed group's count is gone");
+        assert_eq!(counter_in_memory(&w), Some(2));
     }
 }
