@@ -99,9 +99,9 @@ fn main() {
         "64 producers × 1 event per submission, `process` durability, {secs} s per scenario, databases under `/var/tmp`, the uplink pointed at a closed port. Every scenario runs in this same process; the first is the baseline.\n"
     );
     println!(
-        "| pipeline | events in/s | records queued/s | function calls/s | writer thread busy |"
+        "| pipeline | events in/s | records queued/s | function calls/s | writer thread busy | function thread busy |"
     );
-    println!("|---|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -146,11 +146,12 @@ fn main() {
         let _ = std::process::Command::new("sync").status();
         let r = rt.block_on(run(dir.path(), &extra, Duration::from_secs_f64(secs)));
         println!(
-            "| {label} | **{:.0}** | {:.0} | {:.0} | {:.0}% |",
+            "| {label} | **{:.0}** | {:.0} | {:.0} | {:.0}% | {:.0}% |",
             r.events as f64 / r.secs,
             r.queued as f64 / r.secs,
             r.calls as f64 / r.secs,
-            r.writer_cpu_s / r.secs * 100.0
+            r.writer_cpu_s / r.secs * 100.0,
+            r.functions_cpu_s / r.secs * 100.0
         );
     }
 }
@@ -232,6 +233,8 @@ struct Run {
     calls: u64,
     secs: f64,
     writer_cpu_s: f64,
+    /// Of the function thread (none before functions left the writer thread).
+    functions_cpu_s: f64,
 }
 
 async fn run(dir: &Path, extra: &str, run_for: Duration) -> Run {
@@ -248,6 +251,7 @@ async fn run(dir: &Path, extra: &str, run_for: Duration) -> Run {
     let metrics = runtime.metrics();
     let before = metrics.snapshot();
     let writer_before = thread_cpu_s("queue-writer");
+    let functions_before = thread_cpu_s("functions");
     let start = Instant::now();
     let deadline = start + run_for;
     let mut tasks = Vec::new();
@@ -277,6 +281,7 @@ async fn run(dir: &Path, extra: &str, run_for: Duration) -> Run {
     }
     let secs = start.elapsed().as_secs_f64();
     let writer_cpu_s = thread_cpu_s("queue-writer") - writer_before;
+    let functions_cpu_s = thread_cpu_s("functions") - functions_before;
     let after = metrics.snapshot();
     runtime.shutdown().await;
     assert_eq!(
@@ -289,6 +294,7 @@ async fn run(dir: &Path, extra: &str, run_for: Duration) -> Run {
         calls: after.functions_calls - before.functions_calls,
         secs,
         writer_cpu_s,
+        functions_cpu_s,
     }
 }
 

@@ -47,7 +47,7 @@ fn options(scenarios: &[&str], devices: usize, baselines: bool) -> Options {
         loadgen: std::env::current_exe().expect("this test's path"),
         scale: dist.join("scale.wasm"),
         cayenne_lpp: dist.join("cayenne-lpp.wasm"),
-        function: true,
+        functions: sluice_loadgen::e2e::Functions::Scale,
         dir: std::env::temp_dir(),
         seconds: 0.5,
         devices,

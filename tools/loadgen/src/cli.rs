@@ -121,6 +121,10 @@ enum Command {
         /// No `scale` function: readings go to the queue as they are.
         #[arg(long)]
         no_function: bool,
+        /// Three functions per reading instead of `scale` alone: `scale` →
+        /// `threshold` + `deadband` (modules beside `--scale`).
+        #[arg(long, conflicts_with = "no_function")]
+        chain: bool,
         /// Keep the folder with the logs and the database afterwards.
         #[arg(long)]
         keep: bool,
@@ -216,6 +220,7 @@ fn run(command: Command) -> Result<()> {
             scenarios,
             no_baselines,
             no_function,
+            chain,
             keep,
         } => {
             let sluice = sluice.unwrap_or_else(|| {
@@ -236,7 +241,11 @@ fn run(command: Command) -> Result<()> {
                 loadgen: std::env::current_exe().context("this program's path")?,
                 scale,
                 cayenne_lpp,
-                function: !no_function,
+                functions: match (no_function, chain) {
+                    (true, _) => e2e::Functions::None,
+                    (false, true) => e2e::Functions::Chain,
+                    (false, false) => e2e::Functions::Scale,
+                },
                 dir,
                 seconds: s,
                 devices: devices.max(1),

@@ -132,9 +132,8 @@ pub struct Options {
     pub scale: PathBuf,
     /// The `cayenne-lpp` function module: the GWMP scenarios' decoder.
     pub cayenne_lpp: PathBuf,
-    /// Run `scale` on every reading (off: readings go to the queue as
-    /// they are, to measure what the function costs by difference).
-    pub function: bool,
+    /// The functions every CoAP reading goes through.
+    pub functions: Functions,
     /// Where the gateway's database goes (a disk, not tmpfs, to be honest).
     pub dir: PathBuf,
     /// Seconds of load per scenario.
@@ -398,16 +397,35 @@ decoder = "cayenne-lpp"
     Ok(text)
 }
 
-fn write_config(opts: &Options, dir: &Path, mqtt: u16, coap: u16, lorawan: u16) -> Result<PathBuf> {
-    let function = if opts.function {
-        let scale = std::fs::canonicalize(&opts.scale).with_context(|| {
-            format!(
-                "{} (build it with functions/build.sh)",
-                opts.scale.display()
-            )
-        })?;
+/// The functions every CoAP reading goes through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Functions {
+    /// None: readings go to the queue as they are, to measure what
+    /// functions cost by difference.
+    None,
+    /// `scale` (°C → °F); its output is queued.
+    Scale,
+    /// `scale` → `threshold` + `deadband`: three calls per reading. Only
+    /// `deadband`'s output is queued; it passes every reading on (its
+    /// sequence number and send time always move by more than `delta`),
+    /// and `threshold` never fires (the temperature stays below `high`).
+    Chain,
+}
+
+/// The `[[functions]]` tables of `opts.functions`; the modules are `scale`
+/// and, for the chain, `threshold` and `deadband` beside it.
+fn functions_config(opts: &Options) -> Result<String> {
+    if opts.functions == Functions::None {
+        return Ok(String::new());
+    }
+    let scale = std::fs::canonicalize(&opts.scale).with_context(|| {
         format!(
-            r#"
+            "{} (build it with functions/build.sh)",
+            opts.scale.display()
+        )
+    })?;
+    let mut text = format!(
+        r#"
 [[functions]]
 name = "scale"
 module = "{scale}"
@@ -418,11 +436,41 @@ factor = 1.8
 offset = 32
 unit = "degF"
 "#,
-            scale = scale.display()
-        )
-    } else {
-        String::new()
-    };
+        scale = scale.display()
+    );
+    if opts.functions == Functions::Chain {
+        let module = |name: &str| -> Result<PathBuf> {
+            let path = scale.with_file_name(format!("{name}.wasm"));
+            std::fs::canonicalize(&path)
+                .with_context(|| format!("{} (build it with functions/build.sh)", path.display()))
+        };
+        text.push_str(&format!(
+            r#"
+[[functions]]
+name = "threshold"
+module = "{threshold}"
+subscribe = ["fn/scale/#"]
+[functions.config]
+reading = "temperature"
+high = 86
+low = 80
+
+[[functions]]
+name = "deadband"
+module = "{deadband}"
+subscribe = ["fn/scale/#"]
+[functions.config]
+delta = 0.5
+"#,
+            threshold = module("threshold")?.display(),
+            deadband = module("deadband")?.display(),
+        ));
+    }
+    Ok(text)
+}
+
+fn write_config(opts: &Options, dir: &Path, mqtt: u16, coap: u16, lorawan: u16) -> Result<PathBuf> {
+    let function = functions_config(opts)?;
     let text = format!(
         r#"# Written by sluice-loadgen e2e: CoAP → (scale) → queue (process durability) → MQTT,
 # and LoRaWAN (GWMP) → cayenne-lpp → queue → MQTT if a scenario sends uplinks.
@@ -876,10 +924,10 @@ fn pct(cpu_us: u64, secs: f64) -> String {
 pub fn print_tables(opts: &Options, report: &Report) {
     println!(
         "## End to end: CoAP CON/NON → {}queue (`process`) → MQTT QoS 1 → mosquitto → subscriber; GWMP (LoRaWAN ABP uplinks) → `cayenne-lpp` → queue → the same\n\n{} s per scenario, {} devices, every process on the same machine; load average {} at the start, {} at the end. CPU as % of one core (the machine has as many hundreds as cores; \"machine\" counts every process on it, also those outside the benchmark) over the scenario's window (from the generator's start until every acknowledged reading arrived upstream); the generator's over its own run.\n",
-        if opts.function {
-            "`scale` → "
-        } else {
-            "(no function) "
+        match opts.functions {
+            Functions::None => "(no function) ",
+            Functions::Scale => "`scale` → ",
+            Functions::Chain => "`scale` → `threshold` + `deadband` → ",
         },
         opts.seconds,
         opts.devices,
