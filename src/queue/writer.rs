@@ -192,6 +192,8 @@ struct Group {
     /// The `Insert` and `Tick` commands' work, in order (none without
     /// functions), kept to be run again after a rewind.
     work: Vec<Work>,
+    /// The function thread's answer for `work`, once taken.
+    ran: Option<Ran>,
     /// Answered once the group is committed.
     recalls: Vec<Recall>,
     loads: Vec<LoadState>,
@@ -341,6 +343,15 @@ impl Writer {
         let mut stopping = false;
         let mut ahead: Option<Group> = None;
         loop {
+            // The answer for the group ahead first: while the writer waits
+            // for it, replies of the last commit bring producers back, so the
+            // next group is taken fuller.
+            if let Some(group) = &mut ahead
+                && !group.work.is_empty()
+                && group.ran.is_none()
+            {
+                group.ran = Some(self.stage.take());
+            }
             let first = if stopping || ahead.is_some() {
                 inbox.try_next()
             } else {
@@ -431,6 +442,7 @@ impl Writer {
         Group {
             commands,
             work,
+            ran: None,
             recalls,
             loads,
         }
@@ -495,7 +507,10 @@ impl Writer {
     /// handed to the function thread after it, if any.
     fn commit(&mut self, mut group: Group, next: Option<&Group>) {
         let before = self.streams.snapshot();
-        let ran = (!group.work.is_empty()).then(|| self.stage.take());
+        let ran = match group.ran.take() {
+            Some(ran) => Some(ran),
+            None => (!group.work.is_empty()).then(|| self.stage.take()),
+        };
         let start = ran
             .as_ref()
             .and_then(|r| r.done.front())
