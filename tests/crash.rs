@@ -77,6 +77,26 @@ async fn sigkill_mid_drain_loses_nothing() {
     }
 }
 
+/// Writes the config of a gateway in `dir` whose `count` function counts
+/// every CoAP reading in its state and re-emits it; returns the config's
+/// path and the CoAP port. The uplink points at a closed port: every output
+/// stays in the queue to be counted.
+fn counting_gateway(dir: &std::path::Path) -> (std::path::PathBuf, u16) {
+    let module = support::wasm::write(dir, "count", support::wasm::COUNT);
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port();
+    let extra = format!(
+        "{}[coap]\nlisten = [\"127.0.0.1:{port}\"]\nrate_per_device = 100000\n",
+        support::wasm::function_toml("count", &module, "\"coap/+\"", "")
+    );
+    let config = dir.join("sluice.toml");
+    std::fs::write(&config, config_text(dir, support::free_port(), "", &extra))
+        .expect("write config");
+    (config, port)
+}
+
 /// (the function's stored counter, the records queued) in the database.
 fn stored(db: &std::path::Path) -> (i64, i64) {
     let conn = rusqlite::Connection::open(db).expect("open the queue");
@@ -97,22 +117,7 @@ fn stored(db: &std::path::Path) -> (i64, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_while_devices_post_keeps_function_state_and_outputs_in_step() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let module = support::wasm::write(dir.path(), "count", support::wasm::COUNT);
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("a free port")
-        .port();
-    let extra = format!(
-        "{}[coap]\nlisten = [\"127.0.0.1:{port}\"]\nrate_per_device = 100000\n",
-        support::wasm::function_toml("count", &module, "\"coap/+\"", "")
-    );
-    let config = dir.path().join("sluice.toml");
-    // The uplink points at a closed port: every output stays in the queue to be counted.
-    std::fs::write(
-        &config,
-        config_text(dir.path(), support::free_port(), "", &extra),
-    )
-    .expect("write config");
+    let (config, port) = counting_gateway(dir.path());
     let mut gateway = Gateway::spawn(&config);
     wait_until(Duration::from_secs(20), "the CoAP server", || {
         gateway.log_count("CoAP server listening") > 0
@@ -160,21 +165,7 @@ const DEVICES: [&str; 8] = ["d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8"];
 async fn sigkill_at_random_points_with_functions_ahead_of_the_writer_keeps_state_and_outputs_in_step()
  {
     let dir = tempfile::tempdir().expect("tempdir");
-    let module = support::wasm::write(dir.path(), "count", support::wasm::COUNT);
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("a free port")
-        .port();
-    let extra = format!(
-        "{}[coap]\nlisten = [\"127.0.0.1:{port}\"]\nrate_per_device = 100000\n",
-        support::wasm::function_toml("count", &module, "\"coap/+\"", "")
-    );
-    let config = dir.path().join("sluice.toml");
-    std::fs::write(
-        &config,
-        config_text(dir.path(), support::free_port(), "", &extra),
-    )
-    .expect("write config");
+    let (config, port) = counting_gateway(dir.path());
     // Kill points vary from run to run; the seed is printed to replay one.
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -80,12 +80,7 @@ impl Functions {
                     Work::Rows(rows) => self.process(rows),
                     Work::Tick { function, now_ms } => self.tick(function, *now_ms),
                 };
-                let changes = self
-                    .functions
-                    .changes(&before)
-                    .into_iter()
-                    .map(|(name, c)| (name.to_owned(), c))
-                    .collect();
+                let changes = self.changes(&before);
                 Done {
                     before,
                     produced,
@@ -97,6 +92,15 @@ impl Functions {
             done,
             after: self.functions.marks(),
         }
+    }
+
+    /// Every function's state changes since `before`, to store.
+    fn changes(&self, before: &[usize]) -> Vec<(String, Vec<StateChange>)> {
+        self.functions
+            .changes(before)
+            .into_iter()
+            .map(|(name, c)| (name.to_owned(), c))
+            .collect()
     }
 
     /// Runs the functions on a submission's events.
@@ -149,12 +153,7 @@ impl Functions {
     fn warm(&mut self) -> Ran {
         let before = self.functions.marks();
         let dead = self.functions.warm();
-        let changes = self
-            .functions
-            .changes(&before)
-            .into_iter()
-            .map(|(name, c)| (name.to_owned(), c))
-            .collect();
+        let changes = self.changes(&before);
         Ran {
             done: VecDeque::from([Done {
                 before,

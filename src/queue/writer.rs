@@ -455,32 +455,6 @@ impl Writer {
         }
     }
 
-    /// Takes the function thread back to `marks`, which also takes back the
-    /// run of `next` (the group handed over after this one): runs `rest` (the
-    /// work after the point rewound to) and `next`'s work again, in that
-    /// order, and returns `rest`'s answer.
-    fn rewind(
-        stage: &mut Stage,
-        marks: Vec<usize>,
-        rest: Vec<Work>,
-        next: Option<&Group>,
-    ) -> Option<Ran> {
-        let next = next.filter(|g| !g.work.is_empty());
-        if next.is_some() {
-            // Run on state that is being taken back: void.
-            let _ = stage.take();
-        }
-        stage.rollback(marks);
-        let again = !rest.is_empty();
-        if again {
-            stage.send(rest);
-        }
-        if let Some(next) = next {
-            stage.send(next.work.clone());
-        }
-        again.then(|| stage.take())
-    }
-
     /// Answers a recall from what is committed.
     fn recall(&self, recall: Recall) {
         let found = exchange_table::recall(&self.conn, recall.adapter, now_ms(), recall.limit);
@@ -570,7 +544,7 @@ impl Writer {
             Err(error) => {
                 self.streams.restore(before);
                 if let Some(start) = start {
-                    Self::rewind(&mut self.stage, start, Vec::new(), next);
+                    rewind(&mut self.stage, start, Vec::new(), next);
                 }
                 Metrics::add(&self.metrics.queue_storage_errors, 1);
                 tracing::error!(error = %error, "Queue transaction failed; its submissions are refused");
@@ -618,24 +592,14 @@ impl Writer {
     ) -> rusqlite::Result<(Vec<Outcome>, Losses, Option<Vec<usize>>)> {
         let tx = self.conn.transaction()?;
         let now = now_ms();
-        let max_dead = self.stage.dead_letter_max();
-        let (mut done, mut settled) = match ran {
-            Some(ran) => (ran.done, Some(ran.after)),
-            None => (Default::default(), None),
-        };
-        let mut taken = 0;
+        let mut answers = Answers::from(ran);
         let mut outcomes = Vec::with_capacity(group.commands.len());
         let (mut stored, mut sweep) = (0, false);
         for command in &mut group.commands {
             // The function thread's result for this command, if it had work.
             let has_work = !group.work.is_empty()
                 && matches!(command, Command::Insert(_) | Command::Tick { .. });
-            let result: Option<Done> = if has_work {
-                taken += 1;
-                done.pop_front()
-            } else {
-                None
-            };
+            let result = if has_work { answers.next() } else { None };
             outcomes.push(match command {
                 Command::Insert(Submission {
                     rows,
@@ -648,22 +612,13 @@ impl Writer {
                             Ok(()) => Outcome::Inserted(rows.len() as u64, 0),
                             Err(error) => Outcome::Refused(error),
                         },
-                        Some(mut d) => match self.streams.insert(&tx, &mut d.produced.rows, now)? {
-                            Ok(()) => {
-                                pipeline::store(&tx, &d, max_dead)?;
-                                Outcome::Inserted(
-                                    d.produced.rows.len() as u64,
-                                    d.produced.dead.len() as u64,
-                                )
+                        Some(d) => {
+                            let placed = (&mut self.streams, &mut self.stage, &tx);
+                            match place(placed, &mut answers, d, &group.work, next, now)? {
+                                Ok(outcome) => outcome,
+                                Err(error) => Outcome::Refused(error),
                             }
-                            Err(error) => {
-                                let rest = group.work[taken..].to_vec();
-                                let again = Self::rewind(&mut self.stage, d.before.clone(), rest, next);
-                                settled = Some(again.as_ref().map_or(d.before, |r| r.after.clone()));
-                                done = again.map(|r| r.done).unwrap_or_default();
-                                Outcome::Refused(error)
-                            }
-                        },
+                        }
                     };
                     if let (Outcome::Inserted(..), Some(exchange)) = (&outcome, exchange) {
                         exchange_table::store(&tx, exchange)?;
@@ -676,23 +631,16 @@ impl Writer {
                 }
                 Command::Tick { function } => match result {
                     None => Outcome::Done,
-                    Some(mut d) => match self.streams.insert(&tx, &mut d.produced.rows, now)? {
-                        Ok(()) => {
-                            pipeline::store(&tx, &d, max_dead)?;
-                            Outcome::Inserted(
-                                d.produced.rows.len() as u64,
-                                d.produced.dead.len() as u64,
-                            )
+                    Some(d) => {
+                        let placed = (&mut self.streams, &mut self.stage, &tx);
+                        match place(placed, &mut answers, d, &group.work, next, now)? {
+                            Ok(outcome) => outcome,
+                            Err(error) => {
+                                tracing::warn!(function = %function, error = %error, "Tick outputs refused by the queue; the function's state is kept for the next tick");
+                                Outcome::Done
+                            }
                         }
-                        Err(error) => {
-                            tracing::warn!(function = %function, error = %error, "Tick outputs refused by the queue; the function's state is kept for the next tick");
-                            let rest = group.work[taken..].to_vec();
-                            let again = Self::rewind(&mut self.stage, d.before.clone(), rest, next);
-                            settled = Some(again.as_ref().map_or(d.before, |r| r.after.clone()));
-                            done = again.map(|r| r.done).unwrap_or_default();
-                            Outcome::Done
-                        }
-                    },
+                    }
                 },
                 Command::Install(_)
                 | Command::SetStreams { .. }
@@ -721,7 +669,7 @@ impl Writer {
         }
         let losses = self.streams.flush(&tx)?;
         tx.commit()?;
-        Ok((outcomes, losses, settled))
+        Ok((outcomes, losses, answers.settled))
     }
 
     /// Counts committed losses, warning at most every few seconds.
@@ -758,6 +706,94 @@ impl Writer {
             .queue_bytes
             .store(bytes, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// Takes the function thread back to `marks`, which also takes back the
+/// run of `next` (the group handed over after this one): runs `rest` (the
+/// work after the point rewound to) and `next`'s work again, in that
+/// order, and returns `rest`'s answer.
+fn rewind(
+    stage: &mut Stage,
+    marks: Vec<usize>,
+    rest: Vec<Work>,
+    next: Option<&Group>,
+) -> Option<Ran> {
+    let next = next.filter(|g| !g.work.is_empty());
+    if next.is_some() {
+        // Run on state that is being taken back: void.
+        let _ = stage.take();
+    }
+    stage.rollback(marks);
+    let again = !rest.is_empty();
+    if again {
+        stage.send(rest);
+    }
+    if let Some(next) = next {
+        stage.send(next.work.clone());
+    }
+    again.then(|| stage.take())
+}
+
+/// The function thread's answers for a group, taken in order as the group
+/// is applied, and the state marks to settle once it commits.
+struct Answers {
+    done: std::collections::VecDeque<Done>,
+    /// Pieces of work answered so far.
+    taken: usize,
+    settled: Option<Vec<usize>>,
+}
+
+impl Answers {
+    fn from(ran: Option<Ran>) -> Answers {
+        match ran {
+            Some(ran) => Answers {
+                done: ran.done,
+                taken: 0,
+                settled: Some(ran.after),
+            },
+            None => Answers {
+                done: Default::default(),
+                taken: 0,
+                settled: None,
+            },
+        }
+    }
+
+    /// The answer for the next piece of work.
+    fn next(&mut self) -> Option<Done> {
+        self.taken += 1;
+        self.done.pop_front()
+    }
+}
+
+/// Inserts what a piece of work produced and stores its state changes and
+/// dead letters. If the queue refuses the rows, the function thread goes
+/// back to before this work, and the group's work after it (and `next`'s)
+/// runs again: its answers replace the rest of `answers`.
+fn place(
+    (streams, stage, tx): (&mut Streams, &mut Stage, &rusqlite::Transaction<'_>),
+    answers: &mut Answers,
+    mut done: Done,
+    work: &[Work],
+    next: Option<&Group>,
+    now: i64,
+) -> rusqlite::Result<Result<Outcome, IngestError>> {
+    Ok(match streams.insert(tx, &mut done.produced.rows, now)? {
+        Ok(()) => {
+            pipeline::store(tx, &done, stage.dead_letter_max())?;
+            Ok(Outcome::Inserted(
+                done.produced.rows.len() as u64,
+                done.produced.dead.len() as u64,
+            ))
+        }
+        Err(error) => {
+            let rest = work[answers.taken..].to_vec();
+            let again = rewind(stage, done.before.clone(), rest, next);
+            answers.settled = Some(again.as_ref().map_or(done.before, |r| r.after.clone()));
+            answers.done = again.map(|r| r.done).unwrap_or_default();
+            Err(error)
+        }
+    })
 }
 
 fn batch_events(c: &Command) -> usize {
