@@ -96,7 +96,8 @@ fn main() {
 
     println!("\n## Durable ingest with functions in the path\n");
     println!(
-        "64 producers × 1 event per submission, `process` durability, {secs} s per scenario, databases under `/var/tmp`, the uplink pointed at a closed port. Every scenario runs in this same process; the first is the baseline.\n"
+        "{} producers × 1 event per submission, `process` durability, {secs} s per scenario, databases under `/var/tmp`, the uplink pointed at a closed port. Every scenario runs in this same process; the first is the baseline.\n",
+        producers()
     );
     println!(
         "| pipeline | events in/s | records queued/s | function calls/s | writer thread busy | function thread busy |"
@@ -255,7 +256,7 @@ async fn run(dir: &Path, extra: &str, run_for: Duration) -> Run {
     let start = Instant::now();
     let deadline = start + run_for;
     let mut tasks = Vec::new();
-    for p in 0..64 {
+    for p in 0..producers() {
         let ingest = runtime.ingest();
         tasks.push(tokio::spawn(async move {
             let device = format!("dev-{p}");
@@ -320,4 +321,12 @@ fn median(n: usize, mut f: impl FnMut() -> Duration) -> Duration {
 
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
+}
+
+/// Producers in the ingest scenarios: `SLUICE_BENCH_PRODUCERS`, default 64.
+fn producers() -> usize {
+    std::env::var("SLUICE_BENCH_PRODUCERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64)
 }

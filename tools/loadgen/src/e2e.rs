@@ -459,6 +459,8 @@ low = 80
 name = "deadband"
 module = "{deadband}"
 subscribe = ["fn/scale/#"]
+# Three readings' last values per device: more than the default 64 KiB.
+state_max = "1 MiB"
 [functions.config]
 delta = 0.5
 "#,
