@@ -15,7 +15,7 @@
 use core::cell::Cell;
 
 use crate::view::{MetaRef, ReadingRef, ValueRef, read_other_value};
-use crate::wire::{Reader, utf8};
+use crate::wire::{Reader, utf8, word_varint};
 use crate::{DecodeError, Event, EventId, EventView, FORMAT_VERSION};
 
 /// An encoded event whose header is checked and whose readings, meta, raw
@@ -213,18 +213,6 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    /// Runs `read` on a [`Reader`] over the rest, keeping its position.
-    #[inline(always)]
-    fn with<T>(
-        &mut self,
-        read: impl FnOnce(&mut Reader<'a>) -> Result<T, DecodeError>,
-    ) -> Option<T> {
-        let mut r = Reader::new(self.rest);
-        let value = read(&mut r).ok()?;
-        self.rest = r.rest();
-        Some(value)
-    }
-
     #[inline(always)]
     fn u64(&mut self) -> Option<u64> {
         if let Some((&first, rest)) = self.rest.split_first()
@@ -233,12 +221,9 @@ impl<'a> Cursor<'a> {
             self.rest = rest;
             return Some(u64::from(first));
         }
-        self.long_u64()
-    }
-
-    #[inline(never)]
-    fn long_u64(&mut self) -> Option<u64> {
-        self.with(Reader::u64)
+        let (n, rest) = long_u64(self.rest)?;
+        self.rest = rest;
+        Some(n)
     }
 
     #[inline(always)]
@@ -255,12 +240,9 @@ impl<'a> Cursor<'a> {
             self.rest = rest;
             return Some(usize::from(first));
         }
-        self.long_len()
-    }
-
-    #[inline(never)]
-    fn long_len(&mut self) -> Option<usize> {
-        self.with(Reader::len)
+        let (n, rest) = long_len(self.rest)?;
+        self.rest = rest;
+        Some(n)
     }
 
     /// An option's tag.
@@ -299,12 +281,9 @@ impl<'a> Cursor<'a> {
             self.rest = rest;
             return Some(ValueRef::Number(f64::from_le_bytes(*number)));
         }
-        self.other_value()
-    }
-
-    #[inline(never)]
-    fn other_value(&mut self) -> Option<ValueRef<'a>> {
-        self.with(read_other_value)
+        let (value, rest) = other_value(self.rest)?;
+        self.rest = rest;
+        Some(value)
     }
 
     /// A sequence's count and the bytes of its elements, each skipped with
@@ -318,6 +297,48 @@ impl<'a> Cursor<'a> {
         }
         Some((count, &start[..start.len() - self.rest.len()]))
     }
+}
+
+// The slow paths take the rest and give it back by value rather than
+// through `&mut Cursor`: a cursor whose address is taken lives in memory,
+// and every read of the fast paths then loads and stores it.
+
+/// `read` on a [`Reader`] over `rest`: the value and what is left.
+#[inline(always)]
+fn read_with<'a, T>(
+    rest: &'a [u8],
+    read: impl FnOnce(&mut Reader<'a>) -> Result<T, DecodeError>,
+) -> Option<(T, &'a [u8])> {
+    let mut r = Reader::new(rest);
+    let value = read(&mut r).ok()?;
+    Some((value, r.rest()))
+}
+
+/// A varint past its one-byte case: up to 8 bytes from one word, the rest
+/// (9 or 10 bytes, or near the end of the input) through [`Reader`].
+#[inline(never)]
+fn long_u64(rest: &[u8]) -> Option<(u64, &[u8])> {
+    if let Some((n, len)) = word_varint(rest) {
+        return Some((n, rest.get(len..)?));
+    }
+    longer_u64(rest)
+}
+
+/// A varint of 9 or 10 bytes, or one near the end of the input.
+#[cold]
+#[inline(never)]
+fn longer_u64(rest: &[u8]) -> Option<(u64, &[u8])> {
+    read_with(rest, Reader::u64)
+}
+
+#[inline(never)]
+fn long_len(rest: &[u8]) -> Option<(usize, &[u8])> {
+    read_with(rest, Reader::len)
+}
+
+#[inline(never)]
+fn other_value(rest: &[u8]) -> Option<(ValueRef<'_>, &[u8])> {
+    read_with(rest, read_other_value)
 }
 
 /// A reading, its strings checked.
