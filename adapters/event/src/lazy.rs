@@ -289,11 +289,11 @@ impl<'a> Cursor<'a> {
     /// A sequence's count and the bytes of its elements, each skipped with
     /// `skip`.
     #[inline(never)]
-    fn section(&mut self, skip: fn(&mut Cursor<'a>) -> Option<()>) -> Option<(usize, &'a [u8])> {
+    fn section(&mut self, skip: fn(Cursor<'a>) -> Option<Cursor<'a>>) -> Option<(usize, &'a [u8])> {
         let count = self.len()?;
         let start = self.rest;
         for _ in 0..count {
-            skip(self)?;
+            *self = skip(*self)?;
         }
         Some((count, &start[..start.len() - self.rest.len()]))
     }
@@ -341,34 +341,40 @@ fn other_value(rest: &[u8]) -> Option<(ValueRef<'_>, &[u8])> {
     read_with(rest, read_other_value)
 }
 
-/// A reading, its strings checked.
+/// A reading, its strings checked, and the cursor after it.
 #[inline(never)]
-fn read_reading<'a>(at: &mut Cursor<'a>) -> Option<ReadingRef<'a>> {
-    Some(ReadingRef {
+fn read_reading(mut at: Cursor<'_>) -> Option<(ReadingRef<'_>, Cursor<'_>)> {
+    let reading = ReadingRef {
         name: at.str()?,
         value: at.value()?,
         unit: at.str()?,
-    })
+    };
+    Some((reading, at))
 }
 
-/// A meta entry, its strings checked.
+/// A meta entry, its strings checked, and the cursor after it.
 #[inline(never)]
-fn read_meta<'a>(at: &mut Cursor<'a>) -> Option<MetaRef<'a>> {
-    Some(MetaRef {
+fn read_meta(mut at: Cursor<'_>) -> Option<(MetaRef<'_>, Cursor<'_>)> {
+    let meta = MetaRef {
         key: at.str()?,
         value: at.value()?,
-    })
+    };
+    Some((meta, at))
 }
 
-fn skip_reading(at: &mut Cursor<'_>) -> Option<()> {
+/// Skips a reading; the cursor is passed by value, as in the slow paths.
+fn skip_reading(mut at: Cursor<'_>) -> Option<Cursor<'_>> {
     at.bytes()?;
     at.value()?;
-    at.bytes().map(drop)
+    at.bytes()?;
+    Some(at)
 }
 
-fn skip_meta(at: &mut Cursor<'_>) -> Option<()> {
+/// Skips a meta entry.
+fn skip_meta(mut at: Cursor<'_>) -> Option<Cursor<'_>> {
     at.bytes()?;
-    at.value().map(drop)
+    at.value()?;
+    Some(at)
 }
 
 /// An option: its tag, then the value if there is one.
@@ -413,11 +419,16 @@ impl<'a> Iterator for LazyReadings<'_, 'a> {
             return None;
         };
         self.left = left;
-        let reading = read_reading(&mut self.at);
-        if reading.is_none() {
-            self.malformed();
+        match read_reading(self.at) {
+            Some((reading, at)) => {
+                self.at = at;
+                Some(reading)
+            }
+            None => {
+                self.malformed();
+                None
+            }
         }
-        reading
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -438,12 +449,17 @@ impl<'a> Iterator for LazyMetas<'_, 'a> {
 
     fn next(&mut self) -> Option<MetaRef<'a>> {
         self.left = self.left.checked_sub(1)?;
-        let meta = read_meta(&mut self.at);
-        if meta.is_none() {
-            self.left = 0;
-            self.view.mark_malformed();
+        match read_meta(self.at) {
+            Some((meta, at)) => {
+                self.at = at;
+                Some(meta)
+            }
+            None => {
+                self.left = 0;
+                self.view.mark_malformed();
+                None
+            }
         }
-        meta
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

@@ -231,8 +231,9 @@ pub(crate) fn put_u64(out: &mut Vec<u8>, n: u64) {
     }
 }
 
+/// [`put_u64`] without the inlined one-byte case (it writes any value).
 #[inline(never)]
-fn put_long_u64(out: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn put_long_u64(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;
