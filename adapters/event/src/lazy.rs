@@ -15,7 +15,7 @@
 use core::cell::Cell;
 
 use crate::view::{MetaRef, ReadingRef, ValueRef, read_other_value};
-use crate::wire::{Reader, utf8};
+use crate::wire::{Reader, utf8, word_varint};
 use crate::{DecodeError, Event, EventId, EventView, FORMAT_VERSION};
 
 /// An encoded event whose header is checked and whose readings, meta, raw
@@ -213,18 +213,6 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    /// Runs `read` on a [`Reader`] over the rest, keeping its position.
-    #[inline(always)]
-    fn with<T>(
-        &mut self,
-        read: impl FnOnce(&mut Reader<'a>) -> Result<T, DecodeError>,
-    ) -> Option<T> {
-        let mut r = Reader::new(self.rest);
-        let value = read(&mut r).ok()?;
-        self.rest = r.rest();
-        Some(value)
-    }
-
     #[inline(always)]
     fn u64(&mut self) -> Option<u64> {
         if let Some((&first, rest)) = self.rest.split_first()
@@ -233,12 +221,9 @@ impl<'a> Cursor<'a> {
             self.rest = rest;
             return Some(u64::from(first));
         }
-        self.long_u64()
-    }
-
-    #[inline(never)]
-    fn long_u64(&mut self) -> Option<u64> {
-        self.with(Reader::u64)
+        let (n, rest) = long_u64(self.rest)?;
+        self.rest = rest;
+        Some(n)
     }
 
     #[inline(always)]
@@ -255,12 +240,9 @@ impl<'a> Cursor<'a> {
             self.rest = rest;
             return Some(usize::from(first));
         }
-        self.long_len()
-    }
-
-    #[inline(never)]
-    fn long_len(&mut self) -> Option<usize> {
-        self.with(Reader::len)
+        let (n, rest) = long_len(self.rest)?;
+        self.rest = rest;
+        Some(n)
     }
 
     /// An option's tag.
@@ -299,55 +281,100 @@ impl<'a> Cursor<'a> {
             self.rest = rest;
             return Some(ValueRef::Number(f64::from_le_bytes(*number)));
         }
-        self.other_value()
-    }
-
-    #[inline(never)]
-    fn other_value(&mut self) -> Option<ValueRef<'a>> {
-        self.with(read_other_value)
+        let (value, rest) = other_value(self.rest)?;
+        self.rest = rest;
+        Some(value)
     }
 
     /// A sequence's count and the bytes of its elements, each skipped with
     /// `skip`.
     #[inline(never)]
-    fn section(&mut self, skip: fn(&mut Cursor<'a>) -> Option<()>) -> Option<(usize, &'a [u8])> {
+    fn section(&mut self, skip: fn(Cursor<'a>) -> Option<Cursor<'a>>) -> Option<(usize, &'a [u8])> {
         let count = self.len()?;
         let start = self.rest;
         for _ in 0..count {
-            skip(self)?;
+            *self = skip(*self)?;
         }
         Some((count, &start[..start.len() - self.rest.len()]))
     }
 }
 
-/// A reading, its strings checked.
+// The slow paths take the rest and give it back by value rather than
+// through `&mut Cursor`: a cursor whose address is taken lives in memory,
+// and every read of the fast paths then loads and stores it.
+
+/// `read` on a [`Reader`] over `rest`: the value and what is left.
+#[inline(always)]
+fn read_with<'a, T>(
+    rest: &'a [u8],
+    read: impl FnOnce(&mut Reader<'a>) -> Result<T, DecodeError>,
+) -> Option<(T, &'a [u8])> {
+    let mut r = Reader::new(rest);
+    let value = read(&mut r).ok()?;
+    Some((value, r.rest()))
+}
+
+/// A varint past its one-byte case: up to 8 bytes from one word, the rest
+/// (9 or 10 bytes, or near the end of the input) through [`Reader`].
 #[inline(never)]
-fn read_reading<'a>(at: &mut Cursor<'a>) -> Option<ReadingRef<'a>> {
-    Some(ReadingRef {
+fn long_u64(rest: &[u8]) -> Option<(u64, &[u8])> {
+    if let Some((n, len)) = word_varint(rest) {
+        return Some((n, rest.get(len..)?));
+    }
+    longer_u64(rest)
+}
+
+/// A varint of 9 or 10 bytes, or one near the end of the input.
+#[cold]
+#[inline(never)]
+fn longer_u64(rest: &[u8]) -> Option<(u64, &[u8])> {
+    read_with(rest, Reader::u64)
+}
+
+#[inline(never)]
+fn long_len(rest: &[u8]) -> Option<(usize, &[u8])> {
+    read_with(rest, Reader::len)
+}
+
+#[inline(never)]
+fn other_value(rest: &[u8]) -> Option<(ValueRef<'_>, &[u8])> {
+    read_with(rest, read_other_value)
+}
+
+/// A reading, its strings checked, and the cursor after it.
+#[inline(never)]
+fn read_reading(mut at: Cursor<'_>) -> Option<(ReadingRef<'_>, Cursor<'_>)> {
+    let reading = ReadingRef {
         name: at.str()?,
         value: at.value()?,
         unit: at.str()?,
-    })
+    };
+    Some((reading, at))
 }
 
-/// A meta entry, its strings checked.
+/// A meta entry, its strings checked, and the cursor after it.
 #[inline(never)]
-fn read_meta<'a>(at: &mut Cursor<'a>) -> Option<MetaRef<'a>> {
-    Some(MetaRef {
+fn read_meta(mut at: Cursor<'_>) -> Option<(MetaRef<'_>, Cursor<'_>)> {
+    let meta = MetaRef {
         key: at.str()?,
         value: at.value()?,
-    })
+    };
+    Some((meta, at))
 }
 
-fn skip_reading(at: &mut Cursor<'_>) -> Option<()> {
+/// Skips a reading; the cursor is passed by value, as in the slow paths.
+fn skip_reading(mut at: Cursor<'_>) -> Option<Cursor<'_>> {
     at.bytes()?;
     at.value()?;
-    at.bytes().map(drop)
+    at.bytes()?;
+    Some(at)
 }
 
-fn skip_meta(at: &mut Cursor<'_>) -> Option<()> {
+/// Skips a meta entry.
+fn skip_meta(mut at: Cursor<'_>) -> Option<Cursor<'_>> {
     at.bytes()?;
-    at.value().map(drop)
+    at.value()?;
+    Some(at)
 }
 
 /// An option: its tag, then the value if there is one.
@@ -392,11 +419,16 @@ impl<'a> Iterator for LazyReadings<'_, 'a> {
             return None;
         };
         self.left = left;
-        let reading = read_reading(&mut self.at);
-        if reading.is_none() {
-            self.malformed();
+        match read_reading(self.at) {
+            Some((reading, at)) => {
+                self.at = at;
+                Some(reading)
+            }
+            None => {
+                self.malformed();
+                None
+            }
         }
-        reading
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -417,12 +449,17 @@ impl<'a> Iterator for LazyMetas<'_, 'a> {
 
     fn next(&mut self) -> Option<MetaRef<'a>> {
         self.left = self.left.checked_sub(1)?;
-        let meta = read_meta(&mut self.at);
-        if meta.is_none() {
-            self.left = 0;
-            self.view.mark_malformed();
+        match read_meta(self.at) {
+            Some((meta, at)) => {
+                self.at = at;
+                Some(meta)
+            }
+            None => {
+                self.left = 0;
+                self.view.mark_malformed();
+                None
+            }
         }
-        meta
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

@@ -63,33 +63,10 @@ impl<'a> Reader<'a> {
         self.long_varint(max_bytes, bits)
     }
 
-    /// [`Reader::varint`] past its one-byte case.
+    /// [`Reader::varint`] past its one-byte case. (The lazy view reads the
+    /// common lengths faster, with [`word_varint`].)
     #[inline(never)]
     fn long_varint(&mut self, max_bytes: u32, bits: u32) -> Result<u64, DecodeError> {
-        // A u64 of up to 8 bytes (every timestamp and id for the next few
-        // thousand years) from one 8-byte word, without a loop: the first
-        // byte with its high bit clear ends it, and each byte's 7 low bits
-        // move down by one bit per byte before it. It cannot overflow.
-        if max_bytes == 10
-            && let Some(word) = self.bytes.first_chunk::<8>()
-        {
-            let word = u64::from_le_bytes(*word);
-            let ends = !word & 0x8080_8080_8080_8080;
-            if ends != 0 {
-                let len = ends.trailing_zeros() / 8 + 1;
-                let word = word & (u64::MAX >> (64 - 8 * len));
-                let out = (word & 0x7f)
-                    | ((word >> 1) & (0x7f << 7))
-                    | ((word >> 2) & (0x7f << 14))
-                    | ((word >> 3) & (0x7f << 21))
-                    | ((word >> 4) & (0x7f << 28))
-                    | ((word >> 5) & (0x7f << 35))
-                    | ((word >> 6) & (0x7f << 42))
-                    | ((word >> 7) & (0x7f << 49));
-                self.bytes = &self.bytes[len as usize..];
-                return Ok(out);
-            }
-        }
         let mut out = 0u64;
         for i in 0..max_bytes {
             let b = self.byte()?;
@@ -162,11 +139,43 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A u64 varint of up to 8 bytes (every timestamp and id for the next few
+/// thousand years) and its length, read from one 8-byte word without a loop:
+/// the first byte with its high bit clear ends it, and each byte's 7 low
+/// bits move down by one bit per byte before it. It cannot overflow. `None`
+/// if it is longer or `bytes` is shorter than 8.
+#[inline(always)]
+pub(crate) fn word_varint(bytes: &[u8]) -> Option<(u64, usize)> {
+    let word = u64::from_le_bytes(*bytes.first_chunk::<8>()?);
+    let ends = !word & 0x8080_8080_8080_8080;
+    if ends == 0 {
+        return None;
+    }
+    let len = ends.trailing_zeros() / 8 + 1;
+    let word = word & (u64::MAX >> (64 - 8 * len));
+    let out = (word & 0x7f)
+        | ((word >> 1) & (0x7f << 7))
+        | ((word >> 2) & (0x7f << 14))
+        | ((word >> 3) & (0x7f << 21))
+        | ((word >> 4) & (0x7f << 28))
+        | ((word >> 5) & (0x7f << 35))
+        | ((word >> 6) & (0x7f << 42))
+        | ((word >> 7) & (0x7f << 49));
+    Some((out, len as usize))
+}
+
 /// `bytes` as UTF-8. Names, units and subjects are nearly always ASCII, which
-/// a short loop checks far faster than `from_utf8` does in a wasm guest.
+/// a few word loads check far faster than `from_utf8` does in a wasm guest.
+/// Strings shorter than eight bytes (units, most device ids) are checked
+/// here; longer ones in a call of their own, so that the short ones do not
+/// pay for the word loop's code.
 #[inline(never)]
 pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, DecodeError> {
-    if is_ascii(bytes) {
+    let ascii = match bytes.len() {
+        0..8 => short_word(bytes) & 0x8080_8080 == 0,
+        _ => long_is_ascii(bytes),
+    };
+    if ascii {
         // SAFETY: ASCII is valid UTF-8.
         Ok(unsafe { core::str::from_utf8_unchecked(bytes) })
     } else {
@@ -179,20 +188,41 @@ fn non_ascii(bytes: &[u8]) -> Result<&str, DecodeError> {
     core::str::from_utf8(bytes).map_err(|_| DecodeError::Malformed)
 }
 
-/// Whether every byte is below 0x80: eight bytes at a time, then the rest.
-#[inline(always)]
-fn is_ascii(bytes: &[u8]) -> bool {
-    let mut high = 0u64;
-    let mut words = bytes.chunks_exact(8);
-    for word in &mut words {
-        let mut le = [0u8; 8];
-        le.copy_from_slice(word);
-        high |= u64::from_le_bytes(le);
-    }
-    for &byte in words.remainder() {
-        high |= u64::from(byte);
+/// Whether every byte of a slice of eight or more is below 0x80: eight
+/// bytes at a time, and the last eight (overlapping) for the rest; never
+/// byte by byte, as a loop costs fuel on every turn.
+#[inline(never)]
+fn long_is_ascii(bytes: &[u8]) -> bool {
+    let Some(&last) = bytes.last_chunk::<8>() else {
+        return short_word(bytes) & 0x8080_8080 == 0;
+    };
+    let mut high = u64::from_le_bytes(last);
+    for word in bytes.chunks_exact(8) {
+        high |= u64::from_le_bytes(word.try_into().unwrap_or_default());
     }
     high & 0x8080_8080_8080_8080 == 0
+}
+
+/// The bytes of a slice shorter than eight, or-ed together in the low ones of
+/// a word (from overlapping loads of four, two or one byte).
+#[inline(always)]
+fn short_word(bytes: &[u8]) -> u32 {
+    let n = bytes.len();
+    let mut high = 0u32;
+    if n >= 4 {
+        high |= u32::from_le_bytes(bytes[..4].try_into().unwrap_or_default());
+        high |= u32::from_le_bytes(bytes[n - 4..].try_into().unwrap_or_default());
+    } else if n >= 2 {
+        high |= u32::from(u16::from_le_bytes(
+            bytes[..2].try_into().unwrap_or_default(),
+        ));
+        high |= u32::from(u16::from_le_bytes(
+            bytes[n - 2..].try_into().unwrap_or_default(),
+        ));
+    } else if n == 1 {
+        high |= u32::from(bytes[0]);
+    }
+    high
 }
 
 #[inline(always)]
@@ -204,8 +234,9 @@ pub(crate) fn put_u64(out: &mut Vec<u8>, n: u64) {
     }
 }
 
+/// [`put_u64`] without the inlined one-byte case (it writes any value).
 #[inline(never)]
-fn put_long_u64(out: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn put_long_u64(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;
@@ -228,4 +259,25 @@ pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 
 pub(crate) fn put_f64(out: &mut Vec<u8>, x: f64) {
     out.extend_from_slice(&x.to_le_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    /// Every length up to three words, with one byte at or above 0x80 in
+    /// each position (or none): the word-wise check agrees with `from_utf8`.
+    #[test]
+    fn ascii_check_at_every_length_and_position() {
+        for len in 0..24 {
+            for high in (0..len).map(Some).chain([None]) {
+                let mut bytes = vec![b'a'; len];
+                if let Some(at) = high {
+                    bytes[at] = 0xff;
+                }
+                assert_eq!(utf8(&bytes).is_ok(), high.is_none(), "{len} {high:?}");
+            }
+        }
+    }
 }

@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 
 use crate::lazy::LazyView;
 use crate::view::{EventView, ValueRef};
-use crate::wire::{put_bytes, put_f64, put_i64, put_len, put_u64};
+use crate::wire::{put_bytes, put_f64, put_i64, put_len, put_long_u64, put_u64};
 use crate::{Event, EventId, FORMAT_VERSION};
 
 /// Writes an event's encoding piece by piece; [`EventWriter::finish`] gives
@@ -234,12 +234,19 @@ impl EventWriter {
         out.clear();
         let raw_len = self.raw.as_ref().map_or(0, |r| r.len() + 5);
         out.reserve(40 + self.names.len() + self.readings.len() + self.meta.len() + raw_len);
-        out.push(FORMAT_VERSION);
-        put_u64(out, self.id.0);
-        put_option(out, self.cause, |out, id| put_u64(out, id.0));
+        // A function's outputs leave id, cause and gateway time for the host
+        // to stamp: those unset fields are written as constants, and the
+        // general case is in calls of their own.
+        if self.id == EventId::UNSET && self.cause.is_none() {
+            out.extend_from_slice(&[FORMAT_VERSION, 0, 0]);
+        } else {
+            put_version_id_cause(out, self.id, self.cause);
+        }
         out.extend_from_slice(&self.names);
-        put_option(out, self.device_time_ms, put_i64);
-        put_i64(out, self.gateway_time_ms);
+        match (self.device_time_ms, self.gateway_time_ms) {
+            (None, 0) => out.extend_from_slice(&[0, 0]),
+            (device, gateway) => put_times(out, device, gateway),
+        }
         put_len(out, self.reading_count);
         out.extend_from_slice(&self.readings);
         put_len(out, self.meta_count);
@@ -298,6 +305,22 @@ fn put_meta(out: &mut Vec<u8>, key: &str, value: ValueRef<'_>) {
     out.reserve(key.len() + 11);
     put_bytes(out, key.as_bytes());
     put_value(out, value);
+}
+
+/// Version, id and cause, when one of the last two is set (see
+/// [`EventWriter::finish_into`]); kept short rather than fast.
+#[inline(never)]
+fn put_version_id_cause(out: &mut Vec<u8>, id: EventId, cause: Option<EventId>) {
+    out.push(FORMAT_VERSION);
+    put_long_u64(out, id.0);
+    put_option(out, cause, |out, id| put_long_u64(out, id.0));
+}
+
+/// Device and gateway time, when one is set.
+#[inline(never)]
+fn put_times(out: &mut Vec<u8>, device_time_ms: Option<i64>, gateway_time_ms: i64) {
+    put_option(out, device_time_ms, put_i64);
+    put_i64(out, gateway_time_ms);
 }
 
 #[cold]

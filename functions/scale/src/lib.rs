@@ -87,9 +87,17 @@ impl Function for Scale {
             let r = self.apply(reading);
             output.reading(r.name, r.value, r.unit);
         }
-        output.meta_from(input);
-        sluice_sdk::emit(&output)
+        finish(output, input)
     }
+}
+
+/// The rest of the output, and out it goes: in a call of its own because
+/// LLVM places the code after a loop inside the loop's blocks, where wasmi
+/// charges it on every turn.
+#[inline(never)]
+fn finish(mut output: EventWriter, input: &EventView<'_>) -> Result<(), Error> {
+    output.meta_from(input);
+    sluice_sdk::emit(&output)
 }
 
 sluice_sdk::export_function!(Scale);

@@ -208,13 +208,20 @@ fn with_function<F: Function>(
     }
 }
 
-/// The instance, built with an empty config if `sluice_init` was not called.
-#[inline(never)]
+/// The instance, built with an empty config if `sluice_init` was not called
+/// (in a call of its own: every call pays for the code it inlines).
+#[inline(always)]
 fn ready<F: Function>(cell: &mut Option<F>) -> Result<&mut F, Error> {
     if cell.is_none() {
-        *cell = Some(F::init(&Config::default())?);
+        return init_default(cell);
     }
     cell.as_mut().ok_or(Error::BUSY)
+}
+
+#[cold]
+#[inline(never)]
+fn init_default<F: Function>(cell: &mut Option<F>) -> Result<&mut F, Error> {
+    Ok(cell.insert(F::init(&Config::default())?))
 }
 
 /// Logs why `entry` failed and returns the code for the host.
@@ -227,7 +234,7 @@ fn fail(entry: &str, err: Error) -> i32 {
     line.push_str(err.message());
     line.push_str(" (code ");
     text::push_i64(&mut line, err.code().into());
-    line.push(')');
+    line.push_str(")");
     log(Level::Error, &line);
     err.code()
 }

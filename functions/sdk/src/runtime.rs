@@ -32,7 +32,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     if let Some(location) = info.location() {
         line.push_str(" at ");
         line.push_str(location.file());
-        line.push(':');
+        line.push_str(":");
         text::push_u64(&mut line, location.line().into());
     }
     log(Level::Error, &line);

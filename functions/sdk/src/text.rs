@@ -21,9 +21,9 @@ pub fn push_u64(out: &mut String, mut value: u64) {
             break;
         }
     }
-    for &digit in &digits[start..] {
-        out.push(char::from(digit));
-    }
+    // SAFETY: ASCII digits are UTF-8 (pushed as bytes: `push(char)` would
+    // bring in the code that encodes any char).
+    unsafe { out.as_mut_vec() }.extend_from_slice(&digits[start..]);
 }
 
 /// Appends `value` in decimal to `out`, with a leading `-` when negative.
@@ -35,7 +35,7 @@ pub fn push_u64(out: &mut String, mut value: u64) {
 /// ```
 pub fn push_i64(out: &mut String, value: i64) {
     if value < 0 {
-        out.push('-');
+        out.push_str("-");
     }
     push_u64(out, value.unsigned_abs());
 }
@@ -82,6 +82,42 @@ pub fn subject_level_into(out: &mut String, name: &str) {
     }
 }
 
+/// Whether `name` is one subject level as it is (what [`subject_level`]
+/// returns unchanged): not empty, without `/`, `+` or `#`.
+///
+/// ```
+/// assert!(sluice_sdk::text::is_subject_level("0004a30b001c0530"));
+/// assert!(!sluice_sdk::text::is_subject_level("site/a"));
+/// assert!(!sluice_sdk::text::is_subject_level(""));
+/// ```
+pub fn is_subject_level(name: &str) -> bool {
+    // Eight bytes at a time, as a loop costs fuel on every turn; the last
+    // word is padded with zeros, which are none of the three.
+    let bytes = name.as_bytes();
+    let mut words = bytes.chunks_exact(8);
+    let mut found = 0;
+    for word in &mut words {
+        found |= special_bytes(u64::from_le_bytes(word.try_into().unwrap_or_default()));
+    }
+    let rest = words.remainder();
+    let mut last = [0u8; 8];
+    last[..rest.len()].copy_from_slice(rest);
+    found |= special_bytes(u64::from_le_bytes(last));
+    !bytes.is_empty() && found == 0
+}
+
+/// Non-zero if a byte of `word` is `/`, `+` or `#`.
+#[inline(always)]
+fn special_bytes(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Non-zero exactly when a byte of `x` is zero (the classic SWAR test).
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    zero_byte(word ^ (ONES * u64::from(b'/')))
+        | zero_byte(word ^ (ONES * u64::from(b'+')))
+        | zero_byte(word ^ (ONES * u64::from(b'#')))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +145,16 @@ mod tests {
         assert_eq!(subject_level("+#"), "__");
         assert_eq!(subject_level(""), "unknown");
         assert_eq!(subject_level("gerät/ü#"), "gerät_ü_");
+        assert_eq!(subject_level("0123456789abcdef/"), "0123456789abcdef_");
+    }
+
+    #[test]
+    fn levels_as_they_are() {
+        for name in ["a", "greenhouse-1", "0004a30b001c0530", "gerät", "12345678"] {
+            assert!(is_subject_level(name), "{name}");
+        }
+        for name in ["", "/", "a+", "#b", "0123456789abcde/", "01234567+"] {
+            assert!(!is_subject_level(name), "{name}");
+        }
     }
 }

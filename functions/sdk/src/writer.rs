@@ -8,7 +8,6 @@
 //! fresh buffers. Off wasm32 there is no pool (tests may run on several
 //! threads): every writer allocates, as `sluice_event`'s does.
 
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::mem::ManuallyDrop;
 use sluice_event::{EncodedSections, EventId, ValueRef, WriterBuffers};
@@ -48,15 +47,22 @@ impl EventWriter {
 
     /// An event from `device` under the subject
     /// [`text::subject_level`]`(device)`, which the host publishes as
-    /// `fn/<function>/<device>`: what most functions emit. Writes the subject
-    /// level without allocating it.
+    /// `fn/<function>/<device>`: what most functions emit. Allocates nothing
+    /// when the device is a subject level as it is (the usual case).
     #[inline(never)]
     pub fn for_device(device: &str) -> EventWriter {
-        let mut subject = pool::scratch();
-        text::subject_level_into(&mut subject, device);
-        let writer = EventWriter::new(&subject, device);
-        pool::give_scratch(subject);
-        writer
+        if text::is_subject_level(device) {
+            return EventWriter::new(device, device);
+        }
+        EventWriter::for_renamed_device(device)
+    }
+
+    /// [`EventWriter::for_device`] for a device that is not a subject level
+    /// as it is: rare, so in a call of its own.
+    #[cold]
+    #[inline(never)]
+    fn for_renamed_device(device: &str) -> EventWriter {
+        EventWriter::new(&text::subject_level(device), device)
     }
 
     /// Sets the event's id (the host replaces it).
@@ -171,7 +177,6 @@ mod pool {
 
     static BUFFERS: Kept<Option<WriterBuffers>> = Kept(Cell::new(None));
     static OUTPUT: Kept<Vec<u8>> = Kept(Cell::new(Vec::new()));
-    static SCRATCH: Kept<String> = Kept(Cell::new(String::new()));
 
     pub(super) fn buffers() -> WriterBuffers {
         BUFFERS.0.take().unwrap_or_default()
@@ -189,21 +194,6 @@ mod pool {
 
     pub(super) fn give_output(out: Vec<u8>) {
         let old = OUTPUT.0.replace(out);
-        if old.capacity() > 0 {
-            discard(old);
-        } else {
-            core::mem::forget(old);
-        }
-    }
-
-    pub(super) fn scratch() -> String {
-        let mut s = SCRATCH.0.take();
-        s.clear();
-        s
-    }
-
-    pub(super) fn give_scratch(s: String) {
-        let old = SCRATCH.0.replace(s);
         if old.capacity() > 0 {
             discard(old);
         } else {
@@ -236,10 +226,4 @@ mod pool {
     }
 
     pub(super) fn give_output(_: Vec<u8>) {}
-
-    pub(super) fn scratch() -> String {
-        String::new()
-    }
-
-    pub(super) fn give_scratch(_: String) {}
 }
