@@ -10,7 +10,7 @@ use sluice::config::Config;
 use sluice::functions::{Compiled, FunctionSet, Input, Program, engine};
 use sluice::ids::IdMint;
 use sluice::metrics::Metrics;
-use sluice_event::{Event, EventId, EventView, Value};
+use sluice_event::{Event, EventId, LazyView, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -72,7 +72,7 @@ fn main() {
             r.elapsed
         });
         let bytes_in = input.encode();
-        let cause = EventView::parse(&bytes_in).expect("encoded event");
+        let cause = LazyView::parse(&bytes_in).expect("encoded event");
         let mut times = Vec::with_capacity(2001);
         let (mut fuel, mut outputs) = (0, 0);
         for _ in 0..2001 {

@@ -22,7 +22,7 @@ use crate::functions::{CallReport, Compiled, FunctionSet, Input};
 use crate::ids::IdMint;
 use crate::metrics::Metrics;
 use serde::Deserialize;
-use sluice_event::{Event, EventView, Meta, Reading, Value};
+use sluice_event::{Event, LazyView, Meta, Reading, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Arc;
@@ -212,7 +212,7 @@ pub fn run(
         let (what, report) = match step {
             Step::Event(e) => {
                 let bytes = e.encode();
-                let cause = EventView::parse(&bytes).map_err(|err| err.to_string())?;
+                let cause = LazyView::parse(&bytes).map_err(|err| err.to_string())?;
                 let report = set.call_alone(0, Input::Event(&bytes), Some(&cause));
                 (format!("event {} ({})", e.subject, e.id), report)
             }

@@ -308,7 +308,7 @@ async fn functions_feed_functions_and_state_outlives_a_restart() {
 #[test]
 fn after_a_trap_the_next_instance_is_ready_before_the_next_input() {
     use sluice::functions::Compiled;
-    use sluice_event::{EventId, EventView};
+    use sluice_event::{EventId, LazyView};
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
@@ -330,7 +330,7 @@ fn after_a_trap_the_next_instance_is_ready_before_the_next_input() {
         event.subject = format!("in/{}", event.device);
         event.id = EventId::new(1, n);
         let bytes = event.encode();
-        let view = EventView::parse(&bytes).expect("encoded");
+        let view = LazyView::parse(&bytes).expect("encoded");
         let d = set.dispatch(&view, &bytes);
         (
             d.outputs.len(),

@@ -49,7 +49,7 @@ impl Harness {
         self.seq += 1;
         event.id = EventId::new(1, self.seq);
         let bytes = event.encode();
-        let cause = EventView::parse(&bytes).expect("encoded event");
+        let cause = sluice_event::LazyView::parse(&bytes).expect("encoded event");
         let report = self.set.call_alone(0, Input::Event(&bytes), Some(&cause));
         let events = report.events();
         report.outcome.map(|()| events).map_err(|e| e.message)

@@ -20,7 +20,7 @@ pub use program::{Program, ProgramError, engine};
 use crate::config::{Config, Forward, FunctionConfig, MAX_CHAIN, Problem};
 use crate::ids::IdMint;
 use crate::metrics::Metrics;
-use sluice_event::{EventId, EventView, EventWriter, abi};
+use sluice_event::{EventId, EventWriter, LazyView, abi};
 use state::StateChange;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -208,7 +208,7 @@ impl FunctionSet {
 
     /// Runs every function subscribed to `input` (and to what they emit, down
     /// the chain), and says what is to be queued.
-    pub fn dispatch(&mut self, input: &EventView<'_>, bytes: &[u8]) -> Dispatch {
+    pub fn dispatch(&mut self, input: &LazyView<'_>, bytes: &[u8]) -> Dispatch {
         let claimed = self.claimed(input.subject);
         let mut d = Dispatch {
             forward_input: self.queues(claimed, false),
@@ -303,7 +303,7 @@ impl FunctionSet {
         &mut self,
         index: usize,
         input: Input<'_>,
-        cause: Option<&EventView<'_>>,
+        cause: Option<&LazyView<'_>>,
     ) -> CallReport {
         let mut report = self.functions[index].call(&self.linker, input);
         let mut rounds = 1;
@@ -321,7 +321,7 @@ impl FunctionSet {
         let now = crate::clock::now_ms();
         let name = self.functions[index].name();
         for bytes in &mut report.emitted {
-            if let Ok(out) = EventView::parse(bytes) {
+            if let Ok(out) = LazyView::parse(bytes) {
                 *bytes = stamp(&out, name, cause, &self.ids, now);
             }
         }
@@ -343,7 +343,7 @@ impl FunctionSet {
         }
     }
 
-    fn feed(&mut self, event: &EventView<'_>, bytes: &[u8], depth: usize, d: &mut Dispatch) {
+    fn feed(&mut self, event: &LazyView<'_>, bytes: &[u8], depth: usize, d: &mut Dispatch) {
         for i in 0..self.functions.len() {
             if !self.functions[i].subscribes_to(event.subject) {
                 continue;
@@ -367,7 +367,7 @@ impl FunctionSet {
         &mut self,
         i: usize,
         input: Input<'_>,
-        cause: Option<&EventView<'_>>,
+        cause: Option<&LazyView<'_>>,
         depth: usize,
         d: &mut Dispatch,
     ) -> bool {
@@ -399,12 +399,13 @@ impl FunctionSet {
         Metrics::add(&self.metrics.functions_emitted, report.emitted.len() as u64);
         Metrics::add(&self.counters[i].emitted, report.emitted.len() as u64);
         for emitted in report.emitted {
-            // Checked by `emit` when the guest emitted it.
-            let Ok(out) = EventView::parse(&emitted) else {
+            // Checked whole by `emit` when the guest emitted it, and written
+            // by `stamp` a moment ago: their headers are all that is read.
+            let Ok(out) = LazyView::parse(&emitted) else {
                 continue;
             };
             let bytes = stamp(&out, &name, cause, &self.ids, now);
-            let Ok(out) = EventView::parse(&bytes) else {
+            let Ok(out) = LazyView::parse(&bytes) else {
                 continue;
             };
             tracing::debug!(
@@ -460,7 +461,7 @@ impl FunctionSet {
         let f = &mut self.functions[i];
         f.failures_in_row += 1;
         let event_id = input
-            .and_then(|b| EventView::parse(b).ok())
+            .and_then(|b| LazyView::parse(b).ok())
             .map(|e| e.id)
             .unwrap_or_default();
         tracing::warn!(function = %f.name(), event_id = %event_id, kind = ?kind, error = %error, "Function failed; input dead-lettered");
@@ -517,9 +518,9 @@ impl FunctionSet {
 /// subject prefix, and the device and time if the guest left them out. Its
 /// readings, meta and raw payload are copied as encoded.
 fn stamp(
-    out: &EventView<'_>,
+    out: &LazyView<'_>,
     function: &str,
-    cause: Option<&EventView<'_>>,
+    cause: Option<&LazyView<'_>>,
     ids: &IdMint,
     now_ms: i64,
 ) -> Vec<u8> {
@@ -539,7 +540,7 @@ fn stamp(
         })
         .readings_from(out)
         .meta_from(out);
-    if let Some(raw) = out.raw {
+    if let Some(raw) = out.raw() {
         w.raw(raw);
     }
     w.finish()

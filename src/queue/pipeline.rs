@@ -21,7 +21,7 @@ use crate::ids::IdMint;
 use crate::ingest::{EncodedRow, Router};
 use crate::metrics::Metrics;
 use rusqlite::Connection;
-use sluice_event::EventView;
+use sluice_event::LazyView;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -107,7 +107,8 @@ impl Functions {
     fn process(&mut self, rows: &[EncodedRow]) -> Produced {
         let mut out = Produced::default();
         for (stream, bytes) in rows {
-            let Ok(event) = EventView::parse(bytes) else {
+            // The header is all the host reads; the guests check what they read.
+            let Ok(event) = LazyView::parse(bytes) else {
                 // Encoded by `Ingest` a moment ago, so this does not happen; queue it as it is.
                 out.rows.push((*stream, bytes.clone()));
                 continue;
@@ -133,8 +134,9 @@ impl Functions {
 
     fn collect(&self, d: Dispatch, out: &mut Produced) {
         for bytes in d.outputs {
-            // Written by the function host a moment ago.
-            let Ok(event) = EventView::parse(&bytes) else {
+            // Written by the function host a moment ago: the subject is all
+            // that routing reads.
+            let Ok(event) = LazyView::parse(&bytes) else {
                 continue;
             };
             match self.router.route(event.subject) {
