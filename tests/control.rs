@@ -724,10 +724,9 @@ fn a_fleet_command_reaches_twenty_gateways_and_every_reply_arrives() {
     }
     let port = format!("mqtt://127.0.0.1:{}", broker.port);
     let key = key.display().to_string();
-    // Each gateway says it is subscribed only by answering; wait until all do.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let replies = loop {
-        let (code, replies) = cmd(&[
+    // `sluice cmd` to the whole fleet, expecting 20 replies within `timeout` s.
+    let fleet = |timeout: &str, command: &str| {
+        cmd(&[
             "--broker",
             &port,
             "--fleet",
@@ -736,9 +735,14 @@ fn a_fleet_command_reaches_twenty_gateways_and_every_reply_arrives() {
             "--key",
             &key,
             "--timeout",
-            "5",
-            "ping",
-        ]);
+            timeout,
+            command,
+        ])
+    };
+    // Each gateway says it is subscribed only by answering; wait until all do.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let replies = loop {
+        let (code, replies) = fleet("5", "ping");
         if code == 0 && replies.len() == 20 {
             break replies;
         }
@@ -761,17 +765,6 @@ fn a_fleet_command_reaches_twenty_gateways_and_every_reply_arrives() {
             .all(|r| r["signature"] == "valid" && r["ok"] == true)
     );
     // A second fleet command: every gateway answers it too.
-    let (code, replies) = cmd(&[
-        "--broker",
-        &port,
-        "--fleet",
-        "--expect",
-        "20",
-        "--key",
-        &key,
-        "--timeout",
-        "10",
-        "status",
-    ]);
+    let (code, replies) = fleet("10", "status");
     assert_eq!((code, replies.len()), (0, 20));
 }

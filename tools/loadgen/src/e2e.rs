@@ -418,12 +418,11 @@ fn functions_config(opts: &Options) -> Result<String> {
     if opts.functions == Functions::None {
         return Ok(String::new());
     }
-    let scale = std::fs::canonicalize(&opts.scale).with_context(|| {
-        format!(
-            "{} (build it with functions/build.sh)",
-            opts.scale.display()
-        )
-    })?;
+    let module = |path: &Path| -> Result<PathBuf> {
+        std::fs::canonicalize(path)
+            .with_context(|| format!("{} (build it with functions/build.sh)", path.display()))
+    };
+    let scale = module(&opts.scale)?;
     let mut text = format!(
         r#"
 [[functions]]
@@ -439,11 +438,7 @@ unit = "degF"
         scale = scale.display()
     );
     if opts.functions == Functions::Chain {
-        let module = |name: &str| -> Result<PathBuf> {
-            let path = scale.with_file_name(format!("{name}.wasm"));
-            std::fs::canonicalize(&path)
-                .with_context(|| format!("{} (build it with functions/build.sh)", path.display()))
-        };
+        let beside = |name: &str| module(&scale.with_file_name(format!("{name}.wasm")));
         text.push_str(&format!(
             r#"
 [[functions]]
@@ -464,8 +459,8 @@ state_max = "1 MiB"
 [functions.config]
 delta = 0.5
 "#,
-            threshold = module("threshold")?.display(),
-            deadband = module("deadband")?.display(),
+            threshold = beside("threshold")?.display(),
+            deadband = beside("deadband")?.display(),
         ));
     }
     Ok(text)
