@@ -38,8 +38,8 @@ pub(crate) struct Produced {
 /// Work for the function thread, in the order the writer commits it.
 #[derive(Debug, Clone)]
 pub(crate) enum Work {
-    /// A submission's rows.
-    Rows(Arc<Vec<EncodedRow>>),
+    /// A submission's rows (copied only when a rewind runs them again).
+    Rows(Vec<EncodedRow>),
     /// The tick of the named function, at `now_ms`.
     Tick { function: String, now_ms: i64 },
 }
@@ -185,7 +185,7 @@ type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 /// What the writer asks of the function thread; done in order.
 enum Request {
     /// Run this work; answered with a [`Ran`].
-    Run(Vec<Work>),
+    Run(Arc<[Work]>),
     /// Undo every state write since these marks.
     Rollback(Vec<usize>),
     /// The writes before these marks are committed.
@@ -228,9 +228,7 @@ impl Stage {
         metrics: Arc<Metrics>,
         dead_letter_max: u64,
     ) -> Result<Stage, SetError> {
-        let functions = compiled.start(ids.clone(), metrics.clone(), |name| {
-            function_tables::load_state(conn, name)
-        })?;
+        let functions = start(compiled, conn, &ids, &metrics)?;
         let passthrough = functions.is_empty();
         let (requests, inbox) = mpsc::sync_channel(REQUESTS);
         let (answer, answers) = mpsc::sync_channel(REQUESTS);
@@ -313,7 +311,7 @@ impl Stage {
 
     /// Has `work` run after everything sent before; its answer comes from
     /// [`Stage::take`] in the order sent.
-    pub(crate) fn send(&mut self, work: Vec<Work>) {
+    pub(crate) fn send(&mut self, work: Arc<[Work]>) {
         self.request(Request::Run(work));
         self.outstanding += 1;
     }
@@ -355,9 +353,7 @@ impl Stage {
         conn: &Connection,
     ) -> Result<(), SetError> {
         debug_assert_eq!(self.outstanding, 0, "replaced with work in flight");
-        let functions = compiled.start(self.ids.clone(), self.metrics.clone(), |name| {
-            function_tables::load_state(conn, name)
-        })?;
+        let functions = start(compiled, conn, &self.ids, &self.metrics)?;
         self.passthrough = functions.is_empty();
         self.request(Request::Replace(Box::new(functions)));
         Ok(())
@@ -379,6 +375,19 @@ impl Drop for Stage {
             let _ = thread.join();
         }
     }
+}
+
+/// Instances of the compiled functions with their state as `conn` has it
+/// committed.
+fn start(
+    compiled: Compiled,
+    conn: &Connection,
+    ids: &Arc<IdMint>,
+    metrics: &Arc<Metrics>,
+) -> Result<FunctionSet, SetError> {
+    compiled.start(ids.clone(), metrics.clone(), |name| {
+        function_tables::load_state(conn, name)
+    })
 }
 
 /// Stores a piece of work's state changes and dead letters in `tx`.

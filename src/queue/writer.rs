@@ -191,7 +191,7 @@ struct Group {
     commands: Vec<Command>,
     /// The `Insert` and `Tick` commands' work, in order (none without
     /// functions), kept to be run again after a rewind.
-    work: Vec<Work>,
+    work: Arc<[Work]>,
     /// The function thread's answer for `work`, once taken.
     ran: Option<Ran>,
     /// Answered once the group is committed.
@@ -420,13 +420,13 @@ impl Writer {
         recalls: Vec<Recall>,
         loads: Vec<LoadState>,
     ) -> Group {
-        let mut work = Vec::new();
+        let mut work: Vec<Work> = Vec::new();
         if !self.stage.is_passthrough() {
             let now = now_ms();
             for command in &mut commands {
                 match command {
                     Command::Insert(s) => {
-                        work.push(Work::Rows(Arc::new(std::mem::take(&mut s.rows))));
+                        work.push(Work::Rows(std::mem::take(&mut s.rows)));
                     }
                     Command::Tick { function } => work.push(Work::Tick {
                         function: function.clone(),
@@ -436,6 +436,7 @@ impl Writer {
                 }
             }
         }
+        let work: Arc<[Work]> = work.into();
         if !work.is_empty() {
             self.stage.send(work.clone());
         }
@@ -544,7 +545,7 @@ impl Writer {
             Err(error) => {
                 self.streams.restore(before);
                 if let Some(start) = start {
-                    rewind(&mut self.stage, start, Vec::new(), next);
+                    rewind(&mut self.stage, start, Arc::from([]), next);
                 }
                 Metrics::add(&self.metrics.queue_storage_errors, 1);
                 tracing::error!(error = %error, "Queue transaction failed; its submissions are refused");
@@ -715,7 +716,7 @@ impl Writer {
 fn rewind(
     stage: &mut Stage,
     marks: Vec<usize>,
-    rest: Vec<Work>,
+    rest: Arc<[Work]>,
     next: Option<&Group>,
 ) -> Option<Ran> {
     let next = next.filter(|g| !g.work.is_empty());
@@ -787,7 +788,7 @@ fn place(
             ))
         }
         Err(error) => {
-            let rest = work[answers.taken..].to_vec();
+            let rest = Arc::from(&work[answers.taken..]);
             let again = rewind(stage, done.before.clone(), rest, next);
             answers.settled = Some(again.as_ref().map_or(done.before, |r| r.after.clone()));
             answers.done = again.map(|r| r.done).unwrap_or_default();
