@@ -296,12 +296,17 @@ impl Function {
             return Err(CallError::abi("no instance"));
         };
         let result = match input {
-            Input::Event(bytes) => self.hand_over(&entry, bytes).and_then(|(ptr, len)| {
-                entry
-                    .on_event
-                    .call(self.store_mut(), (ptr, len))
-                    .map_err(|e| describe(&e))
-            }),
+            Input::Event(bytes) => {
+                // The ABI promises guests whole events with UTF-8 strings;
+                // the SDK reads them without checking again.
+                debug_assert!(sluice_event::EventView::parse(bytes).is_ok());
+                self.hand_over(&entry, bytes).and_then(|(ptr, len)| {
+                    entry
+                        .on_event
+                        .call(self.store_mut(), (ptr, len))
+                        .map_err(|e| describe(&e))
+                })
+            }
             Input::Tick(now_ms) => match &entry.on_tick {
                 Some(on_tick) => on_tick
                     .call(self.store_mut(), now_ms)

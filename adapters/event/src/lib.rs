@@ -19,6 +19,7 @@ mod writer;
 
 pub use lazy::{LazyMetas, LazyReadings, LazyView};
 pub use view::{EventView, MetaRef, Metas, ReadingRef, Readings, Seq, ValueRef, decode_meta_list};
+pub use wire::same_str;
 pub use writer::{EncodedSections, EventWriter, WriterBuffers};
 
 use alloc::string::String;

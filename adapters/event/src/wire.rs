@@ -152,15 +152,11 @@ pub(crate) fn word_varint(bytes: &[u8]) -> Option<(u64, usize)> {
         return None;
     }
     let len = ends.trailing_zeros() / 8 + 1;
-    let word = word & (u64::MAX >> (64 - 8 * len));
-    let out = (word & 0x7f)
-        | ((word >> 1) & (0x7f << 7))
-        | ((word >> 2) & (0x7f << 14))
-        | ((word >> 3) & (0x7f << 21))
-        | ((word >> 4) & (0x7f << 28))
-        | ((word >> 5) & (0x7f << 35))
-        | ((word >> 6) & (0x7f << 42))
-        | ((word >> 7) & (0x7f << 49));
+    let word = word & (u64::MAX >> (64 - 8 * len)) & 0x7f7f_7f7f_7f7f_7f7f;
+    // Pairs of 7-bit groups into 14 bits, pairs of those into 28, then 56.
+    let word = (word & 0x007f_007f_007f_007f) | ((word >> 1) & 0x3f80_3f80_3f80_3f80);
+    let word = (word & 0x0000_3fff_0000_3fff) | ((word >> 2) & 0x0fff_c000_0fff_c000);
+    let out = (word & 0x0fff_ffff) | ((word >> 4) & 0x00ff_ffff_f000_0000);
     Some((out, len as usize))
 }
 
@@ -225,6 +221,63 @@ fn short_word(bytes: &[u8]) -> u32 {
     high
 }
 
+/// Whether two strings are equal, compared a word at a time. `==` on
+/// strings is a byte loop in a wasm guest (compiler-builtins' `memcmp`),
+/// which wasmi charges on every byte: about 200 fuel for an 11-byte name,
+/// this about 40.
+#[inline(never)]
+pub fn same_str(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    // Each length in a call of its own, so that neither pays for the
+    // other's code.
+    match (a.last_chunk::<8>(), b.last_chunk::<8>()) {
+        (Some(last_a), Some(last_b)) => last_a == last_b && same_words(a, b),
+        _ => same_short(a, b),
+    }
+}
+
+/// [`same_str`] of two slices of one length, eight or more, whose last
+/// words are equal.
+#[inline(never)]
+fn same_words(a: &[u8], b: &[u8]) -> bool {
+    a.chunks_exact(8)
+        .zip(b.chunks_exact(8))
+        .all(|(x, y)| word(x) == word(y))
+}
+
+/// [`same_str`] of two slices of one length, shorter than eight.
+#[inline(never)]
+fn same_short(a: &[u8], b: &[u8]) -> bool {
+    short_bytes(a) == short_bytes(b)
+}
+
+/// An 8-byte chunk as a word.
+#[inline(always)]
+fn word(chunk: &[u8]) -> u64 {
+    u64::from_le_bytes(chunk.try_into().unwrap_or_default())
+}
+
+/// A slice shorter than eight as a word, from overlapping loads of four, two
+/// or one byte: equal for two slices of one length only if they are equal.
+#[inline(always)]
+fn short_bytes(bytes: &[u8]) -> u64 {
+    let n = bytes.len();
+    if n >= 4 {
+        let first = u32::from_le_bytes(bytes[..4].try_into().unwrap_or_default());
+        let last = u32::from_le_bytes(bytes[n - 4..].try_into().unwrap_or_default());
+        u64::from(first) | u64::from(last) << 32
+    } else if n >= 2 {
+        let first = u16::from_le_bytes(bytes[..2].try_into().unwrap_or_default());
+        let last = u16::from_le_bytes(bytes[n - 2..].try_into().unwrap_or_default());
+        u64::from(first) | u64::from(last) << 16
+    } else {
+        bytes.first().map_or(0, |&b| u64::from(b))
+    }
+}
+
 #[inline(always)]
 pub(crate) fn put_u64(out: &mut Vec<u8>, n: u64) {
     if n < 0x80 {
@@ -268,6 +321,23 @@ mod tests {
 
     /// Every length up to three words, with one byte at or above 0x80 in
     /// each position (or none): the word-wise check agrees with `from_utf8`.
+    /// Every length up to three words, equal or differing in one byte at
+    /// each position: the word-wise comparison agrees with `==`.
+    #[test]
+    fn same_str_at_every_length_and_position() {
+        for len in 0..24 {
+            let a: alloc::string::String = (0..len).map(|i| (b'a' + i as u8) as char).collect();
+            assert!(same_str(&a, &a.clone()));
+            for at in 0..len {
+                let mut b = a.clone().into_bytes();
+                b[at] = b'Z';
+                let b = alloc::string::String::from_utf8(b).unwrap();
+                assert!(!same_str(&a, &b), "{a} {b}");
+            }
+            assert!(!same_str(&a, &a[..len.saturating_sub(1)]) || len == 0);
+        }
+    }
+
     #[test]
     fn ascii_check_at_every_length_and_position() {
         for len in 0..24 {

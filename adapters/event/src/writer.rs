@@ -61,7 +61,7 @@ pub trait EncodedSections<'a>: sealed::Sealed {
 mod sealed {
     pub trait Sealed {}
     impl Sealed for crate::EventView<'_> {}
-    impl Sealed for crate::LazyView<'_> {}
+    impl<const CHECKED: bool> Sealed for crate::LazyView<'_, CHECKED> {}
 }
 
 impl<'a> EncodedSections<'a> for EventView<'a> {
@@ -75,7 +75,7 @@ impl<'a> EncodedSections<'a> for EventView<'a> {
 
 /// Copies only well-formed sections: a malformed one copies as empty and
 /// marks the view (see [`LazyView::is_malformed`]).
-impl<'a> EncodedSections<'a> for LazyView<'a> {
+impl<'a, const CHECKED: bool> EncodedSections<'a> for LazyView<'a, CHECKED> {
     fn readings_encoded(&self) -> (usize, &'a [u8]) {
         LazyView::readings_encoded(self)
     }
@@ -233,26 +233,32 @@ impl EventWriter {
     pub fn finish_into(&self, out: &mut Vec<u8>) {
         out.clear();
         let raw_len = self.raw.as_ref().map_or(0, |r| r.len() + 5);
-        out.reserve(40 + self.names.len() + self.readings.len() + self.meta.len() + raw_len);
+        out.reserve(72 + self.names.len() + self.readings.len() + self.meta.len() + raw_len);
         // A function's outputs leave id, cause and gateway time for the host
         // to stamp: those unset fields are written as constants, and the
         // general case is in calls of their own.
+        // SAFETY (every `append` below): the reserve above leaves room for
+        // the sections and 72 bytes besides, more than all else written
+        // here takes, checked or not: version, id and cause (at most 22),
+        // the times (21), the two counts (20) and the last two tags.
         if self.id == EventId::UNSET && self.cause.is_none() {
-            out.extend_from_slice(&[FORMAT_VERSION, 0, 0]);
+            unsafe { append(out, &[FORMAT_VERSION, 0, 0]) };
         } else {
             put_version_id_cause(out, self.id, self.cause);
         }
-        out.extend_from_slice(&self.names);
+        unsafe { append(out, &self.names) };
         match (self.device_time_ms, self.gateway_time_ms) {
-            (None, 0) => out.extend_from_slice(&[0, 0]),
+            (None, 0) => unsafe { append(out, &[0, 0]) },
             (device, gateway) => put_times(out, device, gateway),
         }
-        put_len(out, self.reading_count);
-        out.extend_from_slice(&self.readings);
-        put_len(out, self.meta_count);
-        out.extend_from_slice(&self.meta);
+        unsafe {
+            append_count(out, self.reading_count);
+            append(out, &self.readings);
+            append_count(out, self.meta_count);
+            append(out, &self.meta);
+        }
         if self.raw.is_none() && self.function.is_none() {
-            out.extend_from_slice(&[0, 0]);
+            unsafe { append(out, &[0, 0]) };
         } else {
             self.put_raw_and_function(out);
         }
@@ -292,12 +298,80 @@ pub(crate) fn encode_into(event: &Event, out: &mut Vec<u8>) {
     });
 }
 
+/// A reading; a number with name and unit shorter than 128 bytes (nearly
+/// every reading) written after one capacity check, the rest in a call.
 #[inline(never)]
 fn put_reading(out: &mut Vec<u8>, name: &str, value: ValueRef<'_>, unit: &str) {
-    out.reserve(name.len() + unit.len() + 12);
-    put_bytes(out, name.as_bytes());
-    put_value(out, value);
+    match value {
+        ValueRef::Number(x) if name.len() < 0x80 && unit.len() < 0x80 => {
+            out.reserve(name.len() + unit.len() + 11);
+            // SAFETY: reserved for what follows: two one-byte lengths, the
+            // two strings, a tag and eight bytes.
+            unsafe {
+                append_short(out, name.as_bytes());
+                append(out, &[0]);
+                append(out, &x.to_le_bytes());
+                append_short(out, unit.as_bytes());
+            }
+        }
+        _ => put_any_reading(out, name, value, unit),
+    }
+}
+
+/// Any other reading: name and value as a meta entry's key and value, then
+/// the unit.
+#[cold]
+#[inline(never)]
+fn put_any_reading(out: &mut Vec<u8>, name: &str, value: ValueRef<'_>, unit: &str) {
+    put_meta(out, name, value);
     put_bytes(out, unit.as_bytes());
+}
+
+/// Appends `bytes` without checking the capacity: a few operators where
+/// `extend_from_slice` is a call (wasmi charges a guest for every operator
+/// of the code it enters).
+///
+/// # Safety
+/// `out` must have room for `bytes`: `capacity - len >= bytes.len()`.
+#[inline(always)]
+unsafe fn append(out: &mut Vec<u8>, bytes: &[u8]) {
+    let len = out.len();
+    debug_assert!(out.capacity() - len >= bytes.len());
+    // SAFETY: the caller guarantees the room; `bytes` cannot overlap the
+    // vector's spare capacity.
+    unsafe {
+        core::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr().add(len), bytes.len());
+        out.set_len(len + bytes.len());
+    }
+}
+
+/// Appends a string shorter than 128 bytes with its one-byte length.
+///
+/// # Safety
+/// `bytes.len() < 128`, and `out` must have room for `bytes.len() + 1`.
+#[inline(always)]
+unsafe fn append_short(out: &mut Vec<u8>, bytes: &[u8]) {
+    debug_assert!(bytes.len() < 0x80);
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        append(out, &[bytes.len() as u8]);
+        append(out, bytes);
+    }
+}
+
+/// Appends a count: one byte below 128, else the varint after a capacity
+/// check.
+///
+/// # Safety
+/// `out` must have room for one byte.
+#[inline(always)]
+unsafe fn append_count(out: &mut Vec<u8>, n: usize) {
+    if n < 0x80 {
+        // SAFETY: forwarded from the caller.
+        unsafe { append(out, &[n as u8]) };
+    } else {
+        put_long_u64(out, n as u64);
+    }
 }
 
 #[inline(never)]

@@ -20,7 +20,7 @@
 extern crate alloc;
 
 use alloc::string::String;
-use sluice_sdk::{Config, Error, EventView, EventWriter, Function, Kind, ValueRef, state};
+use sluice_sdk::{Config, Error, EventView, EventWriter, Function, Kind, ValueRef, state, text};
 
 /// The deadband function, as configured.
 pub struct Deadband {
@@ -70,7 +70,7 @@ impl Function for Deadband {
             let targeted = self
                 .reading
                 .as_ref()
-                .is_none_or(|name| name == reading.name);
+                .is_none_or(|name| text::same(name, reading.name));
             if !targeted || !value.is_finite() {
                 continue;
             }

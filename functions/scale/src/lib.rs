@@ -19,7 +19,9 @@
 extern crate alloc;
 
 use alloc::string::String;
-use sluice_sdk::{Config, Error, EventView, EventWriter, Function, Kind, ReadingRef, ValueRef};
+use sluice_sdk::{
+    Config, Error, EventView, EventWriter, Function, Kind, ReadingRef, ValueRef, text,
+};
 
 /// The scale function, as configured.
 pub struct Scale {
@@ -39,7 +41,7 @@ impl Scale {
         if self
             .reading
             .as_ref()
-            .is_some_and(|name| name != reading.name)
+            .is_some_and(|name| !text::same(name, reading.name))
         {
             return reading;
         }

@@ -105,8 +105,10 @@ pub fn again() {
 /// [`EventView::readings`] reaches it, the meta entries when they are read or
 /// copied. A malformed part reads as ended or absent and fails the call after
 /// the function returns (with [`Error::MALFORMED_EVENT`]), so nothing the
-/// function did with it leaves the call. Strings are always valid UTF-8.
-pub use sluice_event::LazyView as EventView;
+/// function did with it leaves the call. Strings are valid UTF-8: the host
+/// passes only events it has checked whole, so the view does not check them
+/// again.
+pub type EventView<'a> = sluice_event::LazyView<'a, false>;
 pub use sluice_event::{Event, EventId, Meta, MetaRef, Reading, ReadingRef, Value, ValueRef, abi};
 pub use writer::EventWriter;
 

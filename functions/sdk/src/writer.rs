@@ -27,7 +27,8 @@ use crate::text;
 /// out.number("temperature", 21.5, "Cel")
 ///     .reading("door", ValueRef::Bool(true), "");
 /// let bytes = out.finish();
-/// let view = EventView::parse(&bytes).unwrap();
+/// // SAFETY: the writer wrote the bytes from `&str`s.
+/// let view = unsafe { EventView::parse_trusted(&bytes) }.unwrap();
 /// assert_eq!(view.subject, "site_t1");
 /// assert_eq!(view.number("temperature"), Some(21.5));
 /// ```

@@ -20,7 +20,7 @@
 extern crate alloc;
 
 use alloc::string::String;
-use sluice_sdk::{Config, Error, EventView, EventWriter, Function, Kind, ValueRef, state};
+use sluice_sdk::{Config, Error, EventView, EventWriter, Function, Kind, ValueRef, state, text};
 
 /// The threshold function, as configured.
 pub struct Threshold {
@@ -79,7 +79,7 @@ impl Function for Threshold {
 
     fn on_view(&mut self, input: &EventView<'_>) -> Result<(), Error> {
         let Some((reading, value)) = input.readings().find_map(|r| match r.value {
-            ValueRef::Number(x) if r.name == self.reading => Some((r, x)),
+            ValueRef::Number(x) if text::same(r.name, &self.reading) => Some((r, x)),
             _ => None,
         }) else {
             return Ok(());
