@@ -15,6 +15,14 @@ pub struct SubjectPattern {
 impl SubjectPattern {
     /// Whether `subject` matches this pattern.
     pub fn matches(&self, subject: &str) -> bool {
+        // The usual form, `a/b/#`: a prefix test instead of splitting.
+        if let Some(prefix) = self.text.strip_suffix("/#")
+            && !prefix.contains(['+', '#'])
+        {
+            return subject
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+        }
         let mut levels = subject.split('/');
         for part in self.text.split('/') {
             match part {
@@ -155,6 +163,11 @@ mod tests {
         check("coap/+", "coap", false);
         check("lorawan/#", "lorawan", true);
         check("lorawan/#", "lorawan/0004a30b001c0530/up", true);
+        check("lorawan/#", "lorawanx", false);
+        check("lorawan/#", "lorawanx/1/up", false);
+        check("lorawan/#", "coap/t1", false);
+        check("coap/+/#", "coap/t1/x", true);
+        check("coap/+/#", "coap", false);
         check("lorawan/+/up", "lorawan/0004a30b001c0530/up", true);
         check("lorawan/+/up", "lorawan/0004a30b001c0530/join", false);
         check("fn/threshold/alert", "fn/threshold/alert", true);

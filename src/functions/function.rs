@@ -10,8 +10,9 @@ use crate::metrics::FailureKind;
 use crate::subject::Subscriptions;
 use sluice_event::{Event, abi};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmi::{Engine, Instance, Linker, Store, StoreLimitsBuilder, TrapCode, TypedFunc};
+use wasmi::{Engine, Instance, Linker, Memory, Store, StoreLimitsBuilder, TrapCode, TypedFunc};
 
 /// What a call is about.
 #[derive(Debug, Clone, Copy)]
@@ -85,7 +86,8 @@ impl CallReport {
 
 /// The typed entry points of a live instance.
 struct Entry {
-    instance: Instance,
+    /// The exported memory, if there is one.
+    memory: Option<Memory>,
     alloc: TypedFunc<i32, i32>,
     on_event: TypedFunc<(i32, i32), i32>,
     on_tick: Option<TypedFunc<i64, i32>>,
@@ -95,6 +97,8 @@ struct Entry {
 pub struct Function {
     /// Its config (name, subscriptions, limits, settings).
     pub config: FunctionConfig,
+    /// The config's name, shared.
+    name: Arc<str>,
     /// The config's subscriptions, ready to match.
     subscriptions: Subscriptions,
     settings: Vec<u8>,
@@ -125,8 +129,10 @@ impl Function {
             limits: limits(&config),
             state: StateMap::new(state, config.state_max.bytes() as usize),
             call: CallState::default(),
+            memory: None,
         };
         Ok(Function {
+            name: Arc::from(config.name.as_str()),
             subscriptions: Subscriptions::new(&config.subscribe),
             settings,
             program,
@@ -142,7 +148,13 @@ impl Function {
 
     /// The function's name.
     pub fn name(&self) -> &str {
-        &self.config.name
+        &self.name
+    }
+
+    /// The function's name, shared: for callers that keep it across calls
+    /// that borrow the function set.
+    pub fn shared_name(&self) -> Arc<str> {
+        Arc::clone(&self.name)
     }
 
     /// Whether the function subscribes to `subject`.
@@ -250,7 +262,10 @@ impl Function {
             .instantiate_and_start(&mut *store, &module)
             .map_err(|e| describe(&e).at("instantiate"))?;
         let version: TypedFunc<(), i32> = typed(&instance, store, abi::EXPORT_ABI_VERSION)?;
+        let memory = instance.get_memory(&*store, abi::EXPORT_MEMORY);
+        store.data_mut().memory = memory;
         let entry = Entry {
+            memory,
             alloc: typed(&instance, store, abi::EXPORT_ALLOC)?,
             on_event: typed(&instance, store, abi::EXPORT_ON_EVENT)?,
             on_tick: if has_tick {
@@ -258,7 +273,6 @@ impl Function {
             } else {
                 None
             },
-            instance,
         };
         let init: Option<TypedFunc<(i32, i32), i32>> = if has_init {
             Some(typed(&instance, store, abi::EXPORT_INIT)?)
@@ -343,8 +357,7 @@ impl Function {
             .call(&mut *store, len)
             .map_err(|e| describe(&e).at(abi::EXPORT_ALLOC))?;
         let memory = entry
-            .instance
-            .get_memory(&*store, abi::EXPORT_MEMORY)
+            .memory
             .ok_or_else(|| CallError::abi("no exported memory"))?;
         let at = usize::try_from(ptr)
             .ok()
@@ -372,6 +385,7 @@ impl Function {
         if let Some(old) = self.store.take() {
             let mut data = old.into_data();
             data.limits = limits(&self.config);
+            data.memory = None;
             self.store = Some(new_store(&self.engine, data));
         }
     }

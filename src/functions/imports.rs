@@ -8,7 +8,7 @@ use crate::metrics::FailureKind;
 use crate::subject::is_concrete;
 use sluice_event::EventView;
 use sluice_event::abi::{self, ERR_BAD_ARGUMENT, ERR_NOT_FOUND, ERR_STATE_FULL, MAX_KEY_LEN, OK};
-use wasmi::{Caller, Engine, Error, Extern, Linker, StoreLimits};
+use wasmi::{Caller, Engine, Error, Linker, Memory, StoreLimits};
 
 /// Most log lines one call may write; more are dropped and counted.
 pub const MAX_LOG_LINES: usize = 32;
@@ -23,6 +23,9 @@ pub struct GuestData {
     pub state: StateMap,
     /// What the current call produced.
     pub call: CallState,
+    /// The live instance's exported memory, looked up once per instance
+    /// rather than by name on every host call.
+    pub memory: Option<Memory>,
 }
 
 /// Output and limits of the call in progress.
@@ -82,18 +85,28 @@ pub fn linker(engine: &Engine) -> Result<Linker<GuestData>, Error> {
 
 /// The guest's bytes at `ptr..ptr+len`, if that range is inside its memory.
 fn read(caller: &Caller<'_, GuestData>, ptr: i32, len: i32) -> Option<Vec<u8>> {
-    let memory = caller
-        .get_export(abi::EXPORT_MEMORY)
-        .and_then(Extern::into_memory)?;
-    let data = memory.data(caller);
-    let start = usize::try_from(ptr).ok()?;
-    let end = start.checked_add(usize::try_from(len).ok()?)?;
-    data.get(start..end).map(<[u8]>::to_vec)
+    let data = caller.data().memory?.data(caller);
+    range(data, ptr, len).map(<[u8]>::to_vec)
 }
 
-/// A state key, if the range is readable and the key is 1–256 bytes.
-fn key(caller: &Caller<'_, GuestData>, ptr: i32, len: i32) -> Option<Vec<u8>> {
-    read(caller, ptr, len).filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
+/// `ptr..ptr+len` of `memory`, if it is inside.
+fn range(memory: &[u8], ptr: i32, len: i32) -> Option<&[u8]> {
+    let start = usize::try_from(ptr).ok()?;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    memory.get(start..end)
+}
+
+/// A state key of 1–256 bytes at `ptr..ptr+len` of `memory`, if inside.
+fn key(memory: &[u8], ptr: i32, len: i32) -> Option<&[u8]> {
+    range(memory, ptr, len).filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
+}
+
+/// The guest's memory and the host data, borrowed together.
+fn memory_and_data<'a>(
+    caller: &'a mut Caller<'_, GuestData>,
+) -> Option<(&'a mut [u8], &'a mut GuestData)> {
+    let memory = caller.data().memory?;
+    Some(memory.data_and_store_mut(caller))
 }
 
 /// A host function's refusal that ends the call, with its kind, so the
@@ -187,10 +200,18 @@ fn state_get(
     out_ptr: i32,
     out_cap: i32,
 ) -> i32 {
-    let Some(k) = key(&caller, key_ptr, key_len) else {
+    // The key is copied out of the guest's memory (keys are short), so
+    // that the value can be written into it straight from the state.
+    let mut k = [0u8; MAX_KEY_LEN];
+    let Some((memory, data)) = memory_and_data(&mut caller) else {
         return ERR_BAD_ARGUMENT;
     };
-    let Some(value) = caller.data().state.get(&k).map(<[u8]>::to_vec) else {
+    let Some(key) = key(memory, key_ptr, key_len) else {
+        return ERR_BAD_ARGUMENT;
+    };
+    let k = &mut k[..key.len()];
+    k.copy_from_slice(key);
+    let Some(value) = data.state.get(k) else {
         return ERR_NOT_FOUND;
     };
     let Ok(n) = i32::try_from(value.len()) else {
@@ -199,15 +220,15 @@ fn state_get(
     if n > out_cap {
         return n;
     }
-    let Some(memory) = caller
-        .get_export(abi::EXPORT_MEMORY)
-        .and_then(Extern::into_memory)
-    else {
-        return ERR_BAD_ARGUMENT;
-    };
-    match usize::try_from(out_ptr) {
-        Ok(at) if memory.write(&mut caller, at, &value).is_ok() => n,
-        _ => ERR_BAD_ARGUMENT,
+    let out = usize::try_from(out_ptr)
+        .ok()
+        .and_then(|at| memory.get_mut(at..at.checked_add(value.len())?));
+    match out {
+        Some(out) => {
+            out.copy_from_slice(value);
+            n
+        }
+        None => ERR_BAD_ARGUMENT,
     }
 }
 
@@ -218,22 +239,28 @@ fn state_put(
     val_ptr: i32,
     val_len: i32,
 ) -> i32 {
+    let Some((memory, data)) = memory_and_data(&mut caller) else {
+        return ERR_BAD_ARGUMENT;
+    };
     let (Some(k), Some(v)) = (
-        key(&caller, key_ptr, key_len),
-        read(&caller, val_ptr, val_len),
+        key(memory, key_ptr, key_len),
+        range(memory, val_ptr, val_len),
     ) else {
         return ERR_BAD_ARGUMENT;
     };
-    match caller.data_mut().state.put(&k, &v) {
+    match data.state.put(k, v) {
         Ok(()) => OK,
         Err(_) => ERR_STATE_FULL,
     }
 }
 
 fn state_delete(mut caller: Caller<'_, GuestData>, key_ptr: i32, key_len: i32) -> i32 {
-    let Some(k) = key(&caller, key_ptr, key_len) else {
+    let Some((memory, data)) = memory_and_data(&mut caller) else {
         return ERR_BAD_ARGUMENT;
     };
-    caller.data_mut().state.delete(&k);
+    let Some(k) = key(memory, key_ptr, key_len) else {
+        return ERR_BAD_ARGUMENT;
+    };
+    data.state.delete(k);
     OK
 }

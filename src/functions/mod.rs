@@ -20,7 +20,7 @@ pub use program::{Program, ProgramError, engine};
 use crate::config::{Config, Forward, FunctionConfig, MAX_CHAIN, Problem};
 use crate::ids::IdMint;
 use crate::metrics::Metrics;
-use sluice_event::{EventId, EventWriter, LazyView, abi};
+use sluice_event::{EventId, EventWriter, LazyView, WriterBuffers, abi};
 use state::StateChange;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -77,6 +77,8 @@ pub struct FunctionSet {
     metrics: Arc<Metrics>,
     /// Each function's own counters, by index.
     counters: Vec<Arc<crate::metrics::FunctionCounters>>,
+    /// Buffers [`stamp`] writes outputs with.
+    stamping: Stamping,
 }
 
 /// Why a function set could not be built.
@@ -176,6 +178,7 @@ impl Compiled {
             forward: self.forward,
             ids,
             metrics,
+            stamping: Stamping::default(),
         })
     }
 }
@@ -322,7 +325,7 @@ impl FunctionSet {
         let name = self.functions[index].name();
         for bytes in &mut report.emitted {
             if let Ok(out) = LazyView::parse(bytes) {
-                *bytes = stamp(&out, name, cause, &self.ids, now);
+                *bytes = stamp(&out, name, cause, &self.ids, now, &mut self.stamping);
             }
         }
         report
@@ -394,7 +397,7 @@ impl FunctionSet {
         }
         self.functions[i].failures_in_row = 0;
         let again = report.again;
-        let name = self.functions[i].name().to_owned();
+        let name = self.functions[i].shared_name();
         let now = crate::clock::now_ms();
         Metrics::add(&self.metrics.functions_emitted, report.emitted.len() as u64);
         Metrics::add(&self.counters[i].emitted, report.emitted.len() as u64);
@@ -404,7 +407,7 @@ impl FunctionSet {
             let Ok(out) = LazyView::parse(&emitted) else {
                 continue;
             };
-            let bytes = stamp(&out, &name, cause, &self.ids, now);
+            let bytes = stamp(&out, &name, cause, &self.ids, now, &mut self.stamping);
             let Ok(out) = LazyView::parse(&bytes) else {
                 continue;
             };
@@ -514,6 +517,14 @@ impl FunctionSet {
     }
 }
 
+/// The buffers [`stamp`] writes with, kept from output to output so that
+/// stamping one allocates only the output itself.
+#[derive(Default)]
+struct Stamping {
+    buffers: WriterBuffers,
+    subject: String,
+}
+
 /// The output `out` with what the host owns set: id, cause, producer,
 /// subject prefix, and the device and time if the guest left them out. Its
 /// readings, meta and raw payload are copied as encoded.
@@ -523,12 +534,19 @@ fn stamp(
     cause: Option<&LazyView<'_>>,
     ids: &IdMint,
     now_ms: i64,
+    scratch: &mut Stamping,
 ) -> Vec<u8> {
     let device = match cause {
         Some(c) if out.device.is_empty() => c.device,
         _ => out.device,
     };
-    let mut w = EventWriter::new(&format!("fn/{function}/{}", out.subject), device);
+    let subject = &mut scratch.subject;
+    subject.clear();
+    for part in ["fn/", function, "/", out.subject] {
+        subject.push_str(part);
+    }
+    let buffers = std::mem::take(&mut scratch.buffers);
+    let mut w = EventWriter::with_buffers(buffers, subject, device);
     w.id(ids.mint())
         .cause(cause.map(|c| c.id))
         .function(Some(function))
@@ -543,5 +561,7 @@ fn stamp(
     if let Some(raw) = out.raw() {
         w.raw(raw);
     }
-    w.finish()
+    let bytes = w.finish();
+    scratch.buffers = w.into_buffers();
+    bytes
 }

@@ -48,13 +48,25 @@ impl StateMap {
 
     /// Writes `value` under `key` unless the state would exceed its cap.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StateFull> {
-        let old = self.entries.get(key).map_or(0, |v| key.len() + v.len());
-        let size = self.size - old + key.len() + value.len();
-        if size > self.cap {
-            return Err(StateFull);
-        }
+        // One search of the map whether the key is there or not.
+        let (size, previous) = match self.entries.get_mut(key) {
+            Some(current) => {
+                let size = self.size - current.len() + value.len();
+                if size > self.cap {
+                    return Err(StateFull);
+                }
+                (size, Some(std::mem::replace(current, value.to_vec())))
+            }
+            None => {
+                let size = self.size + key.len() + value.len();
+                if size > self.cap {
+                    return Err(StateFull);
+                }
+                self.entries.insert(key.to_vec(), value.to_vec());
+                (size, None)
+            }
+        };
         self.size = size;
-        let previous = self.entries.insert(key.to_vec(), value.to_vec());
         self.undo.push((key.to_vec(), previous));
         Ok(())
     }
