@@ -26,6 +26,8 @@ use sluice_sdk::{Config, Error, EventView, EventWriter, Function, Kind, ValueRef
 pub struct Deadband {
     delta: f64,
     reading: Option<String>,
+    /// The state key, kept from call to call (an allocation costs fuel).
+    key: String,
 }
 
 /// Whether `value` is to be reported, given the last reported one.
@@ -37,13 +39,12 @@ fn moved(last: Option<f64>, value: f64, delta: f64) -> bool {
 }
 
 /// `last/<device>/<reading>`.
-fn last_key(device: &str, reading: &str) -> String {
-    let mut key = String::with_capacity(6 + device.len() + reading.len());
+fn last_key(key: &mut String, device: &str, reading: &str) {
+    key.clear();
     key.push_str("last/");
     key.push_str(device);
     key.push('/');
     key.push_str(reading);
-    key
 }
 
 impl Function for Deadband {
@@ -57,12 +58,13 @@ impl Function for Deadband {
         Ok(Deadband {
             delta,
             reading: config.text("reading").map(String::from),
+            key: String::new(),
         })
     }
 
     fn on_view(&mut self, input: &EventView<'_>) -> Result<(), Error> {
-        let mut output = EventWriter::for_device(input.device);
-        let mut moved_any = false;
+        // Made at the first reading that moved: most calls emit nothing.
+        let mut output: Option<EventWriter> = None;
         for reading in input.readings() {
             let ValueRef::Number(value) = reading.value else {
                 continue;
@@ -74,16 +76,18 @@ impl Function for Deadband {
             if !targeted || !value.is_finite() {
                 continue;
             }
-            let key = last_key(input.device, reading.name);
-            if moved(state::get_f64(key.as_bytes()), value, self.delta) {
-                state::put_f64(key.as_bytes(), value)?;
-                output.reading(reading.name, reading.value, reading.unit);
-                moved_any = true;
+            last_key(&mut self.key, input.device, reading.name);
+            let key = self.key.as_bytes();
+            if moved(state::get_f64(key), value, self.delta) {
+                state::put_f64(key, value)?;
+                output
+                    .get_or_insert_with(|| EventWriter::for_device(input.device))
+                    .reading(reading.name, reading.value, reading.unit);
             }
         }
-        if !moved_any {
+        let Some(mut output) = output else {
             return Ok(());
-        }
+        };
         output.device_time_ms(input.device_time_ms).meta_from(input);
         sluice_sdk::emit(&output)
     }
@@ -106,6 +110,8 @@ mod tests {
 
     #[test]
     fn keys() {
-        assert_eq!(last_key("dev-1", "temperature"), "last/dev-1/temperature");
+        let mut key = String::from("old");
+        last_key(&mut key, "dev-1", "temperature");
+        assert_eq!(key, "last/dev-1/temperature");
     }
 }

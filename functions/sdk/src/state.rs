@@ -73,6 +73,13 @@ pub fn delete(key: &[u8]) -> Result<(), StateError> {
     }
 }
 
+/// Whether a value is stored under `key`, without reading it.
+pub fn contains(key: &[u8]) -> bool {
+    // SAFETY: the key's pointer/length pair describes a live buffer; with no
+    // room to write to, the host only reports the value's length.
+    unsafe { sys::state_get(addr(key), len(key), 0, 0) >= 0 }
+}
+
 /// The number stored under `key` by [`put_f64`]; `None` if there is none or
 /// the stored value is not 8 bytes.
 pub fn get_f64(key: &[u8]) -> Option<f64> {

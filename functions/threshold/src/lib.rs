@@ -27,6 +27,8 @@ pub struct Threshold {
     reading: String,
     high: f64,
     low: f64,
+    /// The state key, kept from call to call (an allocation costs fuel).
+    key: String,
 }
 
 /// What one value does to a device's alarm.
@@ -51,11 +53,10 @@ impl Threshold {
 }
 
 /// `alarm/<device>`.
-fn alarm_key(device: &str) -> String {
-    let mut key = String::with_capacity(6 + device.len());
+fn alarm_key(key: &mut String, device: &str) {
+    key.clear();
     key.push_str("alarm/");
     key.push_str(device);
-    key
 }
 
 impl Function for Threshold {
@@ -74,7 +75,12 @@ impl Function for Threshold {
         if low.is_nan() || low > high {
             return Err(config.invalid("low", "must be <= high"));
         }
-        Ok(Threshold { reading, high, low })
+        Ok(Threshold {
+            reading,
+            high,
+            low,
+            key: String::new(),
+        })
     }
 
     fn on_view(&mut self, input: &EventView<'_>) -> Result<(), Error> {
@@ -84,8 +90,9 @@ impl Function for Threshold {
         }) else {
             return Ok(());
         };
-        let key = alarm_key(input.device);
-        let in_alarm = state::get(key.as_bytes()).is_some();
+        alarm_key(&mut self.key, input.device);
+        let key = &self.key;
+        let in_alarm = state::contains(key.as_bytes());
         let alarm = match self.transition(in_alarm, value) {
             None => return Ok(()),
             Some(Transition::Enter) => {
@@ -130,6 +137,7 @@ mod tests {
             reading: "temperature".into(),
             high,
             low,
+            key: String::new(),
         }
     }
 
