@@ -10,17 +10,17 @@ use std::str::FromStr;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SubjectPattern {
     text: String,
+    /// For the usual form `a/b/#`: the length of `a/b`, matched as a prefix.
+    prefix: Option<usize>,
 }
 
 impl SubjectPattern {
     /// Whether `subject` matches this pattern.
     pub fn matches(&self, subject: &str) -> bool {
         // The usual form, `a/b/#`: a prefix test instead of splitting.
-        if let Some(prefix) = self.text.strip_suffix("/#")
-            && !prefix.contains(['+', '#'])
-        {
+        if let Some(n) = self.prefix {
             return subject
-                .strip_prefix(prefix)
+                .strip_prefix(&self.text[..n])
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
         }
         let mut levels = subject.split('/');
@@ -128,7 +128,14 @@ impl FromStr for SubjectPattern {
                 return Err(format!("`{s}`: `+` and `#` must stand alone in a level"));
             }
         }
-        Ok(SubjectPattern { text: s.to_owned() })
+        let prefix = s
+            .strip_suffix("/#")
+            .filter(|p| !p.contains(['+', '#']))
+            .map(str::len);
+        Ok(SubjectPattern {
+            text: s.to_owned(),
+            prefix,
+        })
     }
 }
 

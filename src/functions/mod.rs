@@ -308,10 +308,10 @@ impl FunctionSet {
         input: Input<'_>,
         cause: Option<&LazyView<'_>>,
     ) -> CallReport {
-        let mut report = self.functions[index].call(&self.linker, input);
+        let mut report = self.functions[index].call(&self.linker, input, true);
         let mut rounds = 1;
         while report.again && rounds < abi::MAX_TICK_ROUNDS {
-            let next = self.functions[index].call(&self.linker, input);
+            let next = self.functions[index].call(&self.linker, input, true);
             rounds += 1;
             report.outcome = next.outcome;
             report.emitted.extend(next.emitted);
@@ -384,7 +384,9 @@ impl FunctionSet {
             return false;
         }
         let had_instance = self.functions[i].has_instance();
-        let report = self.functions[i].call(&self.linker, input);
+        // Timed only for the trace log, the one reader of the time here.
+        let timed = tracing::enabled!(tracing::Level::TRACE);
+        let report = self.functions[i].call(&self.linker, input, timed);
         Metrics::add(&self.metrics.functions_calls, 1);
         Metrics::add(&self.counters[i].calls, 1);
         self.log_guest(i, &report, cause.map(|c| c.id));
@@ -397,6 +399,9 @@ impl FunctionSet {
         }
         self.functions[i].failures_in_row = 0;
         let again = report.again;
+        if report.emitted.is_empty() {
+            return again;
+        }
         let name = self.functions[i].shared_name();
         let now = crate::clock::now_ms();
         Metrics::add(&self.metrics.functions_emitted, report.emitted.len() as u64);
