@@ -200,17 +200,13 @@ fn state_get(
     out_ptr: i32,
     out_cap: i32,
 ) -> i32 {
-    // The key is copied out of the guest's memory (keys are short), so
-    // that the value can be written into it straight from the state.
-    let mut k = [0u8; MAX_KEY_LEN];
     let Some((memory, data)) = memory_and_data(&mut caller) else {
         return ERR_BAD_ARGUMENT;
     };
-    let Some(key) = key(memory, key_ptr, key_len) else {
+    let Some(k) = key(memory, key_ptr, key_len) else {
         return ERR_BAD_ARGUMENT;
     };
-    let k = &mut k[..key.len()];
-    k.copy_from_slice(key);
+    // The value is written into the guest's memory straight from the state.
     let Some(value) = data.state.get(k) else {
         return ERR_NOT_FOUND;
     };
