@@ -259,12 +259,13 @@ impl FunctionSet {
     }
 
     /// State changes since `marks`, per function name, to store.
-    pub fn changes(&self, marks: &[usize]) -> Vec<(&str, Vec<StateChange>)> {
+    pub fn changes(&self, marks: &[usize]) -> Vec<(Arc<str>, Vec<StateChange>)> {
         self.functions
             .iter()
             .zip(marks)
-            .map(|(f, &m)| (f.name(), f.state().changes_since(m)))
+            .map(|(f, &m)| (f, f.state().changes_since(m)))
             .filter(|(_, c)| !c.is_empty())
+            .map(|(f, c)| (f.shared_name(), c))
             .collect()
     }
 

@@ -52,7 +52,7 @@ pub(crate) struct Done {
     /// Its rows and dead letters.
     pub produced: Produced,
     /// Its state changes, per function, to store with its rows.
-    pub changes: Vec<(String, Vec<StateChange>)>,
+    pub changes: Vec<(Arc<str>, Vec<StateChange>)>,
 }
 
 /// A run of work, done, in order.
@@ -75,32 +75,33 @@ impl Functions {
         let done = work
             .iter()
             .map(|w| {
-                let before = self.functions.marks();
-                let produced = match w {
-                    Work::Rows(rows) => self.process(rows),
-                    Work::Tick { function, now_ms } => self.tick(function, *now_ms),
-                };
-                let changes = self.changes(&before);
-                Done {
-                    before,
-                    produced,
-                    changes,
-                }
+                self.piece(|f| match w {
+                    Work::Rows(rows) => f.process(rows),
+                    Work::Tick { function, now_ms } => f.tick(function, *now_ms),
+                })
             })
             .collect();
+        self.ran(done)
+    }
+
+    /// One piece of work, with the marks before it and its state changes.
+    fn piece(&mut self, work: impl FnOnce(&mut Self) -> Produced) -> Done {
+        let before = self.functions.marks();
+        let produced = work(self);
+        let changes = self.functions.changes(&before);
+        Done {
+            before,
+            produced,
+            changes,
+        }
+    }
+
+    /// Pieces done, with the marks after the last.
+    fn ran(&self, done: VecDeque<Done>) -> Ran {
         Ran {
             done,
             after: self.functions.marks(),
         }
-    }
-
-    /// Every function's state changes since `before`, to store.
-    fn changes(&self, before: &[usize]) -> Vec<(String, Vec<StateChange>)> {
-        self.functions
-            .changes(before)
-            .into_iter()
-            .map(|(name, c)| (name.to_owned(), c))
-            .collect()
     }
 
     /// Runs the functions on a submission's events.
@@ -153,20 +154,11 @@ impl Functions {
 
     /// Instances and init for every function, as one piece of work.
     fn warm(&mut self) -> Ran {
-        let before = self.functions.marks();
-        let dead = self.functions.warm();
-        let changes = self.changes(&before);
-        Ran {
-            done: VecDeque::from([Done {
-                before,
-                produced: Produced {
-                    rows: Vec::new(),
-                    dead,
-                },
-                changes,
-            }]),
-            after: self.functions.marks(),
-        }
+        let done = self.piece(|f| Produced {
+            rows: Vec::new(),
+            dead: f.functions.warm(),
+        });
+        self.ran(VecDeque::from([done]))
     }
 
     fn settle(&mut self, marks: &[usize]) {
